@@ -1,0 +1,163 @@
+"""The ``Actor`` proxy: a handle on an object living in a worker.
+
+Runs in: any calling process (clients, tasks, other actors).
+
+A method call sends the request at once and returns an :class:`ActorFuture`;
+an attribute read blocks and returns the value (in asynchronous code it
+returns an awaitable instead). The proxy knows its actor's public members
+from the worker's report after construction, so a misspelt name fails here,
+immediately, with ``AttributeError``.
+
+A handle sent anywhere (to a task, another actor, back to a client) arrives
+as a working proxy that calls the owning worker directly; while in flight it
+is *pinned* at the manager so the actor cannot be freed under it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from . import _protocol as P
+from ._context import default_node
+from ._errors import ClusterClosedError
+from ._futures import ActorFuture, Future
+from ._serialize import EMPTY_ARGS, SerialContext, current_context, dumps
+
+
+class Actor:
+    """A proxy for an actor living in a worker.
+
+    >>> counter = client.submit(Counter, actor=True).result()
+    >>> counter.increment().result()
+    1
+    """
+
+    __slots__ = ("__weakref__", "_address", "_info", "_key", "_node", "_worker")
+
+    def __init__(self, key: str, address: str, worker: str, info: P.ActorInfo, node: Any) -> None:
+        if node is None:
+            raise ClusterClosedError("no client or worker in this process to call the actor through")
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_address", address)
+        object.__setattr__(self, "_worker", worker)
+        object.__setattr__(self, "_info", info)
+        object.__setattr__(self, "_node", node)
+        node.refs.incref(key)
+
+    def __del__(self) -> None:
+        try:
+            self._node.refs.decref(self._key)
+        except Exception:
+            pass
+
+    @property
+    def key(self) -> str:
+        return str(self._key)
+
+    @property
+    def worker(self) -> str:
+        """The name of the worker holding the actor."""
+        return str(self._worker)
+
+    def __repr__(self) -> str:
+        return f"<Actor: {self._info.cls_name}, key={self._key}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Actor) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*self._info.methods, *self._info.attributes})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name in self._info.methods:
+            return _Method(self, name)
+        if name in self._info.attributes:
+            fut = self._send(name, P.CallKind.GETATTR, EMPTY_ARGS)
+            if self._node.in_async_context():
+                return fut
+            return fut.result()
+        raise AttributeError(f"{self._info.cls_name!r} actor has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"cannot set {name!r} on an actor proxy: change the actor's state by calling one of its methods"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete {name!r} on an actor proxy")
+
+    def _send(self, name: str, kind: P.CallKind, payload: bytes, ctx: SerialContext | None = None) -> ActorFuture:
+        node = self._node
+        if ctx is not None:
+            node.send_pins(ctx)
+        fut: ActorFuture = node.call_actor(
+            self._address, self._key, name, kind, payload, f"{self._info.cls_name}.{name}"
+        )
+        return fut
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        ctx = current_context()
+        token = ""
+        if ctx is not None and ctx.resolve is None:  # being sent by a node
+            token = uuid.uuid4().hex
+            ctx.pins.append((token, self._key))
+        return (_rebuild, (self._key, self._address, self._worker, self._info, token))
+
+
+def _rebuild(key: str, address: str, worker: str, info: P.ActorInfo, token: str) -> Actor:
+    ctx = current_context()
+    node = ctx.node if ctx is not None and ctx.node is not None else default_node()
+    actor = Actor(key, address, worker, info, node)
+    if token and ctx is not None:
+        ctx.unpins.append(token)
+    return actor
+
+
+class _Method:
+    """A bound remote method: calling it sends the request, returns a future."""
+
+    __slots__ = ("_actor", "_name")
+
+    def __init__(self, actor: Actor, name: str) -> None:
+        self._actor = actor
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._actor._info.cls_name}.{self._name} of {self._actor!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ActorFuture:
+        actor = self._actor
+        if not args and not kwargs:
+            return actor._send(self._name, P.CallKind.METHOD, EMPTY_ARGS)
+        if _has_futures(args) or _has_futures(kwargs):
+            args, kwargs = _resolve((args, kwargs))
+        ctx = SerialContext(node=actor._node)
+        payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}")
+        return actor._send(self._name, P.CallKind.METHOD, payload, ctx)
+
+
+def _has_futures(obj: Any) -> bool:
+    if isinstance(obj, (Future, ActorFuture)):
+        return True
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return any(_has_futures(o) for o in obj)
+    if isinstance(obj, dict):
+        return any(_has_futures(o) for o in obj.values())
+    return False
+
+
+def _resolve(obj: Any) -> Any:
+    """Replace futures (in lists, tuples, sets and dicts) by their values."""
+    if isinstance(obj, (Future, ActorFuture)):
+        return obj.result()
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return type(obj)(_resolve(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _resolve(v) for k, v in obj.items()}
+    return obj

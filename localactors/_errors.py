@@ -1,0 +1,134 @@
+"""The error family, and how a remote exception crosses a process boundary.
+
+Runs in: every process.
+
+Errors are named by who caused them:
+
+* ``ClusterClosedError`` -- *you* closed the cluster or client, then used it.
+* ``ClusterBrokenError`` -- the manager went away without being asked to.
+* ``WorkerLostError`` / ``ActorLostError`` -- a worker died under your work.
+* ``KilledWorker`` -- a task took down too many workers and was given up.
+* ``SerializationError`` -- an object could not be pickled or unpickled.
+
+A task's or an actor method's own exception re-raises in the caller with its
+original type; the worker's formatted traceback hangs off it as ``__cause__``
+(a :class:`RemoteTraceback`), the way ``concurrent.futures`` does it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+
+__all__ = [
+    "ActorLostError",
+    "ClusterBrokenError",
+    "ClusterClosedError",
+    "KilledWorker",
+    "LocalActorsError",
+    "RemoteError",
+    "RemoteTraceback",
+    "SerializationError",
+    "WorkerLostError",
+]
+
+
+class LocalActorsError(Exception):
+    """Base class of every error localactors raises on its own account."""
+
+
+class ClusterClosedError(LocalActorsError):
+    """The cluster or client was closed by its owner and cannot be used."""
+
+
+class ClusterBrokenError(LocalActorsError):
+    """The manager process died or its link broke; the cluster is unusable."""
+
+
+class WorkerLostError(LocalActorsError):
+    """A worker process died while holding or running the work asked for."""
+
+    def __init__(self, message: str, worker: str | None = None, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.worker = worker
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.args[0], self.worker, self.exitcode))
+
+
+class ActorLostError(WorkerLostError):
+    """The actor's worker died; the call did not (or may not have) run."""
+
+
+class KilledWorker(WorkerLostError):
+    """A task was running on too many workers that died, and was given up."""
+
+
+class SerializationError(LocalActorsError, TypeError):
+    """An argument, result or exception could not be pickled or unpickled."""
+
+
+class RemoteTraceback(Exception):
+    """Carries the formatted traceback of an exception raised in a worker."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class RemoteError(LocalActorsError):
+    """Stands in for a remote exception that could not be sent as itself.
+
+    Keeps the original type's name and message; the traceback is the cause.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.type_name, self.message))
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def dump_exception(exc: BaseException) -> bytes:
+    """Pickle an exception with its formatted traceback; never raises.
+
+    An exception that cannot be pickled, or cannot be rebuilt from its pickle
+    (an ``__init__`` with unusual arguments), is sent as a :class:`RemoteError`.
+    """
+    tb = _format(exc)
+    try:
+        data = pickle.dumps((exc, tb), protocol=5)
+        pickle.loads(data)  # catch exceptions that pickle but will not unpickle
+        return data
+    except Exception:
+        pass
+    try:
+        import cloudpickle
+
+        data = cloudpickle.dumps((exc, tb), protocol=5)
+        pickle.loads(data)
+        return bytes(data)
+    except Exception:
+        stand_in = RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))
+        return pickle.dumps((stand_in, tb), protocol=5)
+
+
+def load_exception(data: bytes) -> BaseException:
+    """Rebuild an exception from :func:`dump_exception`, traceback as cause."""
+    try:
+        exc, tb = pickle.loads(data)
+    except Exception as err:  # e.g. its class is not importable here
+        exc, tb = RemoteError(type(err).__name__, f"remote exception could not be unpickled: {err}"), ""
+    if tb:
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc  # type: ignore[no-any-return]

@@ -1,0 +1,399 @@
+"""The manager's bookkeeping: tasks, placement, references, failures.
+
+Runs in: the manager process, on its one main thread (no locks needed).
+
+Pure state machine: every handler updates state and sends messages through
+the ``send`` callback it was given; it never blocks. Task states::
+
+    waiting --deps in memory--> processing --TaskDone--> memory
+       |                           |  \\--TaskErred (retries left)--> processing
+       |                           |   \\--TaskErred / worker died too often--> erred
+       \\--no worker fits---> no-worker --resources freed--> processing
+
+A key is released when nobody references it: no client or worker holds a
+handle (``RefDelta``), no handle for it is in flight (pins), and no waiting
+task depends on it. Then its worker frees the data or drops the actor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _protocol as P
+from ._errors import ActorLostError, KilledWorker, WorkerLostError, dump_exception
+
+logger = logging.getLogger("localactors.scheduler")
+
+Send = Callable[[Any, P.Message], None]
+
+
+@dataclass(eq=False)
+class WorkerState:
+    info: P.WorkerInfo
+    link: Any
+    index: int
+    free: dict[str, float] = field(default_factory=dict)
+    processing: set[str] = field(default_factory=set)
+    has: set[str] = field(default_factory=set)
+    actors: set[str] = field(default_factory=set)
+    alive: bool = True
+    retiring: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+@dataclass(eq=False)
+class Task:
+    key: str
+    spec: P.TaskSpec | None  # None for scattered data
+    state: str = "waiting"
+    waiting_on: set[str] = field(default_factory=set)
+    dependents: set[str] = field(default_factory=set)
+    worker: WorkerState | None = None
+    actor: P.ActorInfo | None = None
+    type_name: str = ""
+    error: bytes = b""
+    retries_left: int = 0
+    failures: int = 0
+    restarts_left: int = 0
+
+
+class Scheduler:
+    """Knows every task, every worker and every reference."""
+
+    def __init__(self, send: Send, allowed_failures: int = 3) -> None:
+        self.send = send
+        self.allowed_failures = allowed_failures
+        self.workers: dict[str, WorkerState] = {}
+        self.tasks: dict[str, Task] = {}
+        self.holders: dict[str, Counter[Any]] = {}  # key -> link -> count
+        self.pins: dict[str, str] = {}  # token -> key
+        self.pin_count: Counter[str] = Counter()
+        self.early_unpins: set[str] = set()
+        self.no_worker: dict[str, Task] = {}
+        self.client_links: set[Any] = set()
+        self.death_reasons: dict[str, str] = {}
+        self._index = 0
+
+    # -- workers -------------------------------------------------------------------
+
+    def add_worker(self, info: P.WorkerInfo, link: Any) -> WorkerState:
+        ws = WorkerState(info, link, self._index, dict(info.resources))
+        self._index += 1
+        self.workers[info.name] = ws
+        self._retry_no_worker()
+        return ws
+
+    def remove_worker(self, name: str, reason: str) -> None:
+        """A worker died or left: fail, retry or recompute what it had."""
+        ws = self.workers.pop(name, None)
+        if ws is None:
+            return
+        ws.alive = False
+        self.death_reasons[name] = reason
+        err: WorkerLostError
+        for key in list(ws.processing):
+            task = self.tasks.get(key)
+            if task is None:
+                continue
+            task.failures += 1
+            task.worker = None
+            if task.failures > self.allowed_failures:
+                err = KilledWorker(
+                    f"task {key!r} was running on {task.failures} workers that died; last: {name} ({reason})",
+                    name,
+                )
+                self._erred(task, dump_exception(err))
+            else:
+                task.state = "waiting"
+                self._schedule(task)
+        for key in ws.has | ws.actors:
+            task = self.tasks.get(key)
+            if task is None or task.worker is not ws:
+                continue
+            task.worker = None
+            if task.actor is not None and task.restarts_left > 0 and task.spec is not None:
+                task.restarts_left -= 1
+                task.state = "waiting"
+                self._schedule(task)
+            elif task.actor is None and task.spec is not None and self._referenced(key):
+                task.state = "waiting"  # recompute: its Futures are still held
+                task.waiting_on = {d for d in task.spec.deps if self._state(d) != "memory"}
+                if not task.waiting_on:
+                    self._schedule(task)
+            else:
+                what = f"actor {key}" if task.actor is not None else f"data of {key!r}"
+                cls = ActorLostError if task.actor is not None else WorkerLostError
+                err = cls(f"{what} lost: worker {name} {reason}", name)
+                task.state = "lost"
+                task.error = dump_exception(err)
+                self._notify(key, P.KeyLost(key, task.error))
+
+    def _state(self, key: str) -> str:
+        task = self.tasks.get(key)
+        return task.state if task is not None else "released"
+
+    def _candidates(self, spec: P.TaskSpec | None) -> list[WorkerState]:
+        live = [w for w in self.workers.values() if w.alive and not w.retiring]
+        if spec is None:
+            return live
+        allowed = live
+        if spec.workers:
+            wanted = set(spec.workers)
+            allowed = [w for w in live if w.name in wanted or w.info.address in wanted]
+            if not allowed and spec.allow_other_workers:
+                allowed = live
+        if spec.resources:
+            allowed = [w for w in allowed if all(w.free.get(r, 0) >= q for r, q in spec.resources)]
+        return allowed
+
+    def _choose(self, task: Task) -> WorkerState | None:
+        candidates = self._candidates(task.spec)
+        if not candidates:
+            return None
+        spec = task.spec
+        if spec is not None and spec.actor:
+            return min(candidates, key=lambda w: (len(w.actors), len(w.processing), w.index))
+
+        def local_deps(w: WorkerState) -> int:
+            return sum(1 for d in spec.deps if d in w.has) if spec is not None else 0
+
+        return min(candidates, key=lambda w: (len(w.processing) / w.info.nthreads, -local_deps(w), w.index))
+
+    def _schedule(self, task: Task) -> None:
+        ws = self._choose(task)
+        if ws is None:
+            task.state = "no-worker"
+            self.no_worker[task.key] = task
+            return
+        assert task.spec is not None
+        self.no_worker.pop(task.key, None)
+        for r, q in task.spec.resources:
+            ws.free[r] = ws.free.get(r, 0) - q
+        task.state = "processing"
+        task.worker = ws
+        ws.processing.add(task.key)
+        who_has = tuple(
+            (d, self.tasks[d].worker.info.address)  # type: ignore[union-attr]
+            for d in task.spec.deps
+            if d in self.tasks and self.tasks[d].worker is not None
+        )
+        self.send(ws.link, P.RunTask(task.spec, who_has))
+
+    def _retry_no_worker(self) -> None:
+        for task in list(self.no_worker.values()):
+            if task.key in self.no_worker:
+                self._schedule(task)
+
+    def _give_back(self, ws: WorkerState, task: Task) -> None:
+        if task.spec is not None and task.spec.resources and ws.alive:
+            for r, q in task.spec.resources:
+                ws.free[r] = ws.free.get(r, 0) + q
+            self._retry_no_worker()
+
+    # -- client requests --------------------------------------------------------------
+
+    def submit(self, specs: tuple[P.TaskSpec, ...]) -> None:
+        for spec in specs:
+            old = self.tasks.get(spec.key)
+            if old is not None and old.state not in ("erred", "lost", "cancelled"):
+                continue  # the same pure task again: share it
+            task = Task(spec.key, spec, retries_left=spec.retries, restarts_left=spec.max_restarts)
+            self.tasks[spec.key] = task
+            failed = None
+            for dep in spec.deps:
+                dt = self.tasks.get(dep)
+                if dt is None or dt.state in ("lost", "cancelled"):
+                    err = WorkerLostError(f"dependency {dep!r} of {spec.key!r} was released or lost")
+                    failed = dt.error if dt is not None and dt.error else dump_exception(err)
+                elif dt.state == "erred":
+                    failed = dt.error
+                else:
+                    dt.dependents.add(spec.key)
+                    if dt.state != "memory":
+                        task.waiting_on.add(dep)
+            if failed is not None:
+                self._erred(task, failed)
+            elif not task.waiting_on:
+                self._schedule(task)
+
+    def scatter(self, items: tuple[tuple[str, bytes], ...], workers: tuple[str, ...]) -> None:
+        live = [w for w in self.workers.values() if w.alive and (not workers or w.name in workers)]
+        if not live:
+            live = [w for w in self.workers.values() if w.alive]
+        for i, (key, payload) in enumerate(items):
+            ws = sorted(live, key=lambda w: (len(w.has), w.index))[0] if len(items) == 1 else live[i % len(live)]
+            task = Task(key, None, state="processing", worker=ws)
+            self.tasks[key] = task
+            ws.processing.add(key)
+            self.send(ws.link, P.PutData(key, payload))
+
+    def cancel(self, keys: tuple[str, ...]) -> None:
+        from concurrent.futures import CancelledError
+
+        error = dump_exception(CancelledError("cancelled"))
+        for key in keys:
+            task = self.tasks.get(key)
+            if task is None or task.state in ("erred", "cancelled"):
+                continue
+            self.no_worker.pop(key, None)
+            was = task.state
+            task.state, task.error = "cancelled", error
+            self._notify(key, P.KeyErred(key, error))
+            if was == "memory":
+                self._release(key, force=True)
+
+    # -- worker reports ---------------------------------------------------------------------
+
+    def task_done(self, ws: WorkerState, msg: P.TaskDone) -> None:
+        task = self.tasks.get(msg.key)
+        ws.processing.discard(msg.key)
+        if task is None or task.state != "processing" or task.worker is not ws:
+            self.send(ws.link, P.FreeKeys((msg.key,)))  # nobody wants it any more
+            return
+        task.state, task.type_name, task.actor = "memory", msg.type_name, msg.actor
+        if msg.actor is not None:
+            ws.actors.add(msg.key)  # its resources stay held for the actor's life
+        else:
+            ws.has.add(msg.key)
+            self._give_back(ws, task)
+        self._notify(msg.key, self._done_message(task))
+        for dep_key in list(task.dependents):
+            dependent = self.tasks.get(dep_key)
+            if dependent is not None and dependent.state == "waiting":
+                dependent.waiting_on.discard(msg.key)
+                if not dependent.waiting_on:
+                    self._schedule(dependent)
+        self._finished_with_deps(task)
+        self._maybe_release(msg.key)
+
+    def task_erred(self, ws: WorkerState, msg: P.TaskErred) -> None:
+        task = self.tasks.get(msg.key)
+        ws.processing.discard(msg.key)
+        if task is None or task.worker is not ws or task.state != "processing":
+            return
+        self._give_back(ws, task)
+        if task.retries_left > 0:
+            task.retries_left -= 1
+            self._schedule(task)
+            return
+        self._erred(task, msg.error)
+
+    def _erred(self, task: Task, error: bytes) -> None:
+        task.state, task.error, task.worker = "erred", error, None
+        self.no_worker.pop(task.key, None)
+        self._notify(task.key, P.KeyErred(task.key, error))
+        for dep_key in list(task.dependents):
+            dependent = self.tasks.get(dep_key)
+            if dependent is not None and dependent.state in ("waiting", "no-worker"):
+                self._erred(dependent, error)
+        self._finished_with_deps(task)
+        self._maybe_release(task.key)
+
+    def _finished_with_deps(self, task: Task) -> None:
+        if task.spec is None:
+            return
+        for dep in task.spec.deps:
+            dt = self.tasks.get(dep)
+            if dt is not None:
+                dt.dependents.discard(task.key)
+                self._maybe_release(dep)
+
+    def _done_message(self, task: Task) -> P.Message:
+        if task.state == "memory" and task.worker is not None:
+            return P.KeyDone(task.key, task.worker.name, task.worker.info.address, task.type_name, task.actor)
+        if task.state in ("erred", "cancelled"):
+            return P.KeyErred(task.key, task.error)
+        return P.KeyLost(task.key, task.error)
+
+    def _notify(self, key: str, msg: P.Message) -> None:
+        for link, n in self.holders.get(key, {}).items():
+            if n > 0 and link in self.client_links:
+                self.send(link, msg)
+
+    # -- references ----------------------------------------------------------------------------
+
+    def ref_delta(self, link: Any, msg: P.RefDelta) -> None:
+        # increments first, decrements last: a count never dips below the truth
+        for key, d in msg.changes:
+            if d > 0:
+                holders = self.holders.setdefault(key, Counter())
+                holders[link] += 1
+                task = self.tasks.get(key)
+                if (
+                    link in self.client_links
+                    and task is not None
+                    and task.state not in ("waiting", "processing", "no-worker")
+                ):
+                    self.send(link, self._done_message(task))
+        for token, key in msg.pins:
+            if token in self.early_unpins:
+                self.early_unpins.discard(token)
+            else:
+                self.pins[token] = key
+                self.pin_count[key] += 1
+        for token in msg.unpins:
+            pinned = self.pins.pop(token, None)
+            if pinned is None:
+                self.early_unpins.add(token)
+                continue
+            self.pin_count[pinned] -= 1
+            if self.pin_count[pinned] <= 0:
+                del self.pin_count[pinned]
+            self._maybe_release(pinned)
+        for key, d in msg.changes:
+            if d < 0:
+                held = self.holders.get(key)
+                if held is not None:
+                    held[link] -= 1
+                    if held[link] <= 0:
+                        del held[link]
+                    if not held:
+                        del self.holders[key]
+                self._maybe_release(key)
+
+    def drop_holder(self, link: Any) -> None:
+        """A client or worker went away: drop every reference it held."""
+        self.client_links.discard(link)
+        for key in [k for k, h in self.holders.items() if link in h]:
+            holders = self.holders[key]
+            del holders[link]
+            if not holders:
+                del self.holders[key]
+            self._maybe_release(key)
+
+    def _referenced(self, key: str) -> bool:
+        task = self.tasks.get(key)
+        return bool(
+            self.holders.get(key)
+            or self.pin_count.get(key)
+            or (task is not None and any(self._state(d) not in ("memory", "erred") for d in task.dependents))
+        )
+
+    def _maybe_release(self, key: str) -> None:
+        if not self._referenced(key):
+            self._release(key)
+
+    def _release(self, key: str, force: bool = False) -> None:
+        task = self.tasks.get(key)
+        if task is None:
+            return
+        if task.state == "processing" and not force:
+            # let it finish; task_done will free the result
+            del self.tasks[key]
+            return
+        del self.tasks[key]
+        self.no_worker.pop(key, None)
+        ws = task.worker
+        if ws is not None and ws.alive:
+            ws.has.discard(key)
+            if key in ws.actors:
+                ws.actors.discard(key)
+                self._give_back(ws, task)
+            self.send(ws.link, P.FreeKeys((key,)))

@@ -1,0 +1,60 @@
+"""Shared fixtures: a module-wide cluster, and an autouse leak check.
+
+Every test must leave no ``localactors-*`` thread and no child process it
+started alive: the ``no_leaks`` fixture checks after each test.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import sys
+import threading
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from localactors import Client, LocalCluster
+from localactors.testing import check_no_leaks, localactors_threads
+
+faulthandler.enable(file=sys.stderr)
+
+START_METHODS = ["spawn", "forkserver"]
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a localactors thread or a child process behind."""
+    threads = localactors_threads() | {t for t in threading.enumerate() if not t.name.startswith("localactors-")}
+    before = _children()
+    yield
+    new = sorted(_children() - before)
+    # forkserver's server process is shared and lives as long as the test session
+    new = [pid for pid in new if "forkserver" not in " ".join(_cmdline(pid))]
+    leaks = check_no_leaks(threads, new)
+    if leaks:
+        pytest.fail(f"left behind after {request.node.name}: {', '.join(leaks)}")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    """One 2-worker cluster shared by the tests of a module."""
+    with LocalCluster(n_workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster: LocalCluster) -> Iterator[Client]:
+    with Client(cluster) as c:
+        yield c
