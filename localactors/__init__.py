@@ -47,6 +47,7 @@ from ._futures import (
     as_completed,
     wait,
 )
+from ._progress import progress
 
 __version__ = "0.1.0"
 
@@ -71,6 +72,7 @@ __all__ = [
     "as_completed",
     "get_client",
     "get_worker",
+    "progress",
     "wait",
 ]
 

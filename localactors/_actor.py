@@ -99,6 +99,11 @@ class Actor:
         fut: ActorFuture = node.call_actor(
             self._address, self._key, name, kind, payload, f"{self._info.cls_name}.{name}"
         )
+        if not fut.done():
+            # the pending call keeps this proxy (so the actor) alive: dropping the
+            # last handle right after a fire-and-forget call must not let the
+            # release, which goes through the manager, overtake the call
+            fut.add_done_callback(_Hold(self))
         return fut
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -107,12 +112,27 @@ class Actor:
         if ctx is not None and ctx.resolve is None:  # being sent by a node
             token = uuid.uuid4().hex
             ctx.pins.append((token, self._key))
-        return (_rebuild, (self._key, self._address, self._worker, self._info, token))
+        # a restarted actor travels with its new address (a node that joined
+        # after the restart never heard of the move)
+        address = self._node.actor_address(self._key, self._address)
+        return (_rebuild, (self._key, address, self._worker, self._info, token))
+
+
+class _Hold:
+    """A done-callback that does nothing but hold a reference until it runs."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: object) -> None:
+        self.held = held
+
+    def __call__(self, _: object) -> None:
+        self.held = None
 
 
 def _rebuild(key: str, address: str, worker: str, info: P.ActorInfo, token: str) -> Actor:
     ctx = current_context()
-    node = ctx.node if ctx is not None and ctx.node is not None else default_node()
+    node = ctx.node if ctx is not None and ctx.node is not None else default_node(address)
     actor = Actor(key, address, worker, info, node)
     if token and ctx is not None:
         ctx.unpins.append(token)
@@ -136,20 +156,42 @@ class _Method:
         if not args and not kwargs:
             return actor._send(self._name, P.CallKind.METHOD, EMPTY_ARGS)
         if _has_futures(args) or _has_futures(kwargs):
+            if actor._node.in_async_context() and not _all_done((args, kwargs)):
+                # resolving would block the event loop (for ever, if the future
+                # needs this loop); sending later would let later calls overtake
+                raise TypeError(
+                    f"{actor._info.cls_name}.{self._name}: in async code, await futures before passing them "
+                    "to an actor method (their values are sent, and these are not ready)"
+                )
             args, kwargs = _resolve((args, kwargs))
         ctx = SerialContext(node=actor._node)
         payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}")
         return actor._send(self._name, P.CallKind.METHOD, payload, ctx)
 
 
-def _has_futures(obj: Any) -> bool:
+def _has_futures(obj: Any, depth: int = 0) -> bool:
     if isinstance(obj, (Future, ActorFuture)):
         return True
+    if depth > 100:  # deeper than anyone nests futures: let pickling judge it
+        return False
     if isinstance(obj, (list, tuple, set, frozenset)):
-        return any(_has_futures(o) for o in obj)
+        return any(_has_futures(o, depth + 1) for o in obj)
     if isinstance(obj, dict):
-        return any(_has_futures(o) for o in obj.values())
+        return any(_has_futures(o, depth + 1) for o in obj.values())
     return False
+
+
+def _all_done(obj: Any) -> bool:
+    """Are all futures in ``obj`` ready to give their values without blocking?"""
+    if isinstance(obj, ActorFuture):
+        return obj.done()
+    if isinstance(obj, Future):
+        return False  # fetching a task's value means a round trip to its worker
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return all(_all_done(o) for o in obj)
+    if isinstance(obj, dict):
+        return all(_all_done(o) for o in obj.values())
+    return True
 
 
 def _resolve(obj: Any) -> Any:

@@ -16,19 +16,21 @@ import hashlib
 import itertools
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import CancelledError
 from typing import Any
 
 from . import _context
 from . import _protocol as P
 from ._actor import Actor
 from ._cluster import LocalCluster
-from ._connection import Link, LinkClosed, connect
+from ._connection import Link, LinkClosed, connect, in_reader_thread
 from ._errors import ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
 from ._futures import CANCELLED, LOST, ActorFuture, Completion, Future, TaskState
-from ._node import Node
+from ._node import DEFAULT_MAX_IN_FLIGHT, Node
 from ._serialize import SerialContext, dumps, loads
 
 _client_ids = itertools.count()
@@ -110,8 +112,10 @@ class ClientCore(Node):
                 state = self.states.get(key)
                 if state is not None:
                     exc = load_exception(error)
-                    status = CANCELLED if type(exc).__name__ == "CancelledError" else "error"
-                    state.set_exception(exc, status)
+                    if isinstance(exc, CancelledError):
+                        state.cancel(exc)  # even if it had finished: its data is being released
+                    else:
+                        state.set_exception(exc, "error")
             case P.KeyLost(key, error):
                 state = self.states.get(key)
                 if state is not None and not state.set_exception(load_exception(error), LOST):
@@ -124,13 +128,19 @@ class ClientCore(Node):
             case P.RelayFrom(address, frames):
                 self.on_relay_from(address, frames)
             case P.Goodbye():
-                self.broken = ClusterClosedError("the cluster was closed")
+                self.mark_broken(ClusterClosedError("the cluster was closed"))
+            case P.KeyReset(key):
+                state = self.states.get(key)
+                if state is not None:
+                    state.reset()  # its data died with a worker and is being recomputed
+            case P.WorkerDied() | P.ActorMoved() | P.ActorRestartFailed():
+                self.on_notice(msg)
             case _:
                 pass
 
     def _on_manager_close(self, link: Link, error: BaseException | None) -> None:
         if self.broken is None and not self.closed:
-            self.broken = ClusterBrokenError("the manager went away")
+            self.mark_broken(ClusterBrokenError("the manager went away"))
         err = self.broken or ClusterClosedError("the client is closed")
         for state in list(self.states.values()):
             state.set_exception(err, "error")
@@ -149,7 +159,7 @@ class ClientCore(Node):
 
     def future(self, key: str) -> Future:
         state = self.states.get(key)
-        if state is None:
+        if state is None or state.status == CANCELLED:  # a cancelled key submitted again starts afresh
             state = TaskState()
             self.states[key] = state
         return Future(key, self, state)
@@ -171,26 +181,41 @@ class ClientCore(Node):
         return Actor(fut.key, state.address, state.worker, state.actor, self)
 
     def fetch_one(self, fut: Future, timeout: float | None) -> Any:
-        actor = self._actor_of(fut)
-        if actor is not None:
-            return actor
-        assert fut._state.address is not None
-        comp = self.request_data(fut._state.address, (fut.key,))
-        comp._wait(timeout)
-        if comp.error is not None:
-            raise comp.error
-        items, missing = comp.value
-        return self._value(fut, items, missing)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            actor = self._actor_of(fut)
+            if actor is not None:
+                return actor
+            address = fut._state.address
+            assert address is not None
+            comp = self.request_data(address, (fut.key,))
+            comp._wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if comp.error is not None:
+                if not _recomputing(comp.error, [fut], address):
+                    raise comp.error
+                # the holder died and the manager is computing the key again: wait for it
+                fut._state._wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                if fut._state.error is not None:
+                    raise fut._state.error
+                continue
+            items, missing = comp.value
+            return self._value(fut, items, missing)
 
     async def afetch_one(self, fut: Future) -> Any:
         actor = self._actor_of(fut)
         if actor is not None:
             return actor
-        assert fut._state.address is not None
-        comp = self.request_data(fut._state.address, (fut.key,))
+        address = fut._state.address
+        assert address is not None
+        comp = self.request_data(address, (fut.key,))
         await comp._await_done()
         if comp.error is not None:
-            raise comp.error
+            if not _recomputing(comp.error, [fut], address):
+                raise comp.error
+            await fut._state._await_done()  # computed again after its holder died
+            if fut._state.error is not None:
+                raise fut._state.error
+            return await self.afetch_one(fut)
         items, missing = comp.value
         return self._value(fut, items, missing)
 
@@ -225,8 +250,23 @@ class ClientCore(Node):
                     values[fut.key] = self._value(fut, items, missing)
         return values
 
-    def cancel(self, futures: Iterable[Future]) -> None:
-        self.send(P.Cancel(tuple(f.key for f in futures)))
+    def cancel(self, futures: Iterable[Future], timeout: float | None = 30.0) -> Any:
+        """Cancel the futures' keys; returns once the manager has (as dask does).
+
+        In this client's event loop it returns an awaitable instead.
+        """
+        futures = list(futures)
+        comp = self.request(lambda r: P.Cancel(tuple(f.key for f in futures), r))
+        if self.in_async_context():
+            return self._acancel(futures, comp)
+        if not in_reader_thread():  # a done-callback must not wait for a reply its own thread reads
+            comp._wait(timeout)
+        _mark_cancelled(futures)
+        return None
+
+    async def _acancel(self, futures: list[Future], comp: Completion) -> None:
+        await comp._await_done()
+        _mark_cancelled(futures)
 
     def close(self) -> None:
         if self.closed:
@@ -246,15 +286,35 @@ class ClientCore(Node):
             link.join_reader(2.0)
 
 
-def _walk(obj: Any, found: list[Any]) -> None:
+def _mark_cancelled(futures: list[Future]) -> None:
+    # the manager's KeyErred came before its Ack; this covers keys it no longer knew
+    for fut in futures:
+        if fut._state.status != CANCELLED:
+            fut._state.cancel(CancelledError(f"{fut.key} was cancelled"))
+
+
+def _recomputing(error: BaseException, futures: list[Future], address: str | None) -> bool:
+    """Did a fetch fail because its worker died, with the manager now recomputing?
+
+    The manager's ``KeyReset`` precedes its death notice, and the failed fetch
+    waited for that notice, so by now the states say so.
+    """
+    if not isinstance(error, WorkerLostError):
+        return False
+    return any(not f._state.done() or f._state.address != address for f in futures)
+
+
+def _walk(obj: Any, found: list[Any], depth: int = 0) -> None:
     if isinstance(obj, (Future, ActorFuture)):
         found.append(obj)
+    elif depth > 100:  # deeper than anyone nests futures: let pickling judge it
+        return
     elif isinstance(obj, (list, tuple, set, frozenset)):
         for o in obj:
-            _walk(o, found)
+            _walk(o, found, depth + 1)
     elif isinstance(obj, dict):
         for o in obj.values():
-            _walk(o, found)
+            _walk(o, found, depth + 1)
 
 
 def _rebuild(obj: Any, values: dict[str, Any]) -> Any:
@@ -275,6 +335,11 @@ class Client:
     ``Client()`` starts and owns a cluster (keyword arguments go to
     :class:`LocalCluster`); ``Client(cluster)`` connects to one;
     ``Client(asynchronous=True)`` is awaited, or used with ``async with``.
+
+    ``max_in_flight`` (default 10,000) bounds this client's unanswered calls
+    per worker: past it, a thread that calls blocks until replies make room,
+    and async code gets its futures at once while the requests wait their
+    turn, in order, so memory stays bounded without stalling the event loop.
     """
 
     def __init__(
@@ -285,10 +350,14 @@ class Client:
         direct_to_workers: bool = True,
         authkey: bytes | None = None,
         name: str | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         **cluster_kwargs: Any,
     ) -> None:
         self.asynchronous = asynchronous
         self._direct = direct_to_workers
+        # calls this client may have unanswered per worker: past it, a thread
+        # calling blocks and async code's futures wait their turn (backpressure)
+        self._max_in_flight = max_in_flight
         self._name = name or f"client-{os.getpid()}-{next(_client_ids)}"
         self._address = address
         self._authkey = authkey
@@ -315,6 +384,7 @@ class Client:
                 raise ValueError("Client(address) needs authkey=")
             authkey, manager = self._authkey, address
         self._core = ClientCore(self, manager, authkey, self._name, self._direct)
+        self._core.max_in_flight = self._max_in_flight
         self.status = "running"
         _live_clients.add(self)
         _context.set_default_client(self._core)
@@ -456,7 +526,7 @@ class Client:
         **kwargs: Any,
     ) -> list[Future]:
         """``submit`` over zipped iterables, sent to the manager in one message."""
-        specs, futures, contexts = [], [], []
+        specs, contexts = [], []
         keys = key if isinstance(key, list) else None
         for i, args in enumerate(zip(*iterables)):
             k = keys[i] if keys is not None else (f"{key}-{i}" if isinstance(key, str) else None)
@@ -465,7 +535,8 @@ class Client:
             )
             specs.append(spec)
             contexts.append(ctx)
-            futures.append(self.core.future(spec.key))
+        # only now, with every argument pickled: a bad one must leave nothing behind
+        futures = [self.core.future(spec.key) for spec in specs]
         for ctx in contexts:
             if ctx.pins:
                 self.core.refs.pin(ctx.pins)
@@ -481,15 +552,17 @@ class Client:
             items = list(enumerate(data))
         else:
             items = [(None, data)]
-        sent, futures = [], []
+        sent = []
+        ctx = SerialContext(node=self.core)
         for _, value in items:
-            payload = dumps(value, what=f"scattered {type(value).__name__}")
+            payload = dumps(value, ctx, what=f"scattered {type(value).__name__}")
             token = hashlib.blake2b(payload, digest_size=16).hexdigest() if hash else uuid.uuid4().hex
-            key = f"{type(value).__name__}-{token}"
-            futures.append(self.core.future(key))
-            sent.append((key, payload))
+            sent.append((f"{type(value).__name__}-{token}", payload))
+        # only now, with every value pickled: a bad one must leave nothing behind
+        futures = [self.core.future(key) for key, _ in sent]
         if isinstance(workers, str):
             workers = (workers,)
+        self.core.send_pins(ctx)  # actor handles among the data stay alive in flight
         self.core.send(P.Scatter(tuple(sent), tuple(workers or ())))
         if isinstance(data, dict):
             result: Any = dict(zip(data, futures))
@@ -507,13 +580,18 @@ class Client:
         _walk(futures, found)
         if self.asynchronous and self.core.in_async_context():
             return self._gather_async(futures, found)
-        for f in found:
-            (f._state if isinstance(f, Future) else f)._wait(timeout)
-        task_futures = [f for f in found if isinstance(f, Future)]
-        values, requests = self.core.fetch_many(task_futures)
-        for _, comp in requests:
-            comp._wait(timeout)
-        return _rebuild(futures, self.core.finish_fetch(values, requests))
+        while True:
+            for f in found:
+                (f._state if isinstance(f, Future) else f)._wait(timeout)
+            task_futures = [f for f in found if isinstance(f, Future)]
+            asked = {f.key: f._state.address for f in task_futures}
+            values, requests = self.core.fetch_many(task_futures)
+            for _, comp in requests:
+                comp._wait(timeout)
+            failed = [(fs, comp.error) for fs, comp in requests if comp.error is not None]
+            if failed and all(_recomputing(err, fs, asked[fs[0].key]) for fs, err in failed):
+                continue  # a holder died; its keys are being computed again
+            return _rebuild(futures, self.core.finish_fetch(values, requests))
 
     async def _gather_async(self, futures: Any, found: list[Any]) -> Any:
         for f in found:
@@ -524,13 +602,30 @@ class Client:
             await comp._await_done()
         return _rebuild(futures, self.core.finish_fetch(values, requests))
 
-    def cancel(self, futures: Any) -> Any:
+    def cancel(self, futures: Any, timeout: float | None = 30.0) -> Any:
+        """Cancel futures (nested in lists, tuples, dicts); their dependents too.
+
+        Returns once the manager has cancelled them; awaitable in async code.
+        """
         found: list[Any] = []
         _walk(futures, found)
-        self.core.cancel(f for f in found if isinstance(f, Future))
-        return _ready(None) if self.asynchronous else None
+        result = self.core.cancel([f for f in found if isinstance(f, Future)], timeout)
+        if self.asynchronous and result is None:
+            return _ready(None)
+        return result
 
     # -- cluster ------------------------------------------------------------------------
+
+    def actor_stats(self, timeout: float = 5.0) -> Any:
+        """Per-actor statistics from every worker (dask.distributed has none).
+
+        ``{key: {"class", "worker", "calls", "errors", "mean_latency",
+        "max_latency", "queued", "running"}}``; latencies in seconds, from a
+        call's arrival at the worker to its reply. Awaitable in async code.
+        """
+        from ._diagnostics import actor_stats
+
+        return actor_stats(self, timeout)
 
     def scheduler_info(self) -> Any:
         """``{"workers": {name: {...}}}`` with pid, nthreads, resources and memory."""
@@ -555,6 +650,8 @@ class Client:
                 "nthreads": w.nthreads,
                 "resources": dict(w.resources),
                 "memory_limit": w.memory_limit,
+                "memory": _rss(w.pid),
+                "metrics": {"memory": _rss(w.pid)},  # where dask.distributed keeps it
             }
         return {"type": "localactors", "address": self.core.address, "workers": workers}
 
@@ -592,6 +689,16 @@ class Client:
                 self._close(2.0)
             except Exception:
                 pass
+
+
+def _rss(pid: int) -> int:
+    """Resident memory of a worker process, in bytes (same machine: ask the OS)."""
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
+        return 0
 
 
 async def _ready(value: Any) -> Any:

@@ -24,8 +24,12 @@ from collections.abc import Generator
 from typing import Any
 
 from . import _protocol as P
+from ._diagnostics import write_cluster_file
 from ._errors import ClusterBrokenError, ClusterClosedError
 from ._manager import ManagerConfig, manager_main
+from ._node import DEFAULT_MAX_IN_FLIGHT
+from ._output import OutputSink
+from ._runner import make_runner
 
 logger = logging.getLogger("localactors.cluster")
 
@@ -48,6 +52,20 @@ class LocalCluster:
 
     Use it as a context manager (``with`` or ``async with``), or call
     :meth:`close`. ``n_workers`` defaults to the number of CPUs.
+
+    ``processes=False`` runs the manager and the workers as threads of this
+    process instead (for tests and debugging: it starts in milliseconds and
+    ``breakpoint()`` works in actor code); arguments and results are still
+    pickled, and each worker keeps its own event loop and actor thread.
+    ``forward_output`` (on by default) sends what worker processes write to
+    stdout, stderr and logging to this process's ``sys.stdout`` and
+    ``sys.stderr``, each line prefixed ``(worker-1 pid=123)``.
+
+    Failures (see docs/failures.md): a worker that dies is replaced;
+    a task running on workers that died ``allowed_failures`` + 1 times fails
+    with ``KilledWorker``; a worker whose RSS exceeds ``memory_limit`` (bytes,
+    or a string such as ``"2GiB"``) is killed and replaced; ``max_in_flight``
+    bounds the unanswered calls on each worker-to-worker link.
     """
 
     def __init__(
@@ -62,7 +80,12 @@ class LocalCluster:
         timeout: float = 60.0,
         allowed_failures: int = 3,
         log_level: int = logging.WARNING,
+        processes: bool = True,
+        forward_output: bool = True,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
+        if not processes and memory_limit is not None:
+            raise ValueError("memory_limit is enforced per worker process: it needs processes=True")
         self.n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
         self.threads_per_worker = threads_per_worker
         self.resources = dict(resources or {})
@@ -72,6 +95,11 @@ class LocalCluster:
         self.timeout = timeout
         self.allowed_failures = allowed_failures
         self.log_level = log_level
+        self.processes = processes  # False: manager and workers are threads of this process
+        self.forward_output = forward_output  # workers' stdout/stderr/logging reach us, prefixed
+        self.max_in_flight = max_in_flight  # calls unanswered per worker-to-worker link
+        self._output: Any = None
+        self._theirs: Any = None
         self.directory = ""
         self.authkey = b""
         self.manager_address = ""
@@ -109,13 +137,21 @@ class LocalCluster:
             start_method=self.start_method,
             allowed_failures=self.allowed_failures,
             log_level=self.log_level,
+            in_process=not self.processes,
+            forward_output=self.forward_output,
+            max_in_flight=self.max_in_flight,
         )
         ours, theirs = ctx.Pipe()
         self._control = ours
-        self._process = ctx.Process(target=manager_main, args=(config, theirs), name="localactors-manager")
+        self._process = make_runner(
+            not self.processes, self.start_method, manager_main, (config, theirs), "localactors-manager"
+        )
         try:
             self._process.start()
-            theirs.close()
+            if self.processes:
+                theirs.close()
+            else:
+                self._theirs = theirs  # the manager thread reads it; closed after it ends
             if not ours.poll(self.timeout):
                 raise ClusterBrokenError(f"the cluster did not start within {self.timeout} s")
             try:
@@ -124,11 +160,14 @@ class LocalCluster:
                 raise ClusterBrokenError("the manager process died while starting") from None
         except BaseException:
             self.status = "running"
-            self.close()
+            self._close()  # not close(): in async mode that only makes a coroutine
             raise
         _, self.manager_address, self.workers = reply
         self.status = "running"
         _live.add(self)
+        write_cluster_file(self.directory, self.manager_address, self.authkey)  # for `localactors top`
+        if self.forward_output and self.processes:
+            self._output = OutputSink(self.manager_address, self.authkey, f"cluster-{os.getpid()}->manager")
 
     async def _astart(self) -> LocalCluster:
         if self.status == "created":
@@ -180,7 +219,7 @@ class LocalCluster:
             self.status = "closing"
         deadline = time.monotonic() + timeout
         proc = self._process
-        children = self._children() if proc is not None else []
+        children = self._children() if proc is not None and self.processes else []
         if self._control is not None:
             try:
                 self._control.send("shutdown")
@@ -195,8 +234,14 @@ class LocalCluster:
                 proc.kill()
                 proc.join(0.5)
         self._kill_stragglers(children)
+        if self._output is not None:
+            self._output.close()  # after the manager: it passes on the workers' last lines first
         if self._control is not None:
             self._control.close()
+        # in-process, the manager's end of the pipe closes with its last reference,
+        # once its control thread has seen our end close: closing it under that
+        # thread's poll() could hand the fd number to someone else mid-call
+        self._theirs = None
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
         self.status = "closed"

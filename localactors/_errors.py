@@ -99,36 +99,52 @@ def _format(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+def _describe(exc: BaseException) -> tuple[str, str]:
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not lose the error itself
+        message = "<str() failed>"
+    return f"{type(exc).__module__}.{type(exc).__qualname__}", message
+
+
 def dump_exception(exc: BaseException) -> bytes:
     """Pickle an exception with its formatted traceback; never raises.
 
     An exception that cannot be pickled, or cannot be rebuilt from its pickle
     (an ``__init__`` with unusual arguments), is sent as a :class:`RemoteError`.
+    Its type's name and message travel beside it, so the receiver can still
+    say what it was if *it* cannot rebuild it (its class is not importable there).
     """
     tb = _format(exc)
+    type_name, message = _describe(exc)
+    body = b""
     try:
-        data = pickle.dumps((exc, tb), protocol=5)
-        pickle.loads(data)  # catch exceptions that pickle but will not unpickle
-        return data
+        body = pickle.dumps(exc, protocol=5)
+        pickle.loads(body)  # catch exceptions that pickle but will not unpickle
     except Exception:
-        pass
-    try:
-        import cloudpickle
+        try:
+            import cloudpickle
 
-        data = cloudpickle.dumps((exc, tb), protocol=5)
-        pickle.loads(data)
-        return bytes(data)
-    except Exception:
-        stand_in = RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))
-        return pickle.dumps((stand_in, tb), protocol=5)
+            body = bytes(cloudpickle.dumps(exc, protocol=5))
+            pickle.loads(body)
+        except Exception:
+            body = b""
+    return pickle.dumps((body, tb, type_name, message), protocol=5)
 
 
 def load_exception(data: bytes) -> BaseException:
     """Rebuild an exception from :func:`dump_exception`, traceback as cause."""
+    exc: BaseException
     try:
-        exc, tb = pickle.loads(data)
+        body, tb, type_name, message = pickle.loads(data)
+    except Exception as err:  # not made by dump_exception: say so, keep going
+        return RemoteError(type(err).__name__, f"garbled remote exception: {err}")
+    try:
+        exc = pickle.loads(body) if body else RemoteError(type_name, message)
     except Exception as err:  # e.g. its class is not importable here
-        exc, tb = RemoteError(type(err).__name__, f"remote exception could not be unpickled: {err}"), ""
+        exc = RemoteError(type_name, f"{message} (could not be rebuilt here: {type(err).__name__}: {err})")
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(type_name, message)
     if tb:
         exc.__cause__ = RemoteTraceback(tb)
-    return exc  # type: ignore[no-any-return]
+    return exc

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -33,24 +34,92 @@ logger = logging.getLogger("localactors.futures")
 
 PENDING, FINISHED, ERROR, CANCELLED, LOST = "pending", "finished", "error", "cancelled", "lost"
 
-#: per-thread hook: an actor thread installs a waiter that keeps it serving
+#: per-thread hooks: an actor thread installs a waiter that keeps it serving;
+#: a task thread installs ``block_hook``, which lends its slot while it waits
 _local = threading.local()
 
 
+def set_block_hook(hook: Callable[[], AbstractContextManager[Any]] | None) -> None:
+    """Have every blocking wait of this thread run inside ``hook()`` (see ``_taskpool``)."""
+    _local.block_hook = hook
+
+
+def _blocked() -> AbstractContextManager[Any]:
+    hook = getattr(_local, "block_hook", None)
+    return hook() if hook is not None else nullcontext()
+
+
 def _blocking_wait(comp: Completion, timeout: float | None) -> bool:
+    if comp._event.is_set():
+        return True
     waiter = getattr(_local, "nested_waiter", None)
-    if waiter is not None and not comp._event.is_set():
+    if waiter is not None:
         return bool(waiter(comp, timeout))
-    return comp._event.wait(timeout)
+    with _blocked():
+        link = comp._link
+        if link is not None:
+            # read the reply in this thread if nobody else is reading the link:
+            # it saves waking the reader thread and then being woken by it
+            deadline = None if timeout is None else time.monotonic() + timeout
+            done = link.read_until(comp, timeout)
+            if done:
+                return True
+            if done is not None and deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
+        return comp._event.wait(timeout)
+
+
+class _Flag:
+    """The part of ``threading.Event`` a completion needs, on one plain lock.
+
+    An Event costs a Condition and a lock to make, and a fresh waiter lock on
+    every wait; a completion is made for every call, so this one costs a
+    single lock, held while unset. Each waiter that gets the lock hands it on
+    at once, so any number of threads may wait.
+    """
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        # callers serialise set() and clear() (Completion holds its own lock)
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def clear(self) -> None:
+        if self._set:
+            self._lock.acquire()  # waiters only hold it for an instant
+            self._set = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        if timeout is None:
+            got = self._lock.acquire()
+        else:
+            got = self._lock.acquire(timeout=max(0.0, timeout))
+        if got:
+            self._lock.release()  # wake the next waiter
+            return True
+        return self._set
 
 
 class Completion:
     """Set once with a value or an exception; wakes threads and coroutines."""
 
-    __slots__ = ("__weakref__", "_callbacks", "_event", "_lock", "error", "status", "value")
+    __slots__ = ("__weakref__", "_callbacks", "_event", "_link", "_lock", "error", "status", "value")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._event = _Flag()
+        self._link: Any = None  # the link its reply comes on, when a waiter may read it itself
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[Any], None]] = []
         self.status = PENDING
@@ -133,11 +202,12 @@ class ActorFuture(Completion):
     where it arrives as its value.
     """
 
-    __slots__ = ("_label",)
+    __slots__ = ("_label", "_loop")
 
-    def __init__(self, label: str = "") -> None:
+    def __init__(self, label: str = "", loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__()
         self._label = label
+        self._loop = loop  # the event loop of the async code that made the call, if any
 
     def __repr__(self) -> str:
         return f"<ActorFuture: {self._label} status={self.status}>"
@@ -208,8 +278,9 @@ class Future:
     def cancelled(self) -> bool:
         return self._state.status == CANCELLED
 
-    def cancel(self) -> None:
-        self._core.cancel([self])
+    def cancel(self) -> Any:
+        """Cancel this key (see ``Client.cancel``); awaitable in async code."""
+        return self._core.cancel([self])
 
     def add_done_callback(self, fn: Callable[[Future], None]) -> None:
         self._state.add_done_callback(lambda _: fn(self))
@@ -278,6 +349,21 @@ class TaskState(Completion):
         self.worker: str | None = None
         self.actor: Any = None
 
+    def cancel(self, error: BaseException) -> None:
+        """Cancelled, even if it had finished (its data is being released)."""
+        if not self.set_exception(error, CANCELLED):
+            with self._lock:
+                self.status, self.value, self.error = CANCELLED, None, error
+
+    def reset(self) -> None:
+        """Pending again: the key's data died with its worker and is being recomputed."""
+        with self._lock:
+            if not self._event.is_set():
+                return
+            self._event.clear()
+            self.status, self.value, self.error = PENDING, None, None
+            self.address = self.worker = None
+
 
 AnyFuture = Future | ActorFuture
 
@@ -304,11 +390,11 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
     if isinstance(fs, (Future, ActorFuture)):
         fs = [fs]
     fs = list(fs)
-    if any(isinstance(f, Future) and f._core.asynchronous and _in_loop_thread(f._core) for f in fs):
+    if any(_awaitable_here(f) for f in fs):
         return _wait_async(fs, timeout, return_when)
     event = threading.Event()
-    counter = [len([f for f in fs if not f.done()])]
     lock = threading.Lock()
+    left = [len(fs)]  # done-callbacks still to come
 
     def check() -> bool:
         done = [f for f in fs if f.done()]
@@ -318,43 +404,80 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
             return True
         return len(done) == len(fs)
 
-    def on_done(_: Any) -> None:
+    def on_done(f: Any) -> None:
+        # O(1) per callback: rescanning every future here made waiting on n futures O(n^2)
+        if return_when == FIRST_COMPLETED or (return_when == FIRST_EXCEPTION and _errored(f)):
+            event.set()
+            return
         with lock:
-            counter[0] -= 1
-        if check():
+            left[0] -= 1
+            last = left[0] <= 0
+        if last:
             event.set()
 
     if not check():
         for f in fs:
             f.add_done_callback(on_done)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not check():
+        cursor = 0  # futures before it are done: the nested waiter never rescans them
+        while not (event.is_set() and check()):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"wait: condition {return_when} not met after {timeout} s")
             waiter = getattr(_local, "nested_waiter", None)
             if waiter is not None:
                 # serve other actors while waiting: wait on any pending future
-                pending = next(f for f in fs if not f.done())
+                while cursor < len(fs) and fs[cursor].done():
+                    cursor += 1
+                if cursor == len(fs):
+                    cursor = 0  # all done once, but one was reset: rescan from the start
+                    if check():
+                        break
+                    time.sleep(0.01)
+                    continue
+                pending = fs[cursor]
                 comp = pending._state if isinstance(pending, Future) else pending
                 waiter(comp, remaining)
+            elif event.is_set():
+                time.sleep(0.01)  # done once, but a future was reset: poll until check() holds
             else:
-                event.wait(remaining)
+                with _blocked():
+                    event.wait(remaining)
     done = {f for f in fs if f.done()}
     return DoneAndNotDone(done, set(fs) - done)
 
 
+def _awaitable_here(f: Any) -> bool:
+    """Was ``f`` made by async code running on this thread's loop?"""
+    if isinstance(f, Future):
+        return bool(f._core.asynchronous) and _in_loop_thread(f._core)
+    if isinstance(f, ActorFuture) and f._loop is not None:
+        try:
+            return asyncio.get_running_loop() is f._loop
+        except RuntimeError:
+            return False
+    return False
+
+
 async def _wait_async(fs: list[Any], timeout: float | None, return_when: str) -> DoneAndNotDone:
-    tasks = [asyncio.ensure_future(_done_of(f)) for f in fs]
     when = {ALL_COMPLETED: asyncio.ALL_COMPLETED, FIRST_COMPLETED: asyncio.FIRST_COMPLETED}.get(
         return_when, asyncio.FIRST_EXCEPTION
     )
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=timeout, return_when=when)
+    if fs:
+        tasks = [asyncio.ensure_future(_done_of(f)) for f in fs]
+        finished, pending = await asyncio.wait(tasks, timeout=timeout, return_when=when)
         for t in pending:
             t.cancel()
-        if pending and return_when == ALL_COMPLETED:
-            raise TimeoutError(f"wait: not all done after {timeout} s")
+        for t in finished:
+            t.exception()  # retrieved here: the error itself stays on its future
+        if return_when == FIRST_COMPLETED:
+            met = bool(finished)
+        elif return_when == FIRST_EXCEPTION:
+            met = not pending or any(t.exception() is not None for t in finished)
+        else:
+            met = not pending
+        if not met:  # the same contract as the blocking wait
+            raise TimeoutError(f"wait: condition {return_when} not met after {timeout} s")
     done = {f for f in fs if f.done()}
     return DoneAndNotDone(done, set(fs) - done)
 
@@ -383,6 +506,7 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._outstanding = 0
         self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []  # ``async for``
         self.with_results = with_results
         self.raise_errors = raise_errors
         self._deadline = None if timeout is None else time.monotonic() + timeout
@@ -393,7 +517,17 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
     def add(self, future: Any) -> None:
         with self._lock:
             self._outstanding += 1
-        future.add_done_callback(self._queue.put)
+        future.add_done_callback(self._arrived)
+
+    def _arrived(self, future: Any) -> None:
+        with self._lock:  # the same lock __anext__ checks the queue under: no lost wake-up
+            self._queue.put(future)
+            waiters, self._waiters = self._waiters, []
+        for loop, waiter in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve_waiter, waiter)
+            except RuntimeError:
+                pass  # that loop is closed: nobody is iterating there any more
 
     def count(self) -> int:
         with self._lock:
@@ -410,7 +544,8 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
         if remaining is not None and remaining <= 0:
             raise TimeoutError(f"as_completed: not all done after {self._timeout} s")
         try:
-            return self._queue.get(block, remaining)
+            with _blocked():
+                return self._queue.get(block, remaining)
         except Empty:
             raise TimeoutError(f"as_completed: not all done after {self._timeout} s") from None
 
@@ -444,16 +579,29 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
     async def __anext__(self) -> Any:
         if self.is_empty():
             raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 future = self._queue.get_nowait()
                 break
             except Empty:
                 pass
+            waiter = loop.create_future()
+            with self._lock:
+                if not self._queue.empty():
+                    continue  # one arrived meanwhile
+                self._waiters.append((loop, waiter))
             remaining = None if self._deadline is None else self._deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"as_completed: not all done after {self._timeout} s")
-            await asyncio.sleep(0.001)
+            try:
+                if remaining is not None and remaining <= 0:
+                    raise asyncio.TimeoutError
+                await asyncio.wait_for(waiter, remaining)
+            except asyncio.TimeoutError:  # not the builtin one on 3.10
+                raise TimeoutError(f"as_completed: not all done after {self._timeout} s") from None
+            finally:
+                with self._lock:
+                    if (loop, waiter) in self._waiters:
+                        self._waiters.remove((loop, waiter))
         if self.with_results:
             with self._lock:
                 self._outstanding -= 1

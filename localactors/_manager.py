@@ -1,6 +1,7 @@
 """The manager process: spawns workers, keeps the books, relays.
 
-Runs in: the manager process, started by ``LocalCluster``.
+Runs in: the manager process, started by ``LocalCluster`` (in-process: a
+thread of the user's process, its workers threads too; see ``_runner``).
 
 Every link has a reader thread that puts ``(link, message)`` on one inbox;
 the main thread takes them one at a time and hands them to the
@@ -10,7 +11,15 @@ unless a client asked for relaying (``direct_to_workers=False``), in which
 case each (client, worker) pair gets its own relay link, pumped verbatim.
 
 It exits when told to, or when the process that started it goes away (its
-control pipe reaches EOF), taking its workers with it.
+control pipe reaches EOF, or it is no longer our parent), taking its workers
+with it.
+
+Failures it handles: a worker whose link drops is reaped and its exit code or
+signal told to every node (``WorkerDied``) after the scheduler has rerun,
+recomputed or restarted what it had; a replacement is spawned to keep
+``n_workers``; with ``memory_limit`` each worker's RSS is checked every
+``MEMORY_CHECK_INTERVAL`` s and a worker over the limit is killed (and so
+replaced). Shutdown is bounded: ask, then SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -18,18 +27,30 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from . import _protocol as P
 from ._connection import Link, LinkClosed, Server, connect
+from ._node import DEFAULT_MAX_IN_FLIGHT
+from ._output import OutputPump
+from ._runner import make_runner
 from ._scheduler import Scheduler, WorkerState
-from ._worker import WorkerConfig, worker_main
+from ._worker import WorkerConfig, worker_main, worker_thread_main
 
 logger = logging.getLogger("localactors.manager")
+
+#: how often the main loop looks at workers' memory and at workers that died starting
+MEMORY_CHECK_INTERVAL = 0.1
+#: how long workers get to leave on their own at shutdown before SIGTERM (then SIGKILL)
+SHUTDOWN_GRACE = 1.5
+#: consecutive workers dying before they register, after which we stop replacing them
+MAX_START_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -43,17 +64,43 @@ class ManagerConfig:
     start_method: str = "spawn"
     allowed_failures: int = 3
     log_level: int = logging.WARNING
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  #: per worker-to-worker link
+    in_process: bool = False  #: workers are threads of this process (``processes=False``)
+    forward_output: bool = True  #: workers' stdout/stderr go to the cluster, prefixed
 
 
 def manager_main(config: ManagerConfig, control: Connection) -> None:
-    """Entry point of the manager process."""
-    logging.basicConfig(
-        level=config.log_level, format=f"(manager pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
-    )
+    """Entry point of the manager (a process, or a thread in-process)."""
+    if not config.in_process:  # in-process, logging belongs to the user
+        logging.basicConfig(
+            level=config.log_level, format=f"(manager pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
+        )
     Manager(config, control).run()
 
 
 _PARENT_GONE = "parent-gone"
+
+
+def exit_reason(exitcode: int | None, retiring: bool) -> str:
+    """How a worker process ended, in words (completes "worker-1 ...")."""
+    if exitcode is None:
+        return "closed its connection (its process had not ended yet)"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"was killed by signal {-exitcode} ({name})"
+    if exitcode:
+        return f"exited with code {exitcode}"
+    return "left the cluster" if retiring else "exited unexpectedly (code 0)"
+
+
+class _RelayGone:
+    __slots__ = ("address",)
+
+    def __init__(self, address: str) -> None:
+        self.address = address
 
 
 class _Closed:
@@ -80,21 +127,42 @@ class Manager:
         self.pending_scale: list[tuple[Any, int]] = []  # (reply-to, req_id)
         self.ready_sent = False
         self.running = True
+        self.output = OutputPump()
+        self.links: set[Link] = set()  # every link accepted: closed on exit (threads outlive us in-process)
+        self.kill_reasons: dict[str, str] = {}  # worker -> why we killed it (e.g. its memory limit)
+        self.relays_gone: dict[str, list[Link]] = {}  # worker address -> clients to tell after its notice
+        self.start_failures = 0
+        self.parent_gone = False
+        self._meters: dict[str, Any] = {}  # worker -> psutil.Process
+        self._outbox: dict[Any, list[P.Message]] | None = None  # see run(): batched sends
+        self._loop_thread: threading.Thread | None = None
 
     # -- plumbing ---------------------------------------------------------------
 
     def _send(self, link: Any, msg: P.Message) -> None:
+        box = self._outbox
+        if box is not None and threading.current_thread() is self._loop_thread:
+            box.setdefault(link, []).append(msg)  # sent when this inbox item is handled
+            return
         try:
             link.send(msg)
         except LinkClosed:
             pass  # its reader will report the close
 
     def _on_link(self, link: Link) -> None:
+        self.links.add(link)
         link.start_reader(lambda lk, msg: self.inbox.put((lk, msg)), lambda lk, err: self.inbox.put((lk, _Closed(err))))
 
     def _watch_parent(self) -> None:
+        # EOF on the control pipe says the cluster's process is gone; a changed
+        # parent pid says so too when a forked child of it kept the pipe open
+        parent = os.getppid()
         while True:
             try:
+                if not self.control.poll(0.25):
+                    if not self.config.in_process and os.getppid() != parent:
+                        raise EOFError("reparented")
+                    continue
                 order = self.control.recv()
             except (EOFError, OSError):
                 self.inbox.put((None, _PARENT_GONE))
@@ -120,36 +188,108 @@ class Manager:
             resources=self.config.resources,
             memory_limit=self.config.memory_limit,
             log_level=self.config.log_level,
+            max_in_flight=self.config.max_in_flight,
+            in_process=self.config.in_process,
         )
-        proc = self.ctx.Process(target=worker_main, args=(cfg,), name=f"localactors-{name}")
-        proc.start()
+        if self.config.in_process:
+            proc = make_runner(True, "", worker_thread_main, (cfg,), f"localactors-{name}")
+            proc.start()
+        elif self.config.forward_output:
+            (out_r, out_w), (err_r, err_w) = self.ctx.Pipe(duplex=False), self.ctx.Pipe(duplex=False)
+            args = (cfg, (out_w, err_w))
+            proc = make_runner(False, self.config.start_method, worker_main, args, f"localactors-{name}")
+            proc.start()
+            out_w.close()  # the worker holds the write ends now: EOF comes when it exits
+            err_w.close()
+            self.output.watch(name, proc.pid, out_r, err_r)
+        else:
+            proc = make_runner(False, self.config.start_method, worker_main, (cfg, None), f"localactors-{name}")
+            proc.start()
         self.processes[name] = proc
 
     # -- main loop ------------------------------------------------------------------
 
+    def _flush_outbox(self) -> None:
+        box, self._outbox = self._outbox, None
+        for link, msgs in (box or {}).items():
+            try:
+                link.send_many(msgs)
+            except LinkClosed:
+                pass  # its reader will report the close
+            except Exception:
+                logger.exception("manager failed sending %d messages to %s", len(msgs), link)
+
     def run(self) -> None:
+        self._loop_thread = threading.current_thread()
         server = Server(self.address, self.config.authkey, "manager", self._on_link)
         threading.Thread(target=self._watch_parent, name="localactors-control", daemon=True).start()
         for _ in range(self.config.n_workers):
             self.spawn_worker()
         if self.config.n_workers == 0:
             self._maybe_ready()
+        next_check = time.monotonic()
         try:
             while self.running:
-                link, item = self.inbox.get()
                 try:
-                    self._handle(link, item)
-                except Exception:
-                    logger.exception("manager failed handling %r", item)
+                    link, item = self.inbox.get(timeout=MEMORY_CHECK_INTERVAL)
+                except Empty:
+                    pass
+                else:
+                    # what one item makes us send (a SubmitTasks of 10,000 tasks
+                    # makes 10,000 RunTasks) goes out in one write per link
+                    self._outbox = {}
+                    try:
+                        self._handle(link, item)
+                    except Exception:
+                        logger.exception("manager failed handling %r", item)
+                    finally:
+                        self._flush_outbox()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + MEMORY_CHECK_INTERVAL
+                    self._check_workers()
         finally:
             server.close()
-            self._shutdown_workers()
+            self._shutdown_workers(0.3 if self.parent_gone else SHUTDOWN_GRACE)
+
+    def _check_workers(self) -> None:
+        """Kill workers over their memory limit; replace workers that died starting."""
+        for name, proc in list(self.processes.items()):
+            if name not in self.scheduler.workers and not proc.is_alive():
+                del self.processes[name]
+                self.start_failures += 1
+                logger.warning("%s died while starting (exit code %s)", name, proc.exitcode)
+                if self.running and self.start_failures <= MAX_START_FAILURES:
+                    self.spawn_worker()
+        limit = self.config.memory_limit
+        if limit is None or self.config.in_process:
+            return
+        import psutil
+
+        for name, ws in list(self.scheduler.workers.items()):
+            try:
+                meter = self._meters.get(name)
+                if meter is None:
+                    meter = self._meters[name] = psutil.Process(ws.info.pid)
+                rss = meter.memory_info().rss
+            except psutil.Error:
+                continue
+            if rss > limit and name not in self.kill_reasons:
+                mib = 2**20
+                self.kill_reasons[name] = (
+                    f"exceeded its memory limit ({rss / mib:.0f} MiB > {limit / mib:.0f} MiB)"
+                    " and was killed; a new worker replaces it"
+                )
+                logger.warning("%s %s", name, self.kill_reasons[name])
+                proc = self.processes.get(name)
+                if proc is not None:
+                    proc.kill()
 
     def _maybe_ready(self) -> None:
         if not self.ready_sent and len(self.scheduler.workers) >= self.target:
             self.ready_sent = True
             self._reply_control(("ready", self.address, self._infos()))
-        if self.pending_scale and len([w for w in self.scheduler.workers.values() if not w.retiring]) == self.target:
+        # retiring workers count until their link closes: scale(n) returns once they are gone
+        if self.pending_scale and len(self.scheduler.workers) == self.target:
             for reply_to, req_id in self.pending_scale:
                 if reply_to is None:
                     self._reply_control(("scaled", req_id))
@@ -165,11 +305,14 @@ class Manager:
             self._handle_control(item)
         elif isinstance(item, _Closed):
             self._link_closed(link)
+        elif isinstance(item, _RelayGone):
+            self._relay_gone(link, item.address)
         else:
             self._handle_message(link, item)
 
     def _handle_control(self, order: Any) -> None:
         if order == _PARENT_GONE or order == "shutdown":
+            self.parent_gone = order == _PARENT_GONE
             self.running = False
         elif isinstance(order, tuple) and order[0] == "scale":
             self._scale(order[1], None, order[2])
@@ -190,20 +333,28 @@ class Manager:
         self._maybe_ready()
 
     def _link_closed(self, link: Any) -> None:
+        self.links.discard(link)
+        self.output.remove_watcher(link)
         ws = self.worker_links.pop(link, None)
         if ws is not None:
             proc = self.processes.pop(ws.name, None)
-            reason = "left the cluster"
+            self._meters.pop(ws.name, None)
+            code = None
             if proc is not None:
                 proc.join(1.0)
                 code = proc.exitcode
-                if code is not None and code < 0:
-                    reason = f"was killed by signal {-code}"
-                elif code:
-                    reason = f"exited with code {code}"
-                elif not ws.retiring:
-                    reason = "exited unexpectedly"
-            self.scheduler.remove_worker(ws.name, reason)
+            reason = exit_reason(code, ws.retiring) if proc is not None else "left the cluster"
+            reason = self.kill_reasons.pop(ws.name, reason)
+            if code not in (0, None) or not ws.retiring:
+                logger.warning("%s %s", ws.name, reason)
+            else:
+                self.start_failures = 0
+            notice = self.scheduler.remove_worker(ws.name, reason, code)
+            if notice is not None:
+                # after the per-key messages: a node with the notice has seen them
+                self.scheduler.broadcast(notice)
+            for client in self.relays_gone.pop(ws.info.address, []):
+                self._send(client, P.RelayFrom(ws.info.address, ()))
             self.scheduler.drop_holder(link)
             if self.running and not ws.retiring and len(self.scheduler.workers) < self.target:
                 self.spawn_worker()  # keep n_workers
@@ -233,19 +384,24 @@ class Manager:
             case P.RegisterWorker(info):
                 ws = sched.add_worker(info, link)
                 self.worker_links[link] = ws
+                self.start_failures = 0
                 self._maybe_ready()
             case P.Hello():
                 sched.client_links.add(link)
             case P.Scatter(items, workers):
                 sched.scatter(items, workers)
-            case P.Cancel(keys):
+            case P.Cancel(keys, req_id):
                 sched.cancel(keys)
+                if req_id >= 0:
+                    self._send(link, P.Ack(req_id))
             case P.InfoRequest(req_id):
                 self._send(link, P.InfoReply(req_id, self._infos()))
             case P.Scale(req_id, n):
                 self._scale(n, link, req_id)
             case P.RelayTo(address, frames):
                 self._relay(link, address, frames)
+            case P.WatchOutput():
+                self.output.add_watcher(link)
             case P.Goodbye(shutdown_cluster):
                 sched.drop_holder(link)
                 if shutdown_cluster:
@@ -264,20 +420,30 @@ class Manager:
                 return
 
             def back(frames_in: list[bytes]) -> None:
-                self._send(client, P.RelayFrom(address, tuple(frames_in)))
+                if frames_in:
+                    self._send(client, P.RelayFrom(address, tuple(frames_in)))
+                else:  # through the inbox: the client must hear why the worker died first
+                    self.inbox.put((client, _RelayGone(address)))
 
-            threading.Thread(
-                target=_pump, args=(relay, back), name=f"localactors-relay-{client.id}", daemon=True
-            ).start()
+            # a reader, not a thread of our own: only the reader may release the link's socket
+            relay.start_reader(lambda _lk, frames_in: back(frames_in), lambda _lk, _err: back([]), raw=True)
             self.relays[(client.id, address)] = relay
         try:
             relay.send_frames(list(frames))
         except LinkClosed:
             self._send(client, P.RelayFrom(address, ()))
 
+    def _relay_gone(self, client: Link, address: str) -> None:
+        """A relay's worker end closed: tell the client after the worker's death notice."""
+        if any(ws.info.address == address for ws in self.worker_links.values()):
+            self.relays_gone.setdefault(address, []).append(client)  # its link close is on its way
+        else:
+            self._send(client, P.RelayFrom(address, ()))
+
     # -- shutdown ---------------------------------------------------------------------
 
-    def _shutdown_workers(self) -> None:
+    def _shutdown_workers(self, grace: float) -> None:
+        """Stop every worker within about ``grace`` + 1 s: ask, SIGTERM, SIGKILL."""
         for link in list(self.scheduler.client_links):
             self._send(link, P.Goodbye())  # an orderly close: ClusterClosedError, not Broken
         for link in list(self.worker_links):
@@ -285,26 +451,22 @@ class Manager:
         for relay in self.relays.values():
             relay.close()
         procs = list(self.processes.values())
+        deadline = time.monotonic() + grace
         for proc in procs:
-            proc.join(2.0)
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in procs:
-            proc.join(1.0)
+            proc.join(max(0.0, deadline - time.monotonic()))
+        stuck = [proc for proc in procs if proc.is_alive()]
+        for proc in stuck:
+            logger.warning("%s did not stop within %.1f s: terminating it", proc.name, grace)
+            proc.terminate()
+        deadline = time.monotonic() + 0.5
+        for proc in stuck:
+            proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
-                proc.join(1.0)
+                proc.join(0.5)
         for link in list(self.worker_links):
             link.close()
-
-
-def _pump(relay: Link, back: Any) -> None:
-    """Copy a relay link's replies back to its client, frames untouched."""
-    try:
-        while True:
-            back(relay.recv_frames())
-    except (EOFError, OSError, ValueError):
-        back([])
-    finally:
-        relay.close()
+        self.output.drain(1.0)  # the workers' last lines, before our links go
+        self.output.close()
+        for link in list(self.links):
+            link.close()  # a process exit would do it; an in-process manager must

@@ -20,12 +20,14 @@ import itertools
 import logging
 import os
 import threading
+from collections import deque
 from queue import SimpleQueue
 from typing import Any
 
+from . import _futures
 from . import _protocol as P
-from ._connection import Link, LinkClosed, connect
-from ._errors import ActorLostError, WorkerLostError, load_exception
+from ._connection import Link, LinkClosed, connect, in_reader_thread
+from ._errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
 from ._futures import ActorFuture, Completion
 from ._serialize import SerialContext, loads
 
@@ -33,6 +35,14 @@ logger = logging.getLogger("localactors.node")
 
 #: calls a caller may have in flight to one worker before it blocks
 DEFAULT_MAX_IN_FLIGHT = 10_000
+
+#: how long a caller whose link to a worker broke waits for the manager's
+#: notice of that worker's death (it carries the exit code or signal) before
+#: failing the calls with what it knows
+DEATH_NOTICE_WAIT = 0.5
+
+#: an actor call parked while its actor restarts: (key, name, kind, payload, future, label)
+ParkedCall = tuple[str, str, P.CallKind, bytes, ActorFuture, str]
 
 
 class RefTracker:
@@ -100,7 +110,14 @@ class RefTracker:
 
 
 class PeerLink:
-    """A caller's path to one worker, with its calls awaiting replies."""
+    """A caller's path to one worker: requests awaiting replies, and flow control.
+
+    At most ``limit`` requests are in flight. Past that, a caller that may
+    block (a plain thread) waits for room; one that must not (an event loop,
+    the actor thread, a link's reader thread) leaves its request in
+    ``backlog``, which a helper thread sends, in order, as replies make room:
+    its future just takes longer, and the loop never stalls.
+    """
 
     def __init__(self, node: Node, address: str, worker: str, link: Link | None) -> None:
         self.node = node
@@ -108,30 +125,87 @@ class PeerLink:
         self.worker = worker
         self.link = link  # None when relayed through the manager
         self._ids = itertools.count()
-        self._lock = threading.Lock()
-        self.pending: dict[int, tuple[Completion, str]] = {}
+        self._cond = threading.Condition(threading.Lock())
+        #: request id -> (completion, label, actor key or "")
+        self.pending: dict[int, tuple[Completion, str, str]] = {}
         self.lost: BaseException | None = None
-        self._slots = threading.BoundedSemaphore(node.max_in_flight)
+        self.limit = max(1, node.max_in_flight)
+        self.backlog: deque[tuple[Any, Completion, str, str]] = deque()
+        self.blocked = 0  # callers waiting for room
+        self._flusher: threading.Thread | None = None
+        self._flushing = False  # a backlog request has its id but is not sent yet
 
-    def _lost_error(self, what: str) -> BaseException:
-        reason = self.node.worker_death_reason(self.worker)
-        cls = ActorLostError if what.startswith("actor") else WorkerLostError
-        return cls(f"{what} lost: worker {self.worker} ({self.address}) {reason}", self.worker, None)
+    def _lost_error(self, label: str, key: str) -> BaseException:
+        closed = self.node.closed_error()
+        if closed is not None:
+            # the caller (or the cluster's owner) closed it: not a worker's death
+            return ClusterClosedError(f"{label} abandoned: {closed}")
+        if self.node.broken is not None:
+            return ClusterBrokenError(f"{label} abandoned: {self.node.broken}")
+        death = self.node.death_notice(self.address)
+        if death is not None:
+            reason, exitcode = death.reason, death.exitcode
+        else:
+            reason, exitcode = "closed its connection (no word from the manager on why)", None
+        text = f"{label} lost: worker {self.worker} {reason}"
+        if key and self.node.is_restarting(key):
+            text += "; the actor is being restarted, and later calls reach the new instance"
+        cls = ActorLostError if key else WorkerLostError
+        return cls(text, self.worker, exitcode)
 
-    def request(self, make: Any, comp: Completion, label: str) -> None:
-        """Register ``comp`` under a fresh id and send ``make(id)``."""
-        self._slots.acquire()
-        with self._lock:
-            if self.lost is not None:
-                self._slots.release()
-                comp.set_exception(self._lost_error(label))
-                return
-            req_id = next(self._ids)
-            self.pending[req_id] = (comp, label)
+    def request(self, make: Any, comp: Completion, label: str, key: str = "", block: bool | None = None) -> None:
+        """Register ``comp`` under a fresh id and send ``make(id)``, room permitting."""
+        comp._link = self.link  # a thread waiting for the reply may read it itself
+        with self._cond:
+            while self.lost is None and (len(self.pending) >= self.limit or self.backlog or self._flushing):
+                if block is None:  # asked only when full: the common path stays cheap
+                    block = self.node.may_block()
+                if not block:
+                    self.backlog.append((make, comp, label, key))
+                    if self._flusher is None:
+                        self._flusher = threading.Thread(
+                            target=self._flush, name=f"localactors-flush-{self.node.name}-{self.worker}", daemon=True
+                        )
+                        self._flusher.start()
+                    return
+                self.blocked += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self.blocked -= 1
+            lost = self.lost is not None
+            if not lost:
+                req_id = next(self._ids)
+                self.pending[req_id] = (comp, label, key)
+        if lost:
+            comp.set_exception(self._lost_error(label, key))
+            return
         try:
             self.send(make(req_id))
         except LinkClosed:
             self.fail_all()
+
+    def _flush(self) -> None:
+        """Send the backlog in order as replies make room; end when it is empty."""
+        while True:
+            with self._cond:
+                while self.lost is None and self.backlog and len(self.pending) >= self.limit:
+                    self._cond.wait()
+                if self.lost is not None or not self.backlog:
+                    self._flusher = None
+                    return
+                make, comp, label, key = self.backlog.popleft()
+                req_id = next(self._ids)
+                self.pending[req_id] = (comp, label, key)
+                self._flushing = True
+            try:
+                self.send(make(req_id))
+            except LinkClosed:
+                self.fail_all()
+            finally:
+                with self._cond:
+                    self._flushing = False
+                    self._cond.notify_all()
 
     def send(self, msg: P.Message) -> None:
         if self.link is not None:
@@ -139,22 +213,31 @@ class PeerLink:
         else:
             self.node.relay(self.address, P.encode(msg))
 
-    def reply(self, req_id: int) -> tuple[Completion, str] | None:
-        with self._lock:
+    def reply(self, req_id: int) -> tuple[Completion, str, str] | None:
+        with self._cond:
             entry = self.pending.pop(req_id, None)
-        if entry is not None:
-            self._slots.release()
+            if self.blocked or self.backlog:
+                self._cond.notify_all()
         return entry
 
-    def fail_all(self) -> None:
-        """The worker is gone: fail every pending request, refuse new ones."""
-        with self._lock:
+    def fail_all(self, wait: float = 0.0) -> None:
+        """The worker is gone: fail every pending request, refuse new ones.
+
+        With ``wait``, first give the manager's notice of the death up to that
+        long to arrive, so the errors can say how the worker died.
+        """
+        if wait > 0 and self.lost is None:
+            self.node.await_death_notice(self.address, wait)
+        with self._cond:
             if self.lost is None:
                 self.lost = WorkerLostError(f"worker {self.worker} lost")
             pending, self.pending = self.pending, {}
-        for comp, label in pending.values():
-            self._slots.release()
-            comp.set_exception(self._lost_error(label))
+            backlog, self.backlog = list(self.backlog), deque()
+            self._cond.notify_all()
+        for comp, label, key in pending.values():
+            comp.set_exception(self._lost_error(label, key))
+        for _, comp, label, key in backlog:
+            comp.set_exception(self._lost_error(label, key))
 
 
 class Node:
@@ -171,7 +254,14 @@ class Node:
         self.manager_link: Link | None = None
         self.asynchronous = False
         self.loop: Any = None
-        self._dead_workers: dict[str, str] = {}
+        self.closed = False  # set by the owner's close()
+        self.broken: BaseException | None = None  # set when the manager says goodbye or vanishes
+        # what the manager told us about failures; guarded by _notices
+        self._notices = threading.Condition()
+        self._dead_workers: dict[str, P.WorkerDied] = {}  # address -> notice
+        self._restarting: dict[str, list[ParkedCall]] = {}  # actor key -> calls parked until it is back
+        self._moved: dict[str, str] = {}  # actor key -> address of its restarted instance
+        self._failed_restarts: dict[str, bytes] = {}  # actor key -> why it could not be restarted
 
     # -- to be provided by subclasses ---------------------------------------
 
@@ -181,11 +271,98 @@ class Node:
     def worker_name(self, address: str) -> str:
         return os.path.basename(address)
 
-    def worker_death_reason(self, worker: str) -> str:
-        return self._dead_workers.get(worker, "died or closed the connection")
+    def may_block(self) -> bool:
+        """May this thread wait for room on a link?
+
+        Not an event loop, not the actor thread (it must keep serving the
+        replies it waits for) and not a link's reader thread.
+        """
+        if self.in_async_context() or in_reader_thread():
+            return False
+        return getattr(_futures._local, "nested_waiter", None) is None
 
     def in_async_context(self) -> bool:
         return False
+
+    def closed_error(self) -> BaseException | None:
+        """Why this node may no longer call, if it was closed on purpose."""
+        if self.closed:
+            return ClusterClosedError("the client is closed")
+        if isinstance(self.broken, ClusterClosedError):
+            return self.broken
+        return None
+
+    def mark_broken(self, error: BaseException) -> None:
+        """The cluster is gone (or closed by its owner): wake callers waiting for notices."""
+        with self._notices:
+            if self.broken is None:
+                self.broken = error
+            self._notices.notify_all()
+
+    # -- failure notices from the manager ----------------------------------------
+
+    def death_notice(self, address: str) -> P.WorkerDied | None:
+        return self._dead_workers.get(address)
+
+    def is_restarting(self, key: str) -> bool:
+        return key in self._restarting
+
+    def actor_address(self, key: str, address: str) -> str:
+        """Where actor ``key`` lives now: ``address``, unless it was restarted elsewhere."""
+        return self._moved.get(key, address)
+
+    def await_death_notice(self, address: str, timeout: float) -> None:
+        """Wait (bounded) until the manager says why the worker at ``address`` left."""
+        with self._notices:
+            self._notices.wait_for(
+                lambda: address in self._dead_workers or self.closed or self.broken is not None, timeout
+            )
+
+    def on_notice(self, msg: P.WorkerDied | P.ActorMoved | P.ActorRestartFailed) -> None:
+        """Handle a failure notice; runs on the manager link's reader thread."""
+        match msg:
+            case P.WorkerDied(_name, address):
+                with self._notices:
+                    self._dead_workers[address] = msg
+                    for key in msg.restarting:
+                        self._restarting.setdefault(key, [])
+                    self._notices.notify_all()
+                peer = self._peers.get(address)
+                if peer is not None:
+                    peer.fail_all()  # do not wait for our own link to notice
+            case P.ActorMoved(key, _worker, address):
+                with self._notices:
+                    self._moved[key] = address
+                    self._failed_restarts.pop(key, None)
+                    # sent under the lock: a call made meanwhile queues behind these
+                    for call in self._restarting.pop(key, []):
+                        try:
+                            self._send_call(address, call, block=False)
+                        except Exception as err:  # e.g. closed meanwhile
+                            call[4].set_exception(err)
+            case P.ActorRestartFailed(key, error):
+                with self._notices:
+                    self._failed_restarts[key] = error
+                    parked = self._restarting.pop(key, [])
+                for call in parked:
+                    call[4].set_exception(self._restart_error(key, error))
+            case _:
+                raise TypeError(f"not a failure notice: {msg!r}")
+
+    @staticmethod
+    def _restart_error(key: str, error: bytes) -> ActorLostError:
+        cause = load_exception(error)
+        err = ActorLostError(f"actor {key} was lost and could not be restarted: {type(cause).__name__}: {cause}")
+        err.__cause__ = cause
+        return err
+
+    def check(self) -> None:
+        """Raise if this node can no longer call out (closed, or cluster gone)."""
+        closed = self.closed_error()
+        if closed is not None:
+            raise closed
+        if self.broken is not None:
+            raise self.broken
 
     # -- references ------------------------------------------------------------
 
@@ -235,7 +412,13 @@ class Node:
         with self._peers_lock:
             peer = self._peers.get(address)
             if peer is None:
+                self.check()  # closed or broken: never open a new link
                 worker = self.worker_name(address)
+                if address in self._dead_workers:  # known dead: fail at once, do not try
+                    peer = PeerLink(self, address, worker, None)
+                    peer.lost = WorkerLostError(f"worker {worker} is dead")
+                    self._peers[address] = peer
+                    return peer
                 if self.direct:
                     try:
                         link = connect(address, self.authkey, f"{self.name}->{worker}")
@@ -247,7 +430,8 @@ class Node:
                     peer = PeerLink(self, address, worker, link)
                     link.peer = peer
                     link.send(P.Hello(self.name, os.getpid()))
-                    link.start_reader(self._on_peer_message, self._on_peer_close)
+                    # shared: a caller waiting for a reply may read it itself (Link.read_until)
+                    link.start_reader(self._on_peer_message, self._on_peer_close, shared=True)
                 else:
                     peer = PeerLink(self, address, worker, None)
                 self._peers[address] = peer
@@ -255,7 +439,7 @@ class Node:
 
     def _on_peer_close(self, link: Link, error: BaseException | None) -> None:
         peer: PeerLink = link.peer
-        peer.fail_all()
+        peer.fail_all(wait=0.0 if self.closed else DEATH_NOTICE_WAIT)
 
     def _on_peer_message(self, link: Link, msg: P.Message) -> None:
         self.handle_peer_message(link.peer, msg)
@@ -265,7 +449,7 @@ class Node:
             case P.CallOk(call_id, payload):
                 entry = peer.reply(call_id)
                 if entry is not None:
-                    comp, label = entry
+                    comp, label, _ = entry
                     ctx = SerialContext(node=self)
                     try:
                         value = loads(payload, ctx, what=f"result of {label}")
@@ -285,16 +469,25 @@ class Node:
                         entry[0].set_exception(load_exception(error))
                     else:
                         entry[0].set_result((dict(items), missing))
+            case P.StatsReply(req_id):
+                entry = peer.reply(req_id)
+                if entry is not None:
+                    entry[0].set_result(msg)
             case _:
                 logger.warning("%s: unexpected %s from %s", self.name, type(msg).__name__, peer.worker)
 
     def close_peers(self) -> None:
+        with self._notices:
+            parked = [call for calls in self._restarting.values() for call in calls]
+            self._restarting.clear()
+        for call in parked:
+            call[4].set_exception(self.closed_error() or ClusterBrokenError(f"{call[5]} abandoned: {self.broken}"))
         with self._peers_lock:
             peers, self._peers = list(self._peers.values()), {}
         for peer in peers:
+            peer.fail_all()  # first: so its reader, seeing EOF, has no death notice to wait for
             if peer.link is not None:
                 peer.link.close()
-            peer.fail_all()
         for peer in peers:
             if peer.link is not None:
                 peer.link.join_reader(1.0)
@@ -304,11 +497,32 @@ class Node:
     def call_actor(
         self, address: str, actor_key: str, name: str, kind: P.CallKind, payload: bytes, label: str
     ) -> ActorFuture:
-        fut = ActorFuture(label)
-        self.peer(address).request(
-            lambda call_id: P.ActorCall(call_id, actor_key, name, kind, payload), fut, f"actor {label}"
-        )
+        self.check()  # a closed client must not quietly reconnect to the worker
+        fut = ActorFuture(label, self.loop if self.in_async_context() else None)
+        call: ParkedCall = (actor_key, name, kind, payload, fut, label)
+        if actor_key in self._restarting or actor_key in self._moved or actor_key in self._failed_restarts:
+            with self._notices:  # the rare path: the actor was restarted, or is being
+                parked = self._restarting.get(actor_key)
+                if parked is not None:
+                    parked.append(call)  # sent, in order, when the new instance is up
+                    return fut
+                error = self._failed_restarts.get(actor_key)
+                address = self._moved.get(actor_key, address)
+            if error is not None:
+                fut.set_exception(self._restart_error(actor_key, error))
+                return fut
+        self._send_call(address, call, None)
         return fut
+
+    def _send_call(self, address: str, call: ParkedCall, block: bool | None) -> None:
+        key, name, kind, payload, fut, label = call
+        self.peer(address).request(
+            lambda call_id: P.ActorCall(call_id, key, name, kind, payload),
+            fut,
+            f"call {label} to actor {key}",
+            key,
+            block,
+        )
 
     def request_data(self, address: str, keys: tuple[str, ...]) -> Completion:
         comp = Completion()
@@ -319,7 +533,7 @@ class Node:
         peer = self._peers.get(address)
         if peer is None:
             return
-        if not frames:  # the manager says the worker's path is gone
+        if not frames:  # the manager says the worker's path is gone (after its death notice)
             peer.fail_all()
             return
         self.handle_peer_message(peer, P.decode(frames[0], list(frames[1:])))

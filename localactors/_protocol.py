@@ -12,17 +12,21 @@ so large data is not copied into the envelope.
 Who sends what::
 
     client  -> manager : RefDelta SubmitTasks Scatter Cancel InfoRequest Scale RelayTo Goodbye
-    manager -> client  : KeyDone KeyErred KeyLost InfoReply Ack RelayFrom
+    manager -> client  : KeyDone KeyErred KeyLost KeyReset InfoReply Ack RelayFrom
+    manager -> all     : WorkerDied ActorMoved ActorRestartFailed
     worker  -> manager : RegisterWorker RefDelta TaskDone TaskErred
     manager -> worker  : RunTask PutData FreeKeys Shutdown
     any     -> worker  : Hello GetData ActorCall        (direct links)
     worker  -> any     : DataReply CallOk CallErr       (direct links)
+    cluster -> manager : WatchOutput;  manager -> cluster : Output   (diagnostics)
+    any     -> worker  : StatsRequest; worker -> any : StatsReply    (diagnostics)
 """
 
 from __future__ import annotations
 
 import enum
 import pickle
+import struct
 from dataclasses import dataclass, fields
 from typing import Any, Union
 
@@ -128,6 +132,7 @@ class Scatter:
 @dataclass(frozen=True, slots=True)
 class Cancel:
     keys: tuple[str, ...]
+    req_id: int = -1  #: if >= 0, the manager answers ``Ack`` once done (after the ``KeyErred``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +243,50 @@ class Shutdown:
     pass
 
 
+# ---------------------------------------------------------------- manager -> every node
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDied:
+    """A worker left the cluster; sent to every client and worker.
+
+    Callers use it to say *why* their calls to that worker failed, and to
+    refuse later calls at once. ``restarting`` lists the actors that will be
+    re-created elsewhere (``max_restarts``): calls to them wait for the new
+    instance instead of failing.
+    """
+
+    name: str
+    address: str
+    reason: str  #: e.g. "was killed by signal 9 (SIGKILL)"
+    exitcode: int | None
+    restarting: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ActorMoved:
+    """A restarted actor is alive again, on ``worker`` at ``address``."""
+
+    key: str
+    worker: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRestartFailed:
+    """A restarting actor could not be re-created; calls to it fail with ``error``."""
+
+    key: str
+    error: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReset:
+    """The key's data died with its worker and is being recomputed: wait again."""
+
+    key: str
+
+
 # ---------------------------------------------------------------- direct links
 
 
@@ -276,11 +325,70 @@ class CallErr:
     error: bytes
 
 
+# ---------------------------------------------------------------- diagnostics
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOutput:
+    """A cluster asks its manager for the workers' stdout and stderr (``Output``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Text a worker process wrote to its stdout (``stream`` 1) or stderr (2)."""
+
+    worker: str
+    pid: int
+    stream: int
+    text: str  #: whole lines, each ending in a newline
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRequest:
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStat:
+    """One actor's counters, kept by its worker (see ``_stats``)."""
+
+    key: str
+    cls_name: str
+    calls: int  #: operations finished: method calls and attribute reads
+    errors: int  #: of those, how many raised
+    total_time: float  #: seconds from arrival at the worker to the reply, summed
+    max_time: float
+    queued: int  #: arrived, not started yet
+    running: int  #: started, not finished (a sync call, or async ones awaiting)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStat:
+    name: str
+    pid: int
+    rss: int  #: bytes; 0 in-process
+    cpu_percent: float  #: since the previous request; 0 in-process
+    n_data: int  #: task results held
+    n_actors: int
+
+
+ActorStat.__reduce__ = _plain_reduce  # type: ignore[method-assign,assignment]
+WorkerStat.__reduce__ = _plain_reduce  # type: ignore[method-assign,assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReply:
+    req_id: int
+    worker: WorkerStat
+    actors: tuple[ActorStat, ...]
+
+
 Message = Union[
     Hello, RegisterWorker, RefDelta, SubmitTasks, Scatter, Cancel, InfoRequest, Scale,
     RelayTo, Goodbye, TaskDone, TaskErred, KeyDone, KeyErred, KeyLost, InfoReply, Ack,
     RelayFrom, RunTask, PutData, FreeKeys, Shutdown, GetData, DataReply, ActorCall, CallOk,
-    CallErr,
+    CallErr, WatchOutput, Output, StatsRequest, StatsReply, WorkerDied, ActorMoved, ActorRestartFailed,
+    KeyReset,
 ]  # fmt: skip
 
 _TYPES: tuple[type, ...] = Message.__args__  # type: ignore[attr-defined]
@@ -289,6 +397,9 @@ _FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _TYPES}
 
 #: payloads at least this large travel as their own frame, not inside the envelope
 OUT_OF_BAND = 1 << 20
+#: the envelope starts with how many out-of-band frames follow it (a gather or
+#: scatter of many large values can have hundreds: one byte is not enough)
+_COUNT = struct.Struct("!I")
 
 
 class _Big:
@@ -300,40 +411,67 @@ class _Big:
         self.data = data
 
     def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
-        return (bytes, (pickle.PickleBuffer(self.data),))
+        return (_received, (pickle.PickleBuffer(self.data),))
+
+
+def _received(frame: Any) -> Any:
+    # the frame as the link read it (a bytearray for large ones), not copied
+    # into a new bytes object: for 100 MB that copy costs as much as the transfer
+    if isinstance(frame, memoryview):  # pickle's read-only view of the frame
+        owner: Any = frame.obj
+        if type(owner) in (bytes, bytearray) and len(owner) == frame.nbytes:
+            return owner
+        return frame.tobytes()
+    if isinstance(frame, pickle.PickleBuffer):  # pickled in band (no buffer_callback)
+        return bytes(frame)
+    return frame
 
 
 def _wrap(value: object) -> object:
-    if type(value) is bytes and len(value) >= OUT_OF_BAND:
-        return _Big(value)
-    if type(value) is tuple and value and type(value[-1]) in (tuple, bytes):
+    if type(value) in (bytes, bytearray) and len(value) >= OUT_OF_BAND:  # type: ignore[arg-type]
+        return _Big(value)  # type: ignore[arg-type]  # (a large received frame is a bytearray)
+    if type(value) is tuple and value and type(value[-1]) in (tuple, bytes, bytearray):
         # ((key, payload), ...), (key, payload) and frame tuples
         return tuple(_wrap(v) for v in value)
     return value
 
 
+#: actor calls are the hot path: their kind travels as a plain int, because
+#: pickling an enum member costs a global lookup and an Enum call on each side
+_CALL_TAG = _TAG[ActorCall]
+_KINDS = {kind.value: kind for kind in CallKind}
+
+
 def encode(msg: Message) -> list[bytes | pickle.PickleBuffer]:
     """Frames for ``msg``: the envelope, then one frame per large payload."""
     cls = type(msg)
-    values = [getattr(msg, name) for name in _FIELDS[cls]]
     buffers: list[pickle.PickleBuffer] = []
-    values = [_wrap(v) for v in values]
+    if cls is ActorCall:
+        call: ActorCall = msg  # type: ignore[assignment]
+        values: list[Any] = [call.call_id, call.actor, call.name, int(call.kind), _wrap(call.payload)]
+    else:
+        values = [_wrap(getattr(msg, name)) for name in _FIELDS[cls]]
     head = pickle.dumps((_TAG[cls], *values), protocol=5, buffer_callback=buffers.append)
-    return [bytes((len(buffers),)) + head, *buffers]
+    return [_COUNT.pack(len(buffers)) + head, *buffers]
 
 
 def decode(first: bytes, rest: list[bytes]) -> Message:
     """Rebuild a message from its frames; raise ``ValueError`` if garbled."""
     try:
-        tagged = pickle.loads(memoryview(first)[1:], buffers=rest)
-        cls = _TYPES[tagged[0]]
-        return cls(*tagged[1:])  # type: ignore[no-any-return]
+        tagged = pickle.loads(memoryview(first)[_COUNT.size :], buffers=rest)
+        tag = tagged[0]
+        if type(tag) is not int or not 0 <= tag < len(_TYPES):
+            raise TypeError(f"{tag!r} is not a message tag")
+        if tag == _CALL_TAG:
+            call_id, actor, name, kind, payload = tagged[1:]
+            return ActorCall(call_id, actor, name, _KINDS[kind], payload)
+        return _TYPES[tag](*tagged[1:])  # type: ignore[no-any-return]
     except Exception as err:
         raise ValueError(f"garbled message: {type(err).__name__}: {err}") from err
 
 
 def extra_frames(first: bytes) -> int:
     """How many out-of-band frames follow this envelope."""
-    if not first:
-        raise ValueError("empty frame")
-    return first[0]
+    if len(first) < _COUNT.size:
+        raise ValueError("garbled message: frame too short for a header")
+    return int(_COUNT.unpack_from(first)[0])

@@ -38,6 +38,7 @@ class WorkerState:
     index: int
     free: dict[str, float] = field(default_factory=dict)
     processing: set[str] = field(default_factory=set)
+    starting_actors: set[str] = field(default_factory=set)  #: the actor keys in ``processing``
     has: set[str] = field(default_factory=set)
     actors: set[str] = field(default_factory=set)
     alive: bool = True
@@ -62,6 +63,7 @@ class Task:
     retries_left: int = 0
     failures: int = 0
     restarts_left: int = 0
+    restarting: bool = False  #: an actor being re-created after its worker died
 
 
 class Scheduler:
@@ -78,7 +80,9 @@ class Scheduler:
         self.early_unpins: set[str] = set()
         self.no_worker: dict[str, Task] = {}
         self.client_links: set[Any] = set()
-        self.death_reasons: dict[str, str] = {}
+        self.death_reasons: dict[str, str] = {}  # dead worker's name -> how it died
+        self.dead_addresses: dict[str, str] = {}  # dead worker's address -> its name
+        self.orphans: dict[str, Task] = {}  # released while processing: resources still held
         self._index = 0
 
     # -- workers -------------------------------------------------------------------
@@ -90,50 +94,106 @@ class Scheduler:
         self._retry_no_worker()
         return ws
 
-    def remove_worker(self, name: str, reason: str) -> None:
-        """A worker died or left: fail, retry or recompute what it had."""
+    def remove_worker(self, name: str, reason: str, exitcode: int | None = None) -> P.WorkerDied | None:
+        """A worker died or left: rerun, recompute, restart or give up what it had.
+
+        Returns the notice for every node. The manager sends it *after* the
+        per-key messages sent here, so a node holding the notice has seen them.
+        """
         ws = self.workers.pop(name, None)
         if ws is None:
-            return
+            return None
         ws.alive = False
         self.death_reasons[name] = reason
-        err: WorkerLostError
-        for key in list(ws.processing):
+        self.dead_addresses[ws.info.address] = name
+        for key in [k for k, t in self.orphans.items() if t.worker is ws]:
+            del self.orphans[key]
+        rerun: list[Task] = []
+        # 1. what was running there runs elsewhere, unless it keeps killing workers
+        for key in sorted(ws.processing):
             task = self.tasks.get(key)
-            if task is None:
+            if task is None or task.worker is not ws:
+                continue
+            task.worker = None
+            if task.spec is None:  # scattered data on its way there: nothing to rerun
+                self._lose(task, WorkerLostError(f"scattered {key!r} lost: worker {name} {reason}", name, exitcode))
                 continue
             task.failures += 1
-            task.worker = None
             if task.failures > self.allowed_failures:
                 err = KilledWorker(
-                    f"task {key!r} was running on {task.failures} workers that died; last: {name} ({reason})",
+                    f"task {key!r} was running on {task.failures} workers that died; last: {name} {reason}",
                     name,
+                    exitcode,
                 )
                 self._erred(task, dump_exception(err))
             else:
                 task.state = "waiting"
-                self._schedule(task)
-        for key in ws.has | ws.actors:
+                rerun.append(task)
+        # 2. what lived there: restart actors that may be, recompute data still wanted, lose the rest
+        restarting: list[str] = []
+        for key in sorted(ws.has | ws.actors):
             task = self.tasks.get(key)
             if task is None or task.worker is not ws:
                 continue
             task.worker = None
             if task.actor is not None and task.restarts_left > 0 and task.spec is not None:
                 task.restarts_left -= 1
+                task.restarting = True
                 task.state = "waiting"
-                self._schedule(task)
+                restarting.append(key)
+                rerun.append(task)
             elif task.actor is None and task.spec is not None and self._referenced(key):
-                task.state = "waiting"  # recompute: its Futures are still held
-                task.waiting_on = {d for d in task.spec.deps if self._state(d) != "memory"}
-                if not task.waiting_on:
-                    self._schedule(task)
+                task.state = "waiting"  # its Futures are still held: compute it again
+                rerun.append(task)
+                self._notify(key, P.KeyReset(key))
+                for dep_key in task.dependents:
+                    dependent = self.tasks.get(dep_key)
+                    if dependent is not None and dependent.state in ("waiting", "no-worker"):
+                        dependent.waiting_on.add(key)
+                        dependent.state = "waiting"
+                        self.no_worker.pop(dep_key, None)
             else:
                 what = f"actor {key}" if task.actor is not None else f"data of {key!r}"
                 cls = ActorLostError if task.actor is not None else WorkerLostError
-                err = cls(f"{what} lost: worker {name} {reason}", name)
-                task.state = "lost"
-                task.error = dump_exception(err)
-                self._notify(key, P.KeyLost(key, task.error))
+                self._lose(task, cls(f"{what} lost: worker {name} {reason}", name, exitcode))
+        # 3. start each over once the inputs it needs are back
+        for task in rerun:
+            if task.state == "waiting":  # not erred meanwhile through a lost input
+                self._wait_for_deps(task)
+        return P.WorkerDied(name, ws.info.address, reason, exitcode, tuple(restarting))
+
+    def _lose(self, task: Task, err: BaseException) -> None:
+        """The key's value is gone for good: tell its holders, fail its dependents."""
+        task.state, task.error, task.worker = "lost", dump_exception(err), None
+        self.no_worker.pop(task.key, None)
+        self._notify(task.key, P.KeyLost(task.key, task.error))
+        for dep_key in list(task.dependents):
+            dependent = self.tasks.get(dep_key)
+            if dependent is not None and dependent.state in ("waiting", "no-worker"):
+                self._erred(dependent, task.error)
+
+    def _wait_for_deps(self, task: Task) -> None:
+        """(Re)start ``task``: schedule it now, or when its missing inputs are back."""
+        assert task.spec is not None
+        task.waiting_on = set()
+        for dep in task.spec.deps:
+            dt = self.tasks.get(dep)
+            if dt is None or dt.state in ("lost", "erred", "cancelled"):
+                err = WorkerLostError(f"dependency {dep!r} of {task.key!r} is gone")
+                self._erred(task, dt.error if dt is not None and dt.error else dump_exception(err))
+                return
+            dt.dependents.add(task.key)
+            if dt.state != "memory":
+                task.waiting_on.add(dep)
+        if not task.waiting_on:
+            self._schedule(task)
+
+    def broadcast(self, msg: P.Message) -> None:
+        """Send ``msg`` to every client and every live worker."""
+        for link in list(self.client_links):
+            self.send(link, msg)
+        for ws in list(self.workers.values()):
+            self.send(ws.link, msg)
 
     def _state(self, key: str) -> str:
         task = self.tasks.get(key)
@@ -159,16 +219,29 @@ class Scheduler:
             return None
         spec = task.spec
         if spec is not None and spec.actor:
-            return min(candidates, key=lambda w: (len(w.actors), len(w.processing), w.index))
+            # actors still being constructed count too, or a burst of creations
+            # piles onto whichever worker finished its first one last
+            return min(candidates, key=lambda w: (len(w.actors) + self._actors_starting(w), len(w.processing), w.index))
 
         def local_deps(w: WorkerState) -> int:
             return sum(1 for d in spec.deps if d in w.has) if spec is not None else 0
 
         return min(candidates, key=lambda w: (len(w.processing) / w.info.nthreads, -local_deps(w), w.index))
 
+    def _actors_starting(self, ws: WorkerState) -> int:
+        # kept as a set: counting them in ``processing`` made a burst of n creations O(n^2)
+        return len(ws.starting_actors)
+
     def _schedule(self, task: Task) -> None:
         ws = self._choose(task)
         if ws is None:
+            dead = self._dead_restriction(task.spec)
+            if dead:  # names are never reused: waiting would be forever
+                err = WorkerLostError(
+                    f"{task.key!r} may only run on {dead}, which died: {self.death_reasons[dead]}", dead
+                )
+                self._erred(task, dump_exception(err))
+                return
             task.state = "no-worker"
             self.no_worker[task.key] = task
             return
@@ -179,12 +252,23 @@ class Scheduler:
         task.state = "processing"
         task.worker = ws
         ws.processing.add(task.key)
+        if task.spec.actor:
+            ws.starting_actors.add(task.key)
         who_has = tuple(
             (d, self.tasks[d].worker.info.address)  # type: ignore[union-attr]
             for d in task.spec.deps
             if d in self.tasks and self.tasks[d].worker is not None
         )
         self.send(ws.link, P.RunTask(task.spec, who_has))
+
+    def _dead_restriction(self, spec: P.TaskSpec | None) -> str:
+        """The dead worker a task is bound to, if every worker it may use is dead."""
+        if spec is None or not spec.workers or spec.allow_other_workers:
+            return ""
+        dead = [self.dead_addresses.get(w, w) for w in spec.workers]
+        if all(name in self.death_reasons for name in dead):
+            return dead[0]
+        return ""
 
     def _retry_no_worker(self) -> None:
         for task in list(self.no_worker.values()):
@@ -228,6 +312,9 @@ class Scheduler:
         if not live:
             live = [w for w in self.workers.values() if w.alive]
         for i, (key, payload) in enumerate(items):
+            old = self.tasks.get(key)
+            if old is not None and old.state in ("processing", "memory"):
+                continue  # the same value scattered again (hashed key): one copy, or one would leak
             ws = sorted(live, key=lambda w: (len(w.has), w.index))[0] if len(items) == 1 else live[i % len(live)]
             task = Task(key, None, state="processing", worker=ws)
             self.tasks[key] = task
@@ -239,27 +326,51 @@ class Scheduler:
 
         error = dump_exception(CancelledError("cancelled"))
         for key in keys:
-            task = self.tasks.get(key)
-            if task is None or task.state in ("erred", "cancelled"):
-                continue
-            self.no_worker.pop(key, None)
-            was = task.state
-            task.state, task.error = "cancelled", error
-            self._notify(key, P.KeyErred(key, error))
-            if was == "memory":
-                self._release(key, force=True)
+            self._cancel(key, error)
+
+    def _cancel(self, key: str, error: bytes) -> None:
+        task = self.tasks.get(key)
+        if task is None or task.state in ("erred", "cancelled", "lost"):
+            return
+        self.no_worker.pop(key, None)
+        was = task.state
+        task.state, task.error = "cancelled", error
+        if was == "processing" and task.worker is not None:
+            # still running there: not ours to rerun if that worker dies, but
+            # what it holds comes back when it ends (_adopt_orphan)
+            task.worker.processing.discard(key)
+            task.worker.starting_actors.discard(key)
+            if task.spec is not None and task.spec.resources:
+                self.orphans[key] = task
+        self._notify(key, P.KeyErred(key, error))
+        for dep_key in sorted(task.dependents):  # nothing will ever feed them now
+            dependent = self.tasks.get(dep_key)
+            if dependent is not None and dependent.state in ("waiting", "no-worker"):
+                self._cancel(dep_key, error)
+        self._finished_with_deps(task)
+        if was == "memory":
+            self._release(key, force=True)
+        else:
+            self._maybe_release(key)
 
     # -- worker reports ---------------------------------------------------------------------
 
     def task_done(self, ws: WorkerState, msg: P.TaskDone) -> None:
         task = self.tasks.get(msg.key)
         ws.processing.discard(msg.key)
+        ws.starting_actors.discard(msg.key)
+        self._adopt_orphan(ws, msg.key)
+        if task is not None and task.state == "memory" and task.worker is ws and msg.actor is None:
+            return  # a cancelled run of the same key ended here too: the data is the key's, keep it
         if task is None or task.state != "processing" or task.worker is not ws:
             self.send(ws.link, P.FreeKeys((msg.key,)))  # nobody wants it any more
             return
         task.state, task.type_name, task.actor = "memory", msg.type_name, msg.actor
         if msg.actor is not None:
             ws.actors.add(msg.key)  # its resources stay held for the actor's life
+            if task.restarting:  # every handle anywhere now reaches the new instance
+                task.restarting = False
+                self.broadcast(P.ActorMoved(msg.key, ws.name, ws.info.address))
         else:
             ws.has.add(msg.key)
             self._give_back(ws, task)
@@ -276,18 +387,37 @@ class Scheduler:
     def task_erred(self, ws: WorkerState, msg: P.TaskErred) -> None:
         task = self.tasks.get(msg.key)
         ws.processing.discard(msg.key)
+        ws.starting_actors.discard(msg.key)
+        self._adopt_orphan(ws, msg.key)
         if task is None or task.worker is not ws or task.state != "processing":
             return
         self._give_back(ws, task)
+        if task.spec is not None:
+            gone = {d for d in task.spec.deps if self._state(d) in ("waiting", "processing", "no-worker")}
+            if gone:  # an input died with its worker while this ran: wait for its recomputation
+                task.state, task.worker, task.waiting_on = "waiting", None, gone
+                for d in gone:
+                    self.tasks[d].dependents.add(task.key)
+                return
         if task.retries_left > 0:
             task.retries_left -= 1
             self._schedule(task)
             return
         self._erred(task, msg.error)
 
+    def _adopt_orphan(self, ws: WorkerState, key: str) -> None:
+        """A task released while running has ended: give back what it held."""
+        orphan = self.orphans.get(key)
+        if orphan is not None and orphan.worker is ws:
+            del self.orphans[key]
+            self._give_back(ws, orphan)
+
     def _erred(self, task: Task, error: bytes) -> None:
         task.state, task.error, task.worker = "erred", error, None
         self.no_worker.pop(task.key, None)
+        if task.restarting:  # callers waiting for the new instance must hear it will not come
+            task.restarting = False
+            self.broadcast(P.ActorRestartFailed(task.key, error))
         self._notify(task.key, P.KeyErred(task.key, error))
         for dep_key in list(task.dependents):
             dependent = self.tasks.get(dep_key)
@@ -373,7 +503,10 @@ class Scheduler:
         return bool(
             self.holders.get(key)
             or self.pin_count.get(key)
-            or (task is not None and any(self._state(d) not in ("memory", "erred") for d in task.dependents))
+            or (
+                task is not None
+                and any(self._state(d) not in ("memory", "erred", "cancelled") for d in task.dependents)
+            )
         )
 
     def _maybe_release(self, key: str) -> None:
@@ -385,8 +518,10 @@ class Scheduler:
         if task is None:
             return
         if task.state == "processing" and not force:
-            # let it finish; task_done will free the result
+            # let it finish; task_done will free the result and the resources
             del self.tasks[key]
+            if task.spec is not None and task.spec.resources:
+                self.orphans[key] = task
             return
         del self.tasks[key]
         self.no_worker.pop(key, None)

@@ -64,29 +64,38 @@ def _describe(obj: object) -> str:
 def dumps(obj: object, ctx: SerialContext | None = None, what: str = "object") -> bytes:
     """Pickle ``obj``; raise :class:`SerializationError` naming what failed."""
     ctx = ctx if ctx is not None else SerialContext()
-    with using(ctx):
-        try:
-            data = pickle.dumps(obj, protocol=5)
-            if _MAIN_MARK not in data:
-                return data
-        except RecursionError as err:
-            raise SerializationError(f"{what} is nested too deeply to pickle ({err})") from None
-        except Exception:
-            pass
-        # second try: start the handle bookkeeping afresh
-        ctx.deps.clear()
-        ctx.pins.clear()
-        import cloudpickle
+    token = _current.set(ctx)  # not ``with using()``: a generator context costs more than the pickle
+    try:
+        return _dumps(obj, ctx, what)
+    finally:
+        _current.reset(token)
 
-        try:
-            return bytes(cloudpickle.dumps(obj, protocol=5))
-        except RecursionError as err:
+
+def _dumps(obj: object, ctx: SerialContext, what: str) -> bytes:
+    try:
+        data = pickle.dumps(obj, protocol=5)
+        if _MAIN_MARK not in data:
+            return data
+    except RecursionError as err:
+        raise SerializationError(f"{what} is nested too deeply to pickle ({err})") from None
+    except Exception:
+        pass
+    # second try: start the handle bookkeeping afresh
+    ctx.deps.clear()
+    ctx.pins.clear()
+    import cloudpickle
+
+    try:
+        return bytes(cloudpickle.dumps(obj, protocol=5))
+    except RecursionError as err:
+        raise SerializationError(f"{what} is nested too deeply to pickle ({err})") from None
+    except Exception as err:
+        if isinstance(err.__cause__, RecursionError):  # cloudpickle rewraps it
             raise SerializationError(f"{what} is nested too deeply to pickle ({err})") from None
-        except Exception as err:
-            culprit = _find_unpicklable(obj)
-            raise SerializationError(
-                f"cannot pickle {what}: {culprit} is not picklable ({type(err).__name__}: {err})"
-            ) from err
+        culprit = _find_unpicklable(obj)
+        raise SerializationError(
+            f"cannot pickle {what}: {culprit} is not picklable ({type(err).__name__}: {err})"
+        ) from err
 
 
 def _find_unpicklable(obj: object, depth: int = 0) -> str:
@@ -111,11 +120,13 @@ def _find_unpicklable(obj: object, depth: int = 0) -> str:
 
 def loads(data: bytes | memoryview, ctx: SerialContext | None = None, what: str = "object") -> Any:
     """Unpickle ``data`` under ``ctx``; raise :class:`SerializationError` on failure."""
-    with using(ctx if ctx is not None else SerialContext()):
-        try:
-            return pickle.loads(data)
-        except Exception as err:
-            raise SerializationError(f"cannot unpickle {what}: {type(err).__name__}: {err}") from err
+    token = _current.set(ctx if ctx is not None else SerialContext())
+    try:
+        return pickle.loads(data)
+    except Exception as err:
+        raise SerializationError(f"cannot unpickle {what}: {type(err).__name__}: {err}") from err
+    finally:
+        _current.reset(token)
 
 
 EMPTY_ARGS = pickle.dumps(((), {}), protocol=5)

@@ -1,12 +1,15 @@
 """A worker process: holds task results and actors, runs their code.
 
-Runs in: a worker process, spawned by the manager.
+Runs in: a worker process, spawned by the manager (in-process, with
+``LocalCluster(processes=False)``: a thread of the user's process, which
+then plays the part of ``main`` below; see ``_runner``).
 
 Threads::
 
     main             asyncio event loop: async actor methods, shutdown
-    actor            the one actor thread (``_actor_thread``): every actor
-                     operation, in order; sync methods run here
+    actor            the actor thread (``_actor_thread``): every actor
+                     operation, in order; sync methods run here (while one
+                     waits on a future, a helper ``actor-<n>`` serves the rest)
     task-N           ``threads_per_worker`` threads for plain tasks
     reader-*         one per link: the manager link, each caller's direct
                      link, each link this worker opened to another worker
@@ -23,9 +26,10 @@ import functools
 import inspect
 import logging
 import os
+import select
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +40,11 @@ from ._actor_thread import ActorThread
 from ._connection import Link, LinkClosed, Server, connect
 from ._errors import ActorLostError, SerializationError, WorkerLostError, dump_exception
 from ._futures import Completion
-from ._node import Node
-from ._serialize import SerialContext, dumps, loads
+from ._node import DEFAULT_MAX_IN_FLIGHT, Node
+from ._output import redirect_worker_output
+from ._serialize import EMPTY_ARGS, SerialContext, dumps, loads
+from ._stats import ProcessMeter, StatsBook
+from ._taskpool import TaskPool
 
 logger = logging.getLogger("localactors.worker")
 
@@ -52,20 +59,31 @@ class WorkerConfig:
     resources: tuple[tuple[str, float], ...] = ()
     memory_limit: int | None = None
     log_level: int = logging.WARNING
+    in_process: bool = False  #: a thread of the user's process (``processes=False``)
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  #: calls unanswered per link to another worker
 
 
-def worker_main(config: WorkerConfig) -> None:
-    """Entry point of a worker process."""
-    logging.basicConfig(
-        level=config.log_level, format=f"({config.name} pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
-    )
+def worker_main(config: WorkerConfig, output: tuple[Any, Any] | None = None) -> None:
+    """Entry point of a worker process; ``output``: pipes to the manager for fds 1 and 2."""
+    if output is not None:
+        redirect_worker_output(*output)
+        fmt = "%(levelname)s %(name)s: %(message)s"  # the manager prefixes "(worker-1 pid=123) "
+    else:
+        fmt = f"({config.name} pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=config.log_level, format=fmt)
     worker = Worker(config)
+    worker.own_process = True
     try:
         worker.run()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # do not wait for task threads stuck in user code
+
+
+def worker_thread_main(config: WorkerConfig) -> None:
+    """Entry point of an in-process worker: a thread of the user's process."""
+    Worker(config).run()
 
 
 class WorkerNode(Node):
@@ -76,7 +94,7 @@ class WorkerNode(Node):
         self.worker = worker
 
     def in_async_context(self) -> bool:
-        return threading.current_thread() is threading.main_thread()
+        return threading.current_thread() is self.worker.loop_thread
 
 
 def members(obj: object) -> P.ActorInfo:
@@ -112,13 +130,23 @@ class Worker:
         self.actors: dict[str, Any] = {}
         self.actor_info: dict[str, P.ActorInfo] = {}
         self.node = WorkerNode(self)
-        self.actor_thread = ActorThread(self.name)
-        self.pool = ThreadPoolExecutor(config.nthreads, thread_name_prefix=f"localactors-task-{self.name}")
+        self.node.max_in_flight = config.max_in_flight
+        # in-process, several workers share the process: each actor thread knows its own
+        self.actor_thread = ActorThread(self.name, initializer=functools.partial(_context.set_worker, self, True))
+        self.actor_thread.set_idle_wait(self._idle_wait)
+        self._last_link: Link | None = None  # the link of the latest actor call: the idle actor thread reads it
+        self._async_calls: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
+        # a task waiting on other futures lends its thread's slot (see _taskpool)
+        self.pool = TaskPool(config.nthreads, self.name, initializer=_context.set_worker, initargs=(self, True))
         self.loop = asyncio.new_event_loop()
+        self.loop_thread: threading.Thread | None = None
+        self.stats = StatsBook()
+        self._meter = ProcessMeter(config.in_process)
         self._stop = asyncio.Event()
         self._client: Any = None
         self._links: set[Link] = set()
         self._manager: Link | None = None
+        self.own_process = False  # True when this worker is its process (not in-process)
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} pid={os.getpid()}>"
@@ -126,7 +154,9 @@ class Worker:
     # -- life cycle --------------------------------------------------------------
 
     def run(self) -> None:
-        _context.set_worker(self)
+        # in-process, several workers share the process: each thread knows its own
+        _context.set_worker(self, thread_only=self.config.in_process)
+        self.loop_thread = threading.current_thread()
         self.node.loop = self.loop
         asyncio.set_event_loop(self.loop)
         self.actor_thread.start()
@@ -153,9 +183,30 @@ class Worker:
                 peer_link.close()
             if self._manager is not None:
                 self._manager.close()
+            if self.config.in_process:
+                self._wind_down_threads()
+
+    def _wind_down_threads(self, timeout: float = 2.0) -> None:
+        """In-process nothing ends with the process: end the loop's tasks, join our threads."""
+        deadline = time.monotonic() + timeout
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
+            task.cancel()  # async methods still awaiting; their callers already got an error
+        if tasks:
+            self.loop.run_until_complete(asyncio.wait(tasks, timeout=timeout / 2))
+        threads = [*self.actor_thread.threads, *self.pool.threads]
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in threads if t.is_alive()]
+        if stuck:
+            logger.warning("%s: threads still running user code after close: %s", self.name, ", ".join(stuck))
+        self.loop.close()
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self._stop.set)
+        try:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        except RuntimeError:
+            pass  # the loop is closed: we have stopped already
 
     def get_client(self) -> Any:
         """This worker's own client, made on first use."""
@@ -176,6 +227,15 @@ class Worker:
 
     def _on_manager_close(self, link: Link, error: BaseException | None) -> None:
         self.stop()  # the manager is gone: so are we
+        self._exit_soon(1.0)
+
+    def _exit_soon(self, delay: float) -> None:
+        """Make sure this process ends within ``delay`` s, even if user code holds the loop."""
+        if self.own_process:  # never in-process: that would end the user's program
+            timer = threading.Timer(delay, os._exit, args=(0,))
+            timer.name = f"localactors-deadline-{self.name}"
+            timer.daemon = True
+            timer.start()
 
     def _on_manager_message(self, link: Link, msg: P.Message) -> None:
         match msg:
@@ -198,12 +258,16 @@ class Worker:
                         self.actor_thread.submit(key, functools.partial(self._drop_actor, key))
             case P.Shutdown():
                 self.stop()
+                self._exit_soon(2.0)
+            case P.WorkerDied() | P.ActorMoved() | P.ActorRestartFailed():
+                self.node.on_notice(msg)
             case _:
                 logger.warning("%s: unexpected %s from the manager", self.name, type(msg).__name__)
 
     def _drop_actor(self, key: str) -> None:
         self.actors.pop(key, None)
         self.actor_info.pop(key, None)
+        self.stats.forget(key)
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -296,18 +360,45 @@ class Worker:
 
     def _on_link(self, link: Link) -> None:
         self._links.add(link)
-        link.start_reader(self._on_request, lambda lk, err: self._links.discard(lk))
+        # shared: the idle actor thread may read it itself (see _idle_wait)
+        link.start_reader(self._on_request, lambda lk, err: self._links.discard(lk), shared=True)
+
+    def _idle_wait(self, wake_fd: int) -> None:
+        """The actor thread has nothing to do: read the latest caller's link until it has.
+
+        The next request of a caller that waits for each reply comes on that
+        link; read here, it runs without a switch from the link's reader
+        thread to the actor thread. Other links keep their readers.
+        """
+        link = self._last_link
+        if link is None or link.read_while_idle(wake_fd, self.actor_thread.has_work) is None:
+            select.select([wake_fd], [], [])  # nothing to read here: wait for work
+            try:
+                os.read(wake_fd, 4096)
+            except BlockingIOError:
+                pass
 
     def _on_request(self, link: Link, msg: P.Message) -> None:
         match msg:
             case P.ActorCall(call_id, actor_key, name, kind, payload):
+                self._last_link = link
+                if actor_key in self.actors:
+                    self.stats.arrived(actor_key, link.id, call_id)
                 self.actor_thread.submit(actor_key, lambda: self._call(link, call_id, actor_key, name, kind, payload))
             case P.GetData(req_id, keys):
                 self._send_data(link, req_id, keys)
             case P.Hello():
                 link.peer = msg
+            case P.StatsRequest(req_id):
+                self._reply(link, self._stats_reply(req_id))
             case _:
                 logger.warning("%s: unexpected %s on %s", self.name, type(msg).__name__, link)
+
+    def _stats_reply(self, req_id: int) -> P.StatsReply:
+        rss, cpu = self._meter.read()
+        names = {key: info.cls_name for key, info in list(self.actor_info.items())}
+        worker = P.WorkerStat(self.name, os.getpid(), rss, cpu, len(self.data), len(names))
+        return P.StatsReply(req_id, worker, self.stats.snapshot(names, names))
 
     def _send_data(self, link: Link, req_id: int, keys: tuple[str, ...]) -> None:
         items, missing = [], []
@@ -328,6 +419,8 @@ class Worker:
         self._reply(link, P.DataReply(req_id, tuple(items), tuple(missing)))
 
     def _reply(self, link: Link, msg: P.Message) -> None:
+        if type(msg) is P.CallOk or type(msg) is P.CallErr:
+            self.stats.finished(link.id, msg.call_id, type(msg) is P.CallErr)
         try:
             link.send(msg)
         except LinkClosed:
@@ -335,7 +428,11 @@ class Worker:
 
     # -- actor calls (on the actor thread) -------------------------------------------
 
-    def _call(self, link: Link, call_id: int, key: str, name: str, kind: P.CallKind, payload: bytes) -> None:
+    def _call(
+        self, link: Link, call_id: int, key: str, name: str, kind: P.CallKind, payload: bytes
+    ) -> Completion | None:
+        """Run one operation; for an async call, return what says its first step ran."""
+        self.stats.started(key)
         obj = self.actors.get(key)
         label = f"{type(obj).__name__}.{name}"
         try:
@@ -345,19 +442,24 @@ class Worker:
                 value = getattr(obj, name)
             else:
                 method = getattr(obj, name)
-                ctx = SerialContext(node=self.node)
-                try:
-                    args, kwargs = loads(payload, ctx, what=f"the arguments of {label}")
-                finally:
-                    self.node.refs.unpin(ctx.unpins)
-                if inspect.iscoroutinefunction(method):
-                    self._start_async(link, call_id, label, method(*args, **kwargs))
-                    return
-                value = method(*args, **kwargs)
+                if payload == EMPTY_ARGS:  # the common no-argument call: nothing to unpickle
+                    value = method()
+                else:
+                    ctx = SerialContext(node=self.node)
+                    try:
+                        args, kwargs = loads(payload, ctx, what=f"the arguments of {label}")
+                    finally:
+                        self.node.refs.unpin(ctx.unpins)
+                    value = method(*args, **kwargs)
+                if inspect.iscoroutine(value):
+                    # ``async def`` (or a sync wrapper returning a coroutine): its
+                    # body has not started yet; it runs on the event loop
+                    return self._start_async(link, call_id, label, value)
         except BaseException as err:
             self._reply(link, P.CallErr(call_id, dump_exception(err)))
-            return
+            return None
         self._send_result(link, call_id, label, value)
+        return None
 
     def _send_result(self, link: Link, call_id: int, label: str, value: Any) -> None:
         ctx = SerialContext(node=self.node)
@@ -369,8 +471,12 @@ class Worker:
         self.node.send_pins(ctx)
         self._reply(link, P.CallOk(call_id, data))
 
-    def _start_async(self, link: Link, call_id: int, label: str, coro: Any) -> None:
-        """Run an async method on the loop; return once its first step ran."""
+    def _start_async(self, link: Link, call_id: int, label: str, coro: Any) -> Completion:
+        """Run an async method on the loop; the completion is set once its first step ran.
+
+        The actor thread does not wait for it: it goes on serving other actors,
+        and keeps this actor's later operations queued until then (``_actor_thread``).
+        """
         started = Completion()
 
         async def run() -> None:
@@ -382,11 +488,13 @@ class Worker:
             self._send_result(link, call_id, label, value)
 
         def start() -> None:
-            self.loop.create_task(run())
+            task = self.loop.create_task(run())
+            self._async_calls.add(task)
+            task.add_done_callback(self._async_calls.discard)
             self.loop.call_soon(started.set_result, None)  # runs after the task's first step
 
         self.loop.call_soon_threadsafe(start)
-        started._wait(None)  # a nested wait: the actor thread keeps serving others
+        return started
 
 
 def _sizeof(value: object) -> int:

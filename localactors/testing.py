@@ -1,23 +1,43 @@
-"""pytest plugin: cluster and client fixtures, and a leak check.
+"""pytest plugin: cluster and client fixtures, a marker, and a leak check.
 
-Runs in: the test process (registered through the ``pytest11`` entry point).
+Runs in: the test process (registered through the ``pytest11`` entry point,
+so installing localactors is enough; see docs/testing.md).
 
 Fixtures (named so they cannot clash with other plugins' ``client``)::
 
-    localactors_cluster       a LocalCluster, closed after the test
-    localactors_client        a sync Client on it
-    localactors_async_client  an async Client on it (for async tests)
+    localactors_cluster       a fresh LocalCluster for the test, closed after it
+    localactors_client        a synchronous Client on it
+    localactors_async_client  an asynchronous Client on it, for ``async def`` tests
 
-Options per test with the marker::
+Options per test (or per module, with ``pytestmark``) through the marker::
 
-    @pytest.mark.localactors(n_workers=1, threads_per_worker=2)
+    @pytest.mark.localactors(n_workers=1, processes=False, check_leaks=True)
 
-After each test that used them, the plugin fails the test if a process the
-cluster started, or a ``localactors-*`` thread, is still alive.
+Every keyword but ``check_leaks`` goes to :class:`~localactors.LocalCluster`.
+``pytest --localactors-in-process`` makes ``processes=False`` the default:
+the whole suite then runs on in-process clusters, which start in milliseconds.
+
+Async tests need no other plugin: an ``async def`` test that asks for
+``localactors_async_client`` (or carries the ``localactors`` marker) is run by
+this plugin in a fresh event loop, and the client is started inside that
+loop. A test that another async plugin (pytest-asyncio, anyio) runs instead
+gets a clear error from the fixture; such tests can open their own
+``Client(localactors_cluster, asynchronous=True)``.
+
+After each test the cluster fixture fails the test (an error at teardown)
+when something is left behind:
+
+* an **actor** still alive once the test's clients are closed: a handle kept
+  in a global, or actors holding handles to each other in a cycle;
+* a **process** the cluster started (manager, workers) still running;
+* a **thread** named ``localactors-*`` that was not there before the test,
+  e.g. a ``Client`` the test opened and never closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
 import time
 from collections.abc import Iterator
@@ -27,27 +47,50 @@ import pytest
 
 from ._client import Client
 from ._cluster import LocalCluster
+from ._errors import LocalActorsError
 
+#: LocalCluster options the fixtures use unless the marker says otherwise
 DEFAULTS: dict[str, Any] = {"n_workers": 2}
+ASYNC_FIXTURE = "localactors_async_client"
+_FOREIGN_ASYNC_MARKERS = ("asyncio", "anyio", "trio")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("localactors")
+    group.addoption(
+        "--localactors-in-process",
+        action="store_true",
+        default=False,
+        help="start the localactors_* fixtures' clusters in-process (processes=False) unless a marker says otherwise",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "localactors(**options): LocalCluster options for the localactors_* fixtures")
+    config.addinivalue_line(
+        "markers",
+        "localactors(**options): LocalCluster options for the localactors_* fixtures (and check_leaks=False)",
+    )
 
 
-def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
+def _options(request: pytest.FixtureRequest) -> tuple[dict[str, Any], bool]:
     options = dict(DEFAULTS)
-    marker = request.node.get_closest_marker("localactors")
-    if marker is not None:
+    if request.config.getoption("--localactors-in-process", default=False):
+        options["processes"] = False
+    # closest marker last: a test's marker overrides its module's pytestmark
+    for marker in reversed(list(request.node.iter_markers("localactors"))):
         options.update(marker.kwargs)
-    return options
+    check = bool(options.pop("check_leaks", True))
+    return options, check
 
 
-def localactors_threads() -> set[threading.Thread]:
-    """Live ``localactors-*`` threads, except those of clients still open."""
+# ----------------------------------------------------------------- leak checks
+
+
+def localactors_threads(strict: bool = False) -> set[threading.Thread]:
+    """Live ``localactors-*`` threads, except (unless ``strict``) those of clients still open."""
     from ._client import open_client_names
 
-    names = open_client_names()
+    names = set() if strict else open_client_names()
 
     def owned_by_open_client(t: threading.Thread) -> bool:
         return any(f"-{n}-" in t.name or f"-{n}->" in t.name or t.name.endswith(f"-{n}") for n in names)
@@ -59,44 +102,155 @@ def localactors_threads() -> set[threading.Thread]:
     }
 
 
-def check_no_leaks(before_threads: set[threading.Thread], pids: list[int], timeout: float = 5.0) -> list[str]:
-    """What is left behind: names of threads and pids of processes still alive."""
+def check_no_leaks(
+    before_threads: set[threading.Thread], pids: Any, timeout: float = 5.0, strict: bool = False
+) -> list[str]:
+    """What is left behind: names of threads and pids of processes still alive.
+
+    Waits up to ``timeout`` for them to go: closing is asynchronous. With
+    ``strict``, threads of clients still open count too.
+    """
     import psutil
+
+    def alive(pid: int) -> bool:
+        try:
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
 
     deadline = time.monotonic() + timeout
     while True:
-        threads = localactors_threads() - before_threads
-        procs = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        threads = localactors_threads(strict) - before_threads
+        procs = [pid for pid in pids if alive(pid)]
         if (not threads and not procs) or time.monotonic() > deadline:
             break
         time.sleep(0.02)  # polling a condition with a deadline, not synchronising
-    return [f"thread {t.name}" for t in threads] + [f"process {pid}" for pid in procs]
+    return [f"thread {t.name}" for t in sorted(threads, key=lambda t: t.name)] + [
+        f"process {pid} ({_cmdline(pid)})" for pid in procs
+    ]
+
+
+def _cmdline(pid: int) -> str:
+    import psutil
+
+    try:
+        return " ".join(psutil.Process(pid).cmdline())[:80]
+    except psutil.Error:
+        return "?"
+
+
+def cluster_pids(cluster: LocalCluster) -> set[int]:
+    """The processes a cluster runs: its manager and the manager's children."""
+    import psutil
+
+    proc = getattr(cluster, "_process", None)
+    pid = getattr(proc, "pid", None)
+    if not cluster.processes or pid is None:
+        return set()  # in-process: threads only, and this process is not ours to report
+    try:
+        return {pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))}
+    except psutil.Error:
+        return {pid}
+
+
+def leftover_actors(cluster: LocalCluster, timeout: float = 3.0) -> list[str]:
+    """Actors still alive on ``cluster`` once every client let go of them."""
+    if cluster.status != "running":
+        return []
+    deadline = time.monotonic() + timeout
+    try:
+        with Client(cluster, name="localactors-leak-check") as checker:
+            while True:
+                # freeing is asynchronous: the manager learns of the last handle, then tells the worker
+                stats = checker.actor_stats(timeout=max(0.5, deadline - time.monotonic()))
+                if not stats or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)  # polling a condition with a deadline, not synchronising
+    except (LocalActorsError, OSError, TimeoutError):
+        return []  # the test broke the cluster on purpose (a fault test): nothing to ask
+    return [
+        f"actor {key} ({s['class']}) on {s['worker']}: still referenced after the test "
+        "(a handle kept in a global? actors holding each other in a cycle? a client left open?)"
+        for key, s in sorted(stats.items())
+    ]
+
+
+# ----------------------------------------------------------------- fixtures
 
 
 @pytest.fixture
 def localactors_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
-    """A fresh LocalCluster for this test; checked for leaks afterwards."""
-    before = localactors_threads()
-    cluster = LocalCluster(**_options(request))
-    pids = [w.pid for w in cluster.workers] + [cluster._process.pid]
+    """A fresh LocalCluster for this test (see the ``localactors`` marker); checked for leaks after it."""
+    options, check = _options(request)
+    before = localactors_threads(strict=True)
+    cluster = LocalCluster(**options)
+    pids = cluster_pids(cluster)
     try:
         yield cluster
     finally:
+        problems = leftover_actors(cluster) if check else []
+        pids |= cluster_pids(cluster)  # workers started during the test (restarts, scale)
         cluster.close()
-        leaks = check_no_leaks(before, pids)
-        if leaks:
-            pytest.fail(f"localactors left behind: {', '.join(leaks)}")
+        if check:
+            problems += check_no_leaks(before, pids, timeout=3.0, strict=True)
+        if problems:
+            pytest.fail("localactors left behind:\n  " + "\n  ".join(problems), pytrace=False)
 
 
 @pytest.fixture
 def localactors_client(localactors_cluster: LocalCluster) -> Iterator[Client]:
-    """A synchronous Client on :func:`localactors_cluster`."""
+    """A synchronous Client on :func:`localactors_cluster`, closed after the test."""
     with Client(localactors_cluster) as client:
         yield client
 
 
+class _AsyncClientSlot:
+    """Stands for the async client until the plugin starts it inside the test's event loop."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(
+            "localactors_async_client works in `async def` tests that the localactors plugin runs; this test "
+            "is not async, or another plugin (pytest-asyncio? anyio?) ran it. There, open your own client: "
+            "`async with Client(localactors_cluster, asynchronous=True) as client:`"
+        )
+
+
 @pytest.fixture
-async def localactors_async_client(localactors_cluster: LocalCluster) -> Any:
-    """An asynchronous Client (needs an async test runner such as pytest-asyncio)."""
-    async with Client(localactors_cluster, asynchronous=True) as client:
-        yield client
+def localactors_async_client(localactors_cluster: LocalCluster) -> Any:
+    """An asynchronous Client on :func:`localactors_cluster`, for ``async def`` tests.
+
+    Started and closed by the plugin inside the test's own event loop.
+    """
+    return _AsyncClientSlot(localactors_cluster)
+
+
+def _ours_to_run(item: pytest.Function) -> bool:
+    if not inspect.iscoroutinefunction(item.obj):
+        return False
+    if any(item.get_closest_marker(m) is not None for m in _FOREIGN_ASYNC_MARKERS):
+        return False
+    return bool(ASYNC_FIXTURE in item.funcargs or item.get_closest_marker("localactors") is not None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run our ``async def`` tests in a fresh event loop, the async client started inside it."""
+    if not _ours_to_run(pyfuncitem):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    test = pyfuncitem.obj
+
+    async def main() -> None:
+        slot = kwargs.get(ASYNC_FIXTURE)
+        if not isinstance(slot, _AsyncClientSlot):
+            await test(**kwargs)
+            return
+        async with Client(slot.cluster, asynchronous=True) as client:
+            kwargs[ASYNC_FIXTURE] = client
+            await test(**kwargs)
+
+    asyncio.run(main())
+    return True

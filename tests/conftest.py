@@ -33,8 +33,8 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     before = _children()
     yield
     new = sorted(_children() - before)
-    # forkserver's server process is shared and lives as long as the test session
-    new = [pid for pid in new if "forkserver" not in " ".join(_cmdline(pid))]
+    # forkserver's server and the resource tracker are shared and live as long as the session
+    new = [pid for pid in new if not any(s in " ".join(_cmdline(pid)) for s in ("forkserver", "resource_tracker"))]
     leaks = check_no_leaks(threads, new)
     if leaks:
         pytest.fail(f"left behind after {request.node.name}: {', '.join(leaks)}")
