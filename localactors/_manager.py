@@ -103,6 +103,10 @@ class _RelayGone:
         self.address = address
 
 
+#: inbox items handled before what they made us send is written out
+INBOX_BATCH = 256
+
+
 class _Closed:
     __slots__ = ("error",)
 
@@ -235,13 +239,24 @@ class Manager:
                 except Empty:
                     pass
                 else:
-                    # what one item makes us send (a SubmitTasks of 10,000 tasks
-                    # makes 10,000 RunTasks) goes out in one write per link
+                    # what a run of queued items makes us send (a SubmitTasks of
+                    # 10,000 tasks makes 10,000 RunTasks; 100 TaskDones make 100
+                    # KeyDones) goes out in one write per link
                     self._outbox = {}
                     try:
-                        self._handle(link, item)
-                    except Exception:
-                        logger.exception("manager failed handling %r", item)
+                        handled = 0
+                        while True:
+                            try:
+                                self._handle(link, item)
+                            except Exception:
+                                logger.exception("manager failed handling %r", item)
+                            handled += 1
+                            if handled >= INBOX_BATCH or not self.running:
+                                break
+                            try:
+                                link, item = self.inbox.get_nowait()
+                            except Empty:
+                                break
                     finally:
                         self._flush_outbox()
                 if time.monotonic() >= next_check:

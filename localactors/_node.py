@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections import deque
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from . import _futures
@@ -387,8 +387,14 @@ class Node:
                 pass
 
     def _ref_loop(self) -> None:
+        wake = self.refs.wake
         while True:
-            self.refs.wake.get()
+            wake.get()
+            try:  # one flush sends every change queued so far: take their wake-ups too
+                while True:
+                    wake.get_nowait()
+            except Empty:
+                pass
             if self.refs.closed:
                 return
             self.flush_refs()

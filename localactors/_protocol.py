@@ -25,6 +25,7 @@ Who sends what::
 from __future__ import annotations
 
 import enum
+import operator
 import pickle
 import struct
 from dataclasses import dataclass, fields
@@ -57,7 +58,12 @@ class TaskSpec:
     max_restarts: int = 0
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (TaskSpec, tuple(_wrap(getattr(self, n)) for n in _SPEC_FIELDS))
+        # only the payload can be large; every task is pickled twice on its way
+        # (client -> manager -> worker), so this is on the no-op task hot path
+        values = _spec_values(self)
+        if len(self.payload) >= OUT_OF_BAND:
+            values = (*values[:_PAYLOAD], _Big(self.payload), *values[_PAYLOAD + 1 :])
+        return (TaskSpec, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,8 @@ def _plain_reduce(self: Any) -> tuple[Any, ...]:
 ActorInfo.__reduce__ = _plain_reduce  # type: ignore[method-assign,assignment]
 WorkerInfo.__reduce__ = _plain_reduce  # type: ignore[method-assign,assignment]
 _SPEC_FIELDS = tuple(f.name for f in fields(TaskSpec))
+_spec_values = operator.attrgetter(*_SPEC_FIELDS)  # all fields as a tuple, in one C call
+_PAYLOAD = _SPEC_FIELDS.index("payload")
 
 
 class CallKind(enum.IntEnum):
@@ -440,6 +448,10 @@ def _wrap(value: object) -> object:
 #: pickling an enum member costs a global lookup and an Enum call on each side
 _CALL_TAG = _TAG[ActorCall]
 _KINDS = {kind.value: kind for kind in CallKind}
+#: per message type, the fields whose type mentions bytes: only they may carry
+#: a payload to send out of band (TaskSpec wraps its own payload); the others
+#: are not walked, which matters for the thousands of messages of a map()
+_MAY_BE_LARGE = {cls: tuple(i for i, f in enumerate(fields(cls)) if "bytes" in str(f.type)) for cls in _TYPES}
 
 
 def encode(msg: Message) -> list[bytes | pickle.PickleBuffer]:
@@ -450,7 +462,9 @@ def encode(msg: Message) -> list[bytes | pickle.PickleBuffer]:
         call: ActorCall = msg  # type: ignore[assignment]
         values: list[Any] = [call.call_id, call.actor, call.name, int(call.kind), _wrap(call.payload)]
     else:
-        values = [_wrap(getattr(msg, name)) for name in _FIELDS[cls]]
+        values = [getattr(msg, name) for name in _FIELDS[cls]]
+        for i in _MAY_BE_LARGE[cls]:
+            values[i] = _wrap(values[i])
     head = pickle.dumps((_TAG[cls], *values), protocol=5, buffer_callback=buffers.append)
     return [_COUNT.pack(len(buffers)) + head, *buffers]
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import run  # noqa: E402
+from benchmarks import run, suite  # noqa: E402
 
 #: every workload the localactors child must report
 WORKLOADS = [
@@ -61,7 +61,7 @@ def test_quick_run_measures_every_workload(tmp_path: Path) -> None:
     la = results["localactors"]
     missing = [k for k in WORKLOADS if k not in la]
     assert not missing, f"not measured: {missing}"
-    assert la["call"]["kind"] == "latency" and la["call"]["n"] == 60
+    assert la["call"]["kind"] == "latency" and la["call"]["n"] == suite.QUICK.latency
     assert la["call"]["min"] <= la["call"]["p50"] <= la["call"]["p99"]
     assert la["pipelined"]["kind"] == "rate" and la["pipelined"]["median"] > 0
     assert la["worker_rss"]["value"] > 0
