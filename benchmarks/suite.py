@@ -241,6 +241,15 @@ def measure(system_cls: type[System], counts: Counts, log: Callable[[str], None]
     s.result(s.call(counter, "size", big))
     seconds = [timed(lambda: s.result(s.call(counter, "size", big))) for _ in range(counts.big_reps)]
     out["big_argument"] = rate([len(big) / t / 1e9 for t in seconds], len(big), unit="GB/s")
+    if is_local:
+        # what bounds it: one copy of the same bytes into a fresh buffer, in this
+        # process and this minute; a bytes argument is copied 4 times on its way
+        # (pickled, written into the socket, read out of it, unpickled)
+        out["memcpy"] = rate(
+            [len(big) / timed(lambda: bytearray(big)) / 1e9 for _ in range(max(3, counts.big_reps))],
+            len(big),
+            unit="GB/s",
+        )
 
     if is_local:
         scaling(s, counter, counts, out, log)

@@ -37,17 +37,11 @@ from ._errors import (
     RemoteTraceback,
     SerializationError,
     WorkerLostError,
+    WorkerStartError,
 )
-from ._futures import (
-    ALL_COMPLETED,
-    FIRST_COMPLETED,
-    FIRST_EXCEPTION,
-    ActorFuture,
-    Future,
-    as_completed,
-    wait,
-)
+from ._futures import ActorFuture, Future
 from ._progress import progress
+from ._waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
 
 __version__ = "0.1.0"
 
@@ -69,6 +63,7 @@ __all__ = [
     "RemoteTraceback",
     "SerializationError",
     "WorkerLostError",
+    "WorkerStartError",
     "as_completed",
     "get_client",
     "get_worker",

@@ -15,6 +15,7 @@ is *pinned* at the manager so the actor cannot be freed under it.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -57,7 +58,10 @@ class Actor:
 
     @property
     def worker(self) -> str:
-        """The name of the worker holding the actor."""
+        """The name of the worker holding the actor (its current one, after a restart)."""
+        address = self._node.actor_address(self._key, self._address)
+        if address != self._address:  # restarted elsewhere; a worker's socket is named after it
+            return str(os.path.basename(address))
         return str(self._worker)
 
     def __repr__(self) -> str:
@@ -102,8 +106,10 @@ class Actor:
         if not fut.done():
             # the pending call keeps this proxy (so the actor) alive: dropping the
             # last handle right after a fire-and-forget call must not let the
-            # release, which goes through the manager, overtake the call
-            fut.add_done_callback(_Hold(self))
+            # release, which goes through the manager, overtake the call.
+            with fut._lock:  # (set after sending: under the lock, not after a reply)
+                if not fut._event.is_set():
+                    fut._keep = self
         return fut
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -116,18 +122,6 @@ class Actor:
         # after the restart never heard of the move)
         address = self._node.actor_address(self._key, self._address)
         return (_rebuild, (self._key, address, self._worker, self._info, token))
-
-
-class _Hold:
-    """A done-callback that does nothing but hold a reference until it runs."""
-
-    __slots__ = ("held",)
-
-    def __init__(self, held: object) -> None:
-        self.held = held
-
-    def __call__(self, _: object) -> None:
-        self.held = None
 
 
 def _rebuild(key: str, address: str, worker: str, info: P.ActorInfo, token: str) -> Actor:

@@ -47,7 +47,10 @@ class ActorThread:
     def __init__(self, name: str, initializer: Callable[[], None] | None = None) -> None:
         self.name = name
         self._initializer = initializer
-        self._cv = threading.Condition(threading.Lock())
+        # ``with self._lock`` where no wait follows: Condition.__enter__ is a Python call
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._sleepers = 0  # threads in _cv.wait: _notify skips notify_all (a Python call chain) when 0
         # all below guarded by _cv
         self._mailbox: dict[str, deque[Op]] = {}  # only non-empty boxes
         self._ready: deque[str] = deque()  # keys with queued ops and not busy, in arrival order
@@ -65,6 +68,10 @@ class ActorThread:
         self._idle_wait: Callable[[int], None] | None = None
         self._reading = False  # the primary is in _idle_wait; guarded by _cv
         self._wake_r = self._wake_w = -1
+        #: called by the primary thread before it runs an operation, sleeps
+        #: without reading, or stops (a worker gives back a link it held for
+        #: its idle wait: Link.hold)
+        self.before_busy: Callable[[], None] | None = None
 
     def set_idle_wait(self, idle_wait: Callable[[int], None]) -> None:
         """Let the idle primary thread call ``idle_wait(wake_fd)`` instead of sleeping.
@@ -81,7 +88,8 @@ class ActorThread:
 
     def _notify(self) -> None:
         """Wake every thread waiting for a change (call with _cv held)."""
-        self._cv.notify_all()
+        if self._sleepers:
+            self._cv.notify_all()
         if self._reading and threading.current_thread() is not self.thread:
             try:
                 os.write(self._wake_w, b"\0")
@@ -98,7 +106,7 @@ class ActorThread:
 
     def submit(self, actor_key: str, op: Op) -> None:
         """Queue ``op`` for ``actor_key``; thread-safe, never blocks for long."""
-        with self._cv:
+        with self._lock:
             self.queued += 1
             box = self._mailbox.get(actor_key)
             if box is None:
@@ -110,7 +118,7 @@ class ActorThread:
 
     def stop(self) -> None:
         """Stop serving: idle threads end; waits in actor code return (time out)."""
-        with self._cv:
+        with self._lock:
             self._stopping = True
             self._notify()
 
@@ -124,9 +132,9 @@ class ActorThread:
         if self._initializer is not None:
             self._initializer()
         me = threading.current_thread()
-        cv = self._cv
+        cv, lock = self._cv, self._lock
         while True:
-            with cv:
+            with lock:
                 self._idle += 1
                 while not self._stopping and not self._can_start():
                     if not primary and self._idle > 1:
@@ -137,8 +145,16 @@ class ActorThread:
                     if primary and self._idle_wait is not None:
                         self._wait_reading(cv)
                     else:
-                        cv.wait()
+                        if primary and self.before_busy is not None:
+                            self.before_busy()  # no idle reading (it failed once): give the link back
+                        self._sleepers += 1
+                        try:
+                            cv.wait()
+                        finally:
+                            self._sleepers -= 1
                 self._idle -= 1
+                if primary and self.before_busy is not None:
+                    self.before_busy()
                 if self._stopping:
                     if me in self.threads and not primary:
                         self.threads.remove(me)
@@ -157,7 +173,7 @@ class ActorThread:
                 self._busy.add(key)
                 self._holder = me
             pending = self._run(op)
-            with cv:
+            with lock:
                 self._holder = None
                 self.queued -= 1
                 self._notify()
@@ -171,6 +187,10 @@ class ActorThread:
     def has_work(self) -> bool:
         """Is there an operation the idle primary thread could start now? (a hint, unlocked)"""
         return self._stopping or self._can_start()
+
+    def has_queued(self) -> bool:
+        """Is an operation queued to run next (or are we stopping)? (a hint, unlocked)"""
+        return self._stopping or bool(self._ready)
 
     def _wait_reading(self, cv: threading.Condition) -> None:
         """The primary's idle wait: read a link (``_idle_wait``) with _cv released."""
@@ -200,7 +220,7 @@ class ActorThread:
         self._unbusy(key)
 
     def _unbusy(self, key: str) -> None:
-        with self._cv:
+        with self._lock:
             self._busy.discard(key)
             if key in self._mailbox:
                 self._ready.append(key)
@@ -209,7 +229,7 @@ class ActorThread:
     # -- waiting inside actor code ---------------------------------------------
 
     def _wake(self, _: Any) -> None:
-        with self._cv:
+        with self._lock:
             self._cv.notify_all()
 
     def _nested_wait(self, comp: _futures.Completion, timeout: float | None) -> bool:
@@ -225,11 +245,15 @@ class ActorThread:
                 n = next(self._helper_ids)
                 self._new_thread(f"localactors-actor-{self.name}-{n}", primary=False).start()
             self._notify()
-            cv.wait_for(lambda: comp.done() or self._stopping, timeout)
-            self._resuming += 1
+            self._sleepers += 1
             try:
-                cv.wait_for(lambda: self._holder is None)
+                cv.wait_for(lambda: comp.done() or self._stopping, timeout)
+                self._resuming += 1
+                try:
+                    cv.wait_for(lambda: self._holder is None)
+                finally:
+                    self._resuming -= 1
             finally:
-                self._resuming -= 1
+                self._sleepers -= 1
             self._holder = me
         return comp.done()

@@ -293,6 +293,10 @@ def _mark_cancelled(futures: list[Future]) -> None:
             fut._state.cancel(CancelledError(f"{fut.key} was cancelled"))
 
 
+#: how long a failed fetch waits for the manager's word on the worker that left
+DEATH_NOTICE_GRACE = 5.0
+
+
 def _recomputing(error: BaseException, futures: list[Future], address: str | None) -> bool:
     """Did a fetch fail because its worker died, with the manager now recomputing?
 
@@ -301,6 +305,11 @@ def _recomputing(error: BaseException, futures: list[Future], address: str | Non
     """
     if not isinstance(error, WorkerLostError):
         return False
+    if address is not None and futures:
+        # the fetch may have failed before the notice came (a node waits for it only
+        # briefly, and the manager may be slow to reap a leaving worker): wait for it
+        # here, bounded, as the KeyResets we look for precede it
+        futures[0]._core.await_death_notice(address, DEATH_NOTICE_GRACE)
     return any(not f._state.done() or f._state.address != address for f in futures)
 
 
@@ -315,6 +324,23 @@ def _walk(obj: Any, found: list[Any], depth: int = 0) -> None:
     elif isinstance(obj, dict):
         for o in obj.values():
             _walk(o, found, depth + 1)
+
+
+def _erred(obj: Any) -> bool:
+    if isinstance(obj, Future):
+        return obj._state.error is not None
+    return isinstance(obj, ActorFuture) and obj.error is not None
+
+
+def _skip_erred(obj: Any, depth: int = 0) -> Any:
+    """``obj`` without its futures that failed: dropped from lists, their entries from dicts."""
+    if depth > 100 or isinstance(obj, (Future, ActorFuture)):
+        return obj
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return type(obj)(_skip_erred(o, depth + 1) for o in obj if not _erred(o))
+    if isinstance(obj, dict):
+        return {k: _skip_erred(v, depth + 1) for k, v in obj.items() if not _erred(v)}
+    return obj
 
 
 def _rebuild(obj: Any, values: dict[str, Any]) -> Any:
@@ -417,7 +443,7 @@ class Client:
         actor: bool, max_restarts: int,
     ) -> tuple[P.TaskSpec, SerialContext]:  # fmt: skip
         core = self.core
-        ctx = SerialContext(node=core)
+        ctx = SerialContext(node=core, collect_deps=True)
         payload = dumps((fn, args, kwargs), ctx, what=f"the call of {_funcname(fn)}")
         if key is None:
             if pure and not actor:
@@ -575,14 +601,28 @@ class Client:
         return result
 
     def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any:
-        """Wait for and fetch the values of futures in a nested structure."""
+        """Wait for and fetch the values of futures in a nested structure.
+
+        ``errors="raise"`` (the default) raises the first failed future's
+        exception; ``errors="skip"`` leaves failed futures out, as dask does:
+        dropped from lists, tuples and sets, their entries dropped from dicts
+        (a lone failed future gathers to ``None``).
+        """
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
         found: list[Any] = []
         _walk(futures, found)
         if self.asynchronous and self.core.in_async_context():
-            return self._gather_async(futures, found)
+            return self._gather_async(futures, found, errors)
         while True:
             for f in found:
                 (f._state if isinstance(f, Future) else f)._wait(timeout)
+            if errors == "skip":
+                if _erred(futures):
+                    return None
+                futures = _skip_erred(futures)
+                found = []
+                _walk(futures, found)
             task_futures = [f for f in found if isinstance(f, Future)]
             asked = {f.key: f._state.address for f in task_futures}
             values, requests = self.core.fetch_many(task_futures)
@@ -593,9 +633,15 @@ class Client:
                 continue  # a holder died; its keys are being computed again
             return _rebuild(futures, self.core.finish_fetch(values, requests))
 
-    async def _gather_async(self, futures: Any, found: list[Any]) -> Any:
+    async def _gather_async(self, futures: Any, found: list[Any], errors: str = "raise") -> Any:
         for f in found:
             await (f._state if isinstance(f, Future) else f)._await_done()
+        if errors == "skip":
+            if _erred(futures):
+                return None
+            futures = _skip_erred(futures)
+            found = []
+            _walk(futures, found)
         task_futures = [f for f in found if isinstance(f, Future)]
         values, requests = self.core.fetch_many(task_futures)
         for _, comp in requests:

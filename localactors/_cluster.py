@@ -25,7 +25,7 @@ from typing import Any
 
 from . import _protocol as P
 from ._diagnostics import write_cluster_file
-from ._errors import ClusterBrokenError, ClusterClosedError
+from ._errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
 from ._manager import ManagerConfig, manager_main
 from ._node import DEFAULT_MAX_IN_FLIGHT
 from ._output import OutputSink
@@ -103,7 +103,7 @@ class LocalCluster:
         self.directory = ""
         self.authkey = b""
         self.manager_address = ""
-        self.workers: tuple[P.WorkerInfo, ...] = ()
+        self._workers: tuple[P.WorkerInfo, ...] = ()  # as last heard from the manager
         self.status = "created"
         self._process: Any = None
         self._control: Any = None
@@ -113,7 +113,42 @@ class LocalCluster:
             self._start()
 
     def __repr__(self) -> str:
-        return f"<LocalCluster {self.status} workers={len(self.workers)} dir={self.directory!r}>"
+        return f"<LocalCluster {self.status} workers={len(self._workers)} dir={self.directory!r}>"
+
+    @property
+    def workers(self) -> tuple[P.WorkerInfo, ...]:
+        """The live workers, in start order (asks the manager: a live view).
+
+        Reflects :meth:`scale` and workers replaced after dying; once the
+        cluster is closed, the workers it had last.
+        """
+        if self.status != "running":
+            return self._workers
+        with self._lock:
+            if self.status != "running":
+                return self._workers
+            try:
+                reply = self._ask("info", self.timeout)
+            except TimeoutError:
+                raise ClusterBrokenError("the manager did not answer within the cluster timeout") from None
+            except (OSError, EOFError):
+                raise ClusterBrokenError("lost the control pipe to the manager") from None
+        self._workers = reply[2]
+        return self._workers
+
+    def _ask(self, order: str, timeout: float, *args: Any) -> tuple[Any, ...]:
+        """Send ``(order, *args, req)`` to the manager; its answer ``(_, req, ...)``. Under ``_lock``."""
+        self._req += 1
+        req = self._req
+        self._control.send((order, *args, req) if args else (order, req))
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._control.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"the manager did not answer {order!r} within {timeout} s")
+            reply = self._control.recv()
+            if isinstance(reply, tuple) and len(reply) >= 2 and reply[1] == req:
+                return tuple(reply)
+            # a late answer to an earlier request that timed out: not ours
 
     @property
     def scheduler_address(self) -> str:
@@ -158,11 +193,13 @@ class LocalCluster:
                 reply = ours.recv()
             except EOFError:
                 raise ClusterBrokenError("the manager process died while starting") from None
+            if reply[0] == "failed":
+                raise WorkerStartError(f"the cluster could not start: {reply[1]}")
         except BaseException:
             self.status = "running"
             self._close()  # not close(): in async mode that only makes a coroutine
             raise
-        _, self.manager_address, self.workers = reply
+        _, self.manager_address, self._workers = reply
         self.status = "running"
         _live.add(self)
         write_cluster_file(self.directory, self.manager_address, self.authkey)  # for `localactors top`
@@ -189,13 +226,10 @@ class LocalCluster:
         if self.status != "running":
             raise ClusterClosedError("the cluster is closed")
         with self._lock:
-            self._req += 1
-            req = self._req
-            self._control.send(("scale", n, req))
-            if not self._control.poll(timeout if timeout is not None else self.timeout):
-                raise TimeoutError(f"scale({n}) not done in time")
-            reply = self._control.recv()
-        assert reply == ("scaled", req), reply
+            try:
+                self._ask("scale", timeout if timeout is not None else self.timeout, n)
+            except TimeoutError:
+                raise TimeoutError(f"scale({n}) not done in time") from None
         self.n_workers = n
 
     # -- close ---------------------------------------------------------------------
@@ -232,7 +266,9 @@ class LocalCluster:
                 proc.join(0.5)
             if proc.is_alive():
                 proc.kill()
-                proc.join(0.5)
+                # SIGKILL cannot be refused: wait until it is reaped, or a loaded machine
+                # could see our dead manager linger as a child after close() returned
+                proc.join(5.0)
         self._kill_stragglers(children)
         if self._output is not None:
             self._output.close()  # after the manager: it passes on the workers' last lines first

@@ -45,6 +45,10 @@ class ClusterBrokenError(LocalActorsError):
     """The manager process died or its link broke; the cluster is unusable."""
 
 
+class WorkerStartError(ClusterBrokenError):
+    """The cluster could not start: its worker processes kept dying before registering."""
+
+
 class WorkerLostError(LocalActorsError):
     """A worker process died while holding or running the work asked for."""
 

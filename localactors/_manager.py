@@ -275,6 +275,14 @@ class Manager:
                 logger.warning("%s died while starting (exit code %s)", name, proc.exitcode)
                 if self.running and self.start_failures <= MAX_START_FAILURES:
                     self.spawn_worker()
+                elif not self.ready_sent:
+                    # the cluster is waiting for us to be ready: say why we never will be,
+                    # rather than let it wait out its timeout
+                    self.ready_sent = True
+                    last = exit_reason(proc.exitcode, False)
+                    why = f"{self.start_failures} workers in a row died before registering; last: {name} {last}"
+                    self._reply_control(("failed", why))
+                    self.running = False
         limit = self.config.memory_limit
         if limit is None or self.config.in_process:
             return
@@ -331,6 +339,8 @@ class Manager:
             self.running = False
         elif isinstance(order, tuple) and order[0] == "scale":
             self._scale(order[1], None, order[2])
+        elif isinstance(order, tuple) and order[0] == "info":
+            self._reply_control(("info", order[1], self._infos()))  # LocalCluster.workers
 
     def _scale(self, n: int, reply_to: Any, req_id: int) -> None:
         self.target = max(0, n)

@@ -4,10 +4,10 @@ Runs in: the user's process (inside a client) and in every worker.
 
 A *node* is one process's seat in the cluster as a caller. It keeps
 
-* a :class:`RefTracker`: local handle counts per key. The first and last
+* a :class:`~localactors._refs.RefTracker`: local handle counts per key. The first and last
   handle of a key, and every handle sent or received, become a ``RefDelta``
   to the manager, which frees what nobody holds any more;
-* one :class:`PeerLink` per worker it talks to: a direct authenticated
+* one :class:`~localactors._peer.PeerLink` per worker it talks to: a direct authenticated
   connection (or, with ``direct_to_workers=False``, a path relayed through
   the manager) with the table of calls and data requests awaiting replies.
   When a link breaks, everything pending on it fails with ``ActorLostError``
@@ -16,20 +16,22 @@ A *node* is one process's seat in the cluster as a caller. It keeps
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
-from collections import deque
-from queue import Empty, SimpleQueue
+from queue import Empty
 from typing import Any
 
 from . import _futures
 from . import _protocol as P
-from ._connection import Link, LinkClosed, connect, in_reader_thread
+from ._connection import connect
 from ._errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
 from ._futures import ActorFuture, Completion
+from ._link import Link, LinkClosed
+from ._peer import PeerLink
+from ._refs import RefTracker
 from ._serialize import SerialContext, loads
+from ._shared_read import in_reader_thread
 
 logger = logging.getLogger("localactors.node")
 
@@ -43,201 +45,6 @@ DEATH_NOTICE_WAIT = 0.5
 
 #: an actor call parked while its actor restarts: (key, name, kind, payload, future, label)
 ParkedCall = tuple[str, str, P.CallKind, bytes, ActorFuture, str]
-
-
-class RefTracker:
-    """Counts local handles per key; produces ordered ``RefDelta`` messages.
-
-    ``incref``/``decref``/``unpin`` only append to a queue (safe from
-    ``__del__`` in any thread); ``drain`` runs under the manager link's send
-    lock, so changes reach the manager in the order they happened.
-    """
-
-    def __init__(self) -> None:
-        self._queue: SimpleQueue[tuple[int, str, str]] = SimpleQueue()
-        self._counts: dict[str, int] = {}
-        self.wake: SimpleQueue[None] = SimpleQueue()
-        self.closed = False
-
-    def incref(self, key: str) -> None:
-        self._queue.put((0, key, ""))
-        self.wake.put(None)
-
-    def decref(self, key: str) -> None:
-        if not self.closed:
-            self._queue.put((1, key, ""))
-            self.wake.put(None)
-
-    def pin(self, pins: list[tuple[str, str]]) -> None:
-        for token, key in pins:
-            self._queue.put((2, key, token))
-
-    def unpin(self, tokens: list[str]) -> None:
-        for token in tokens:
-            self._queue.put((3, "", token))
-        if tokens:
-            self.wake.put(None)
-
-    def count(self, key: str) -> int:
-        return self._counts.get(key, 0)
-
-    def drain(self) -> P.RefDelta | None:
-        changes: list[tuple[str, int]] = []
-        pins: list[tuple[str, str]] = []
-        unpins: list[str] = []
-        counts = self._counts
-        while not self._queue.empty():
-            kind, key, token = self._queue.get_nowait()
-            if kind == 0:
-                n = counts.get(key, 0) + 1
-                counts[key] = n
-                if n == 1:
-                    changes.append((key, 1))
-            elif kind == 1:
-                n = counts.get(key, 0) - 1
-                if n <= 0:
-                    counts.pop(key, None)
-                    changes.append((key, -1))
-                else:
-                    counts[key] = n
-            elif kind == 2:
-                pins.append((token, key))
-            else:
-                unpins.append(token)
-        if changes or pins or unpins:
-            return P.RefDelta(tuple(changes), tuple(pins), tuple(unpins))
-        return None
-
-
-class PeerLink:
-    """A caller's path to one worker: requests awaiting replies, and flow control.
-
-    At most ``limit`` requests are in flight. Past that, a caller that may
-    block (a plain thread) waits for room; one that must not (an event loop,
-    the actor thread, a link's reader thread) leaves its request in
-    ``backlog``, which a helper thread sends, in order, as replies make room:
-    its future just takes longer, and the loop never stalls.
-    """
-
-    def __init__(self, node: Node, address: str, worker: str, link: Link | None) -> None:
-        self.node = node
-        self.address = address
-        self.worker = worker
-        self.link = link  # None when relayed through the manager
-        self._ids = itertools.count()
-        self._cond = threading.Condition(threading.Lock())
-        #: request id -> (completion, label, actor key or "")
-        self.pending: dict[int, tuple[Completion, str, str]] = {}
-        self.lost: BaseException | None = None
-        self.limit = max(1, node.max_in_flight)
-        self.backlog: deque[tuple[Any, Completion, str, str]] = deque()
-        self.blocked = 0  # callers waiting for room
-        self._flusher: threading.Thread | None = None
-        self._flushing = False  # a backlog request has its id but is not sent yet
-
-    def _lost_error(self, label: str, key: str) -> BaseException:
-        closed = self.node.closed_error()
-        if closed is not None:
-            # the caller (or the cluster's owner) closed it: not a worker's death
-            return ClusterClosedError(f"{label} abandoned: {closed}")
-        if self.node.broken is not None:
-            return ClusterBrokenError(f"{label} abandoned: {self.node.broken}")
-        death = self.node.death_notice(self.address)
-        if death is not None:
-            reason, exitcode = death.reason, death.exitcode
-        else:
-            reason, exitcode = "closed its connection (no word from the manager on why)", None
-        text = f"{label} lost: worker {self.worker} {reason}"
-        if key and self.node.is_restarting(key):
-            text += "; the actor is being restarted, and later calls reach the new instance"
-        cls = ActorLostError if key else WorkerLostError
-        return cls(text, self.worker, exitcode)
-
-    def request(self, make: Any, comp: Completion, label: str, key: str = "", block: bool | None = None) -> None:
-        """Register ``comp`` under a fresh id and send ``make(id)``, room permitting."""
-        comp._link = self.link  # a thread waiting for the reply may read it itself
-        with self._cond:
-            while self.lost is None and (len(self.pending) >= self.limit or self.backlog or self._flushing):
-                if block is None:  # asked only when full: the common path stays cheap
-                    block = self.node.may_block()
-                if not block:
-                    self.backlog.append((make, comp, label, key))
-                    if self._flusher is None:
-                        self._flusher = threading.Thread(
-                            target=self._flush, name=f"localactors-flush-{self.node.name}-{self.worker}", daemon=True
-                        )
-                        self._flusher.start()
-                    return
-                self.blocked += 1
-                try:
-                    self._cond.wait()
-                finally:
-                    self.blocked -= 1
-            lost = self.lost is not None
-            if not lost:
-                req_id = next(self._ids)
-                self.pending[req_id] = (comp, label, key)
-        if lost:
-            comp.set_exception(self._lost_error(label, key))
-            return
-        try:
-            self.send(make(req_id))
-        except LinkClosed:
-            self.fail_all()
-
-    def _flush(self) -> None:
-        """Send the backlog in order as replies make room; end when it is empty."""
-        while True:
-            with self._cond:
-                while self.lost is None and self.backlog and len(self.pending) >= self.limit:
-                    self._cond.wait()
-                if self.lost is not None or not self.backlog:
-                    self._flusher = None
-                    return
-                make, comp, label, key = self.backlog.popleft()
-                req_id = next(self._ids)
-                self.pending[req_id] = (comp, label, key)
-                self._flushing = True
-            try:
-                self.send(make(req_id))
-            except LinkClosed:
-                self.fail_all()
-            finally:
-                with self._cond:
-                    self._flushing = False
-                    self._cond.notify_all()
-
-    def send(self, msg: P.Message) -> None:
-        if self.link is not None:
-            self.link.send(msg)
-        else:
-            self.node.relay(self.address, P.encode(msg))
-
-    def reply(self, req_id: int) -> tuple[Completion, str, str] | None:
-        with self._cond:
-            entry = self.pending.pop(req_id, None)
-            if self.blocked or self.backlog:
-                self._cond.notify_all()
-        return entry
-
-    def fail_all(self, wait: float = 0.0) -> None:
-        """The worker is gone: fail every pending request, refuse new ones.
-
-        With ``wait``, first give the manager's notice of the death up to that
-        long to arrive, so the errors can say how the worker died.
-        """
-        if wait > 0 and self.lost is None:
-            self.node.await_death_notice(self.address, wait)
-        with self._cond:
-            if self.lost is None:
-                self.lost = WorkerLostError(f"worker {self.worker} lost")
-            pending, self.pending = self.pending, {}
-            backlog, self.backlog = list(self.backlog), deque()
-            self._cond.notify_all()
-        for comp, label, key in pending.values():
-            comp.set_exception(self._lost_error(label, key))
-        for _, comp, label, key in backlog:
-            comp.set_exception(self._lost_error(label, key))
 
 
 class Node:

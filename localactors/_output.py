@@ -96,8 +96,8 @@ class OutputPump:
         t = threading.Thread(
             target=self._pump, args=(worker, pid, stdout, stderr), name=f"localactors-output-{worker}", daemon=True
         )
-        self._threads.append(t)
         t.start()
+        self._threads.append(t)  # only once started: a thread not started cannot be joined
 
     def drain(self, timeout: float) -> None:
         """Wait (``timeout`` in all) for the pumps of exited workers to pass on their last lines."""

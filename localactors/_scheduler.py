@@ -308,7 +308,9 @@ class Scheduler:
                 self._schedule(task)
 
     def scatter(self, items: tuple[tuple[str, bytes], ...], workers: tuple[str, ...]) -> None:
-        live = [w for w in self.workers.values() if w.alive and (not workers or w.name in workers)]
+        # like submit(workers=...): a worker is named by its name or its address
+        wanted = set(workers)
+        live = [w for w in self.workers.values() if w.alive and (not wanted or {w.name, w.info.address} & wanted)]
         if not live:
             live = [w for w in self.workers.values() if w.alive]
         for i, (key, payload) in enumerate(items):

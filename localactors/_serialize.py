@@ -32,13 +32,19 @@ _current: contextvars.ContextVar[SerialContext | None] = contextvars.ContextVar(
 class SerialContext:
     """What handles see while they are pickled (sending) or unpickled (receiving)."""
 
-    __slots__ = ("deps", "node", "pins", "resolve", "unpins")
+    __slots__ = ("collect_deps", "deps", "foreign_pins", "node", "pins", "resolve", "unpins")
 
-    def __init__(self, node: Any = None, resolve: Any = None) -> None:
+    def __init__(self, node: Any = None, resolve: Any = None, collect_deps: bool = False) -> None:
         self.node = node  # the node that will own handles built while unpickling
         self.resolve = resolve  # key -> value, for dependencies while unpickling
+        # pickling a task's arguments: Futures among them are dependencies (arriving as
+        # values); anywhere else a Future travels as a Future
+        self.collect_deps = collect_deps
         self.deps: dict[str, Any] = {}  # key -> Future, collected while pickling
         self.pins: list[tuple[str, str]] = []  # (token, key) handles sent
+        # (owner, token, key): handles whose references another node holds (a worker's
+        # client's Futures); pinned through that owner once the pickle succeeded
+        self.foreign_pins: list[tuple[Any, str, str]] = []
         self.unpins: list[str] = []  # tokens of handles received
 
 
@@ -66,9 +72,16 @@ def dumps(obj: object, ctx: SerialContext | None = None, what: str = "object") -
     ctx = ctx if ctx is not None else SerialContext()
     token = _current.set(ctx)  # not ``with using()``: a generator context costs more than the pickle
     try:
-        return _dumps(obj, ctx, what)
+        data = _dumps(obj, ctx, what)
     finally:
         _current.reset(token)
+    if ctx.foreign_pins:
+        for owner, pin, key in ctx.foreign_pins:
+            # on the owner's own link: its later decref of ``key`` cannot overtake the pin
+            owner.refs.pin([(pin, key)])
+            owner.flush_refs()
+        ctx.foreign_pins.clear()
+    return data
 
 
 def _dumps(obj: object, ctx: SerialContext, what: str) -> bytes:
@@ -83,6 +96,7 @@ def _dumps(obj: object, ctx: SerialContext, what: str) -> bytes:
     # second try: start the handle bookkeeping afresh
     ctx.deps.clear()
     ctx.pins.clear()
+    ctx.foreign_pins.clear()
     import cloudpickle
 
     try:

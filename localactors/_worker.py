@@ -16,7 +16,8 @@ Threads::
     refs             sends reference changes to the manager
 
 A call arrives on a caller's link, its reader queues it on the actor thread,
-the actor thread runs it and sends the reply straight back on that link.
+the actor thread runs it and sends the reply straight back on that link
+(``_worker_calls``, a mixin of :class:`Worker`, serves callers).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import functools
 import inspect
 import logging
 import os
-import select
 import sys
 import threading
 import time
@@ -37,14 +37,16 @@ from . import _context
 from . import _protocol as P
 from ._actor import Actor
 from ._actor_thread import ActorThread
-from ._connection import Link, LinkClosed, Server, connect
-from ._errors import ActorLostError, SerializationError, WorkerLostError, dump_exception
+from ._connection import Server, connect
+from ._errors import SerializationError, WorkerLostError, dump_exception
 from ._futures import Completion
+from ._link import Link, LinkClosed
 from ._node import DEFAULT_MAX_IN_FLIGHT, Node
 from ._output import redirect_worker_output
-from ._serialize import EMPTY_ARGS, SerialContext, dumps, loads
+from ._serialize import SerialContext, loads
 from ._stats import ProcessMeter, StatsBook
 from ._taskpool import TaskPool
+from ._worker_calls import CallServing
 
 logger = logging.getLogger("localactors.worker")
 
@@ -117,7 +119,7 @@ def members(obj: object) -> P.ActorInfo:
     return P.ActorInfo(cls.__name__, tuple(methods), tuple(attributes))
 
 
-class Worker:
+class Worker(CallServing):
     """The state of one worker process. ``get_worker()`` returns this object."""
 
     def __init__(self, config: WorkerConfig) -> None:
@@ -135,6 +137,8 @@ class Worker:
         self.actor_thread = ActorThread(self.name, initializer=functools.partial(_context.set_worker, self, True))
         self.actor_thread.set_idle_wait(self._idle_wait)
         self._last_link: Link | None = None  # the link of the latest actor call: the idle actor thread reads it
+        self._held: Link | None = None  # a link the actor thread holds from its reply to its idle wait
+        self.actor_thread.before_busy = self._release_held
         self._async_calls: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
         # a task waiting on other futures lends its thread's slot (see _taskpool)
         self.pool = TaskPool(config.nthreads, self.name, initializer=_context.set_worker, initargs=(self, True))
@@ -355,146 +359,6 @@ class Worker:
         self.actors[spec.key] = obj
         self.actor_info[spec.key] = info
         self._report(P.TaskDone(spec.key, _sizeof(obj), type(obj).__name__, info))
-
-    # -- callers' links ------------------------------------------------------------------
-
-    def _on_link(self, link: Link) -> None:
-        self._links.add(link)
-        # shared: the idle actor thread may read it itself (see _idle_wait)
-        link.start_reader(self._on_request, lambda lk, err: self._links.discard(lk), shared=True)
-
-    def _idle_wait(self, wake_fd: int) -> None:
-        """The actor thread has nothing to do: read the latest caller's link until it has.
-
-        The next request of a caller that waits for each reply comes on that
-        link; read here, it runs without a switch from the link's reader
-        thread to the actor thread. Other links keep their readers.
-        """
-        link = self._last_link
-        if link is None or link.read_while_idle(wake_fd, self.actor_thread.has_work) is None:
-            select.select([wake_fd], [], [])  # nothing to read here: wait for work
-            try:
-                os.read(wake_fd, 4096)
-            except BlockingIOError:
-                pass
-
-    def _on_request(self, link: Link, msg: P.Message) -> None:
-        match msg:
-            case P.ActorCall(call_id, actor_key, name, kind, payload):
-                self._last_link = link
-                if actor_key in self.actors:
-                    self.stats.arrived(actor_key, link.id, call_id)
-                self.actor_thread.submit(actor_key, lambda: self._call(link, call_id, actor_key, name, kind, payload))
-            case P.GetData(req_id, keys):
-                self._send_data(link, req_id, keys)
-            case P.Hello():
-                link.peer = msg
-            case P.StatsRequest(req_id):
-                self._reply(link, self._stats_reply(req_id))
-            case _:
-                logger.warning("%s: unexpected %s on %s", self.name, type(msg).__name__, link)
-
-    def _stats_reply(self, req_id: int) -> P.StatsReply:
-        rss, cpu = self._meter.read()
-        names = {key: info.cls_name for key, info in list(self.actor_info.items())}
-        worker = P.WorkerStat(self.name, os.getpid(), rss, cpu, len(self.data), len(names))
-        return P.StatsReply(req_id, worker, self.stats.snapshot(names, names))
-
-    def _send_data(self, link: Link, req_id: int, keys: tuple[str, ...]) -> None:
-        items, missing = [], []
-        ctx = SerialContext(node=self.node)
-        try:
-            for key in keys:
-                if key in self.data:
-                    items.append((key, dumps(self.data[key], ctx, what=f"the result of {key!r}")))
-                elif key in self.actors:
-                    handle = Actor(key, self.address, self.name, self.actor_info[key], self.node)
-                    items.append((key, dumps(handle, ctx, what=f"actor {key!r}")))
-                else:
-                    missing.append(key)
-        except SerializationError as err:
-            self._reply(link, P.DataReply(req_id, (), (), dump_exception(err)))
-            return
-        self.node.send_pins(ctx)
-        self._reply(link, P.DataReply(req_id, tuple(items), tuple(missing)))
-
-    def _reply(self, link: Link, msg: P.Message) -> None:
-        if type(msg) is P.CallOk or type(msg) is P.CallErr:
-            self.stats.finished(link.id, msg.call_id, type(msg) is P.CallErr)
-        try:
-            link.send(msg)
-        except LinkClosed:
-            pass  # the caller went away; nobody is waiting for this
-
-    # -- actor calls (on the actor thread) -------------------------------------------
-
-    def _call(
-        self, link: Link, call_id: int, key: str, name: str, kind: P.CallKind, payload: bytes
-    ) -> Completion | None:
-        """Run one operation; for an async call, return what says its first step ran."""
-        self.stats.started(key)
-        obj = self.actors.get(key)
-        label = f"{type(obj).__name__}.{name}"
-        try:
-            if obj is None:
-                raise ActorLostError(f"actor {key} is not on worker {self.name}: it was released or lost", self.name)
-            if kind is P.CallKind.GETATTR:
-                value = getattr(obj, name)
-            else:
-                method = getattr(obj, name)
-                if payload == EMPTY_ARGS:  # the common no-argument call: nothing to unpickle
-                    value = method()
-                else:
-                    ctx = SerialContext(node=self.node)
-                    try:
-                        args, kwargs = loads(payload, ctx, what=f"the arguments of {label}")
-                    finally:
-                        self.node.refs.unpin(ctx.unpins)
-                    value = method(*args, **kwargs)
-                if inspect.iscoroutine(value):
-                    # ``async def`` (or a sync wrapper returning a coroutine): its
-                    # body has not started yet; it runs on the event loop
-                    return self._start_async(link, call_id, label, value)
-        except BaseException as err:
-            self._reply(link, P.CallErr(call_id, dump_exception(err)))
-            return None
-        self._send_result(link, call_id, label, value)
-        return None
-
-    def _send_result(self, link: Link, call_id: int, label: str, value: Any) -> None:
-        ctx = SerialContext(node=self.node)
-        try:
-            data = dumps(value, ctx, what=f"the result of {label}")
-        except SerializationError as err:
-            self._reply(link, P.CallErr(call_id, dump_exception(err)))
-            return
-        self.node.send_pins(ctx)
-        self._reply(link, P.CallOk(call_id, data))
-
-    def _start_async(self, link: Link, call_id: int, label: str, coro: Any) -> Completion:
-        """Run an async method on the loop; the completion is set once its first step ran.
-
-        The actor thread does not wait for it: it goes on serving other actors,
-        and keeps this actor's later operations queued until then (``_actor_thread``).
-        """
-        started = Completion()
-
-        async def run() -> None:
-            try:
-                value = await coro
-            except BaseException as err:
-                self._reply(link, P.CallErr(call_id, dump_exception(err)))
-                return
-            self._send_result(link, call_id, label, value)
-
-        def start() -> None:
-            task = self.loop.create_task(run())
-            self._async_calls.add(task)
-            task.add_done_callback(self._async_calls.discard)
-            self.loop.call_soon(started.set_result, None)  # runs after the task's first step
-
-        self.loop.call_soon_threadsafe(start)
-        return started
 
 
 def _sizeof(value: object) -> int:

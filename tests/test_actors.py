@@ -14,6 +14,7 @@ import pickle
 import re
 import signal
 import threading
+import time
 import weakref
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -735,16 +736,24 @@ def test_sync_method_returning_a_coroutine_runs_it_on_the_loop(client: Client) -
 # ================================================================ errors
 
 
+class BlockableCounter(Counter):
+    def block(self, seconds: float) -> None:
+        time.sleep(seconds)  # holds the actor's later calls back (until its worker dies)
+
+
 def test_actor_lost_when_its_worker_dies() -> None:
     with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:
         victim = worker_names(client)[0]
         pid = client.scheduler_info()["workers"][victim]["pid"]
         future = client.submit(Waiter, actor=True, workers=[victim])
         waiter = future.result(timeout=T)
-        counter = client.submit(Counter, actor=True, workers=[victim]).result(timeout=T)
+        counter = client.submit(BlockableCounter, actor=True, workers=[victim]).result(timeout=T)
         survivor = client.submit(Counter, actor=True, workers=[worker_names(client)[1]]).result(timeout=T)
         assert counter.increment().result(timeout=T) == 1
-        pending = [waiter.wait() for _ in range(3)] + [counter.increment()]
+        # every one of these is still pending at the kill: the async waits wait for an event
+        # nobody sets, and the increment queues behind the block (a bare increment could
+        # finish before the signal lands, and then rightly not fail)
+        pending = [waiter.wait() for _ in range(3)] + [counter.block(60), counter.increment()]
         os.kill(pid, signal.SIGKILL)
         for f in pending:
             with pytest.raises(ActorLostError) as info:

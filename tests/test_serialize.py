@@ -170,7 +170,7 @@ class _FakeCore:
 def test_future_in_arguments_is_a_dependency() -> None:
     core = _FakeCore()
     fut = Future("key-1", core, TaskState())  # type: ignore[arg-type]
-    ctx = SerialContext()
+    ctx = SerialContext(collect_deps=True)  # as submit() pickles a task's arguments
     data = dumps((plain, ([fut], {"x": fut}), {}), ctx)
     assert list(ctx.deps) == ["key-1"]
     seen: list[str] = []
@@ -188,7 +188,7 @@ def test_future_in_arguments_is_a_dependency() -> None:
 def test_future_dependency_survives_the_cloudpickle_fallback() -> None:
     core = _FakeCore()
     fut = Future("key-2", core, TaskState())  # type: ignore[arg-type]
-    ctx = SerialContext()
+    ctx = SerialContext(collect_deps=True)
     data = dumps((lambda v: v + 1, (fut,), {}), ctx)
     assert list(ctx.deps) == ["key-2"]
     fn, args, _ = loads(data, SerialContext(resolve=lambda key: 1))
