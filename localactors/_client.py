@@ -16,22 +16,21 @@ import hashlib
 import itertools
 import os
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import CancelledError
 from typing import Any
 
 from . import _context
 from . import _protocol as P
-from ._actor import Actor
+from ._client_core import ClientCore, _recomputing
 from ._cluster import LocalCluster
-from ._connection import Link, LinkClosed, connect, in_reader_thread
-from ._errors import ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
-from ._futures import CANCELLED, LOST, ActorFuture, Completion, Future, TaskState
-from ._node import DEFAULT_MAX_IN_FLIGHT, Node
-from ._serialize import SerialContext, dumps, loads
+from ._errors import ClusterClosedError
+from ._futures import ActorFuture, Future
+from ._nested import _erred, _rebuild, _skip_erred, _walk
+from ._node import DEFAULT_MAX_IN_FLIGHT
+from ._serialize import SerialContext, dumps
+from ._spec import _funcname, make_spec
 
 _client_ids = itertools.count()
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -40,319 +39,6 @@ _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 def open_client_names() -> set[str]:
     """Names of clients in this process that are still open."""
     return {c._name for c in list(_live_clients) if c.status == "running"}
-
-
-def _funcname(fn: Any) -> str:
-    name = getattr(fn, "__name__", None) or type(fn).__name__
-    return str(name).replace("<", "").replace(">", "")
-
-
-class ClientCore(Node):
-    """The machinery under a :class:`Client`; futures and actors point here."""
-
-    def __init__(self, client: Client, address: str, authkey: bytes, name: str, direct: bool) -> None:
-        super().__init__(name, authkey, direct)
-        self._client_ref = weakref.ref(client)
-        self.address = address
-        self.states: weakref.WeakValueDictionary[str, TaskState] = weakref.WeakValueDictionary()
-        self._requests: dict[int, Completion] = {}
-        self._req_ids = itertools.count()
-        self._workers: dict[str, str] = {}  # address -> name
-        self.closed = False
-        self.broken: BaseException | None = None
-        link = connect(address, authkey, f"{name}->manager")
-        link.send(P.Hello(name, os.getpid()))
-        self.attach_manager(link)
-        link.start_reader(self._on_manager_message, self._on_manager_close)
-
-    @property
-    def client(self) -> Client | None:
-        return self._client_ref()
-
-    def in_async_context(self) -> bool:
-        if not self.asynchronous or self.loop is None:
-            return False
-        try:
-            return asyncio.get_running_loop() is self.loop
-        except RuntimeError:
-            return False
-
-    def worker_name(self, address: str) -> str:
-        return self._workers.get(address) or os.path.basename(address)
-
-    def check(self) -> None:
-        if self.closed:
-            raise ClusterClosedError("the client is closed")
-        if self.broken is not None:
-            raise self.broken
-
-    def send(self, msg: P.Message) -> None:
-        self.check()
-        assert self.manager_link is not None
-        try:
-            self.manager_link.send(msg)
-        except LinkClosed:
-            self.check()
-            raise ClusterBrokenError("lost the link to the manager") from None
-
-    def relay(self, address: str, frames: list[Any]) -> None:
-        self.send(P.RelayTo(address, tuple(bytes(f) for f in frames)))
-
-    # -- manager messages (reader thread) ---------------------------------------
-
-    def _on_manager_message(self, link: Link, msg: P.Message) -> None:
-        match msg:
-            case P.KeyDone(key, worker, address, _type_name, actor):
-                self._workers[address] = worker
-                state = self.states.get(key)
-                if state is not None:
-                    state.address, state.worker, state.actor = address, worker, actor
-                    state.set_result(None)
-            case P.KeyErred(key, error):
-                state = self.states.get(key)
-                if state is not None:
-                    exc = load_exception(error)
-                    if isinstance(exc, CancelledError):
-                        state.cancel(exc)  # even if it had finished: its data is being released
-                    else:
-                        state.set_exception(exc, "error")
-            case P.KeyLost(key, error):
-                state = self.states.get(key)
-                if state is not None and not state.set_exception(load_exception(error), LOST):
-                    state.status = LOST  # it had finished: the data is gone now
-                    state.error = load_exception(error)
-            case P.InfoReply(req_id) | P.Ack(req_id):
-                comp = self._requests.pop(req_id, None)
-                if comp is not None:
-                    comp.set_result(msg)
-            case P.RelayFrom(address, frames):
-                self.on_relay_from(address, frames)
-            case P.Goodbye():
-                self.mark_broken(ClusterClosedError("the cluster was closed"))
-            case P.KeyReset(key):
-                state = self.states.get(key)
-                if state is not None:
-                    state.reset()  # its data died with a worker and is being recomputed
-            case P.WorkerDied() | P.ActorMoved() | P.ActorRestartFailed():
-                self.on_notice(msg)
-            case _:
-                pass
-
-    def _on_manager_close(self, link: Link, error: BaseException | None) -> None:
-        if self.broken is None and not self.closed:
-            self.mark_broken(ClusterBrokenError("the manager went away"))
-        err = self.broken or ClusterClosedError("the client is closed")
-        for state in list(self.states.values()):
-            state.set_exception(err, "error")
-        for comp in list(self._requests.values()):
-            comp.set_exception(err)
-        self.close_peers()
-
-    def request(self, make: Callable[[int], P.Message]) -> Completion:
-        comp = Completion()
-        req_id = next(self._req_ids)
-        self._requests[req_id] = comp
-        self.send(make(req_id))
-        return comp
-
-    # -- futures ------------------------------------------------------------------
-
-    def future(self, key: str) -> Future:
-        state = self.states.get(key)
-        if state is None or state.status == CANCELLED:  # a cancelled key submitted again starts afresh
-            state = TaskState()
-            self.states[key] = state
-        return Future(key, self, state)
-
-    def _value(self, fut: Future, items: dict[str, bytes], missing: tuple[str, ...]) -> Any:
-        if fut.key in missing or fut.key not in items:
-            raise WorkerLostError(f"the data of {fut.key!r} is gone from worker {fut._state.worker}")
-        ctx = SerialContext(node=self)
-        try:
-            return loads(items[fut.key], ctx, what=f"the result of {fut.key!r}")
-        finally:
-            self.refs.unpin(ctx.unpins)
-
-    def _actor_of(self, fut: Future) -> Actor | None:
-        state = fut._state
-        if state.actor is None:
-            return None
-        assert state.address is not None and state.worker is not None
-        return Actor(fut.key, state.address, state.worker, state.actor, self)
-
-    def fetch_one(self, fut: Future, timeout: float | None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            actor = self._actor_of(fut)
-            if actor is not None:
-                return actor
-            address = fut._state.address
-            assert address is not None
-            comp = self.request_data(address, (fut.key,))
-            comp._wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if comp.error is not None:
-                if not _recomputing(comp.error, [fut], address):
-                    raise comp.error
-                # the holder died and the manager is computing the key again: wait for it
-                fut._state._wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                if fut._state.error is not None:
-                    raise fut._state.error
-                continue
-            items, missing = comp.value
-            return self._value(fut, items, missing)
-
-    async def afetch_one(self, fut: Future) -> Any:
-        actor = self._actor_of(fut)
-        if actor is not None:
-            return actor
-        address = fut._state.address
-        assert address is not None
-        comp = self.request_data(address, (fut.key,))
-        await comp._await_done()
-        if comp.error is not None:
-            if not _recomputing(comp.error, [fut], address):
-                raise comp.error
-            await fut._state._await_done()  # computed again after its holder died
-            if fut._state.error is not None:
-                raise fut._state.error
-            return await self.afetch_one(fut)
-        items, missing = comp.value
-        return self._value(fut, items, missing)
-
-    def fetch_many(self, futures: list[Future]) -> tuple[dict[str, Any], list[tuple[list[Future], Completion]]]:
-        """Start fetching: actor handles at once, data grouped by worker."""
-        values: dict[str, Any] = {}
-        by_worker: dict[str, list[Future]] = {}
-        for fut in futures:
-            if fut.key in values:
-                continue
-            if fut._state.error is not None:
-                raise fut._state.error
-            actor = self._actor_of(fut)
-            if actor is not None:
-                values[fut.key] = actor
-            else:
-                assert fut._state.address is not None
-                by_worker.setdefault(fut._state.address, []).append(fut)
-        requests = [
-            (fs, self.request_data(address, tuple(dict.fromkeys(f.key for f in fs))))
-            for address, fs in by_worker.items()
-        ]
-        return values, requests
-
-    def finish_fetch(self, values: dict[str, Any], requests: list[tuple[list[Future], Completion]]) -> dict[str, Any]:
-        for fs, comp in requests:
-            if comp.error is not None:
-                raise comp.error
-            items, missing = comp.value
-            for fut in fs:
-                if fut.key not in values:
-                    values[fut.key] = self._value(fut, items, missing)
-        return values
-
-    def cancel(self, futures: Iterable[Future], timeout: float | None = 30.0) -> Any:
-        """Cancel the futures' keys; returns once the manager has (as dask does).
-
-        In this client's event loop it returns an awaitable instead.
-        """
-        futures = list(futures)
-        comp = self.request(lambda r: P.Cancel(tuple(f.key for f in futures), r))
-        if self.in_async_context():
-            return self._acancel(futures, comp)
-        if not in_reader_thread():  # a done-callback must not wait for a reply its own thread reads
-            comp._wait(timeout)
-        _mark_cancelled(futures)
-        return None
-
-    async def _acancel(self, futures: list[Future], comp: Completion) -> None:
-        await comp._await_done()
-        _mark_cancelled(futures)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        link = self.manager_link
-        if link is not None:
-            try:
-                link.send(P.Goodbye())
-            except LinkClosed:
-                pass
-        self.stop_refs()
-        if link is not None:
-            link.close()
-        self.close_peers()
-        if link is not None:
-            link.join_reader(2.0)
-
-
-def _mark_cancelled(futures: list[Future]) -> None:
-    # the manager's KeyErred came before its Ack; this covers keys it no longer knew
-    for fut in futures:
-        if fut._state.status != CANCELLED:
-            fut._state.cancel(CancelledError(f"{fut.key} was cancelled"))
-
-
-#: how long a failed fetch waits for the manager's word on the worker that left
-DEATH_NOTICE_GRACE = 5.0
-
-
-def _recomputing(error: BaseException, futures: list[Future], address: str | None) -> bool:
-    """Did a fetch fail because its worker died, with the manager now recomputing?
-
-    The manager's ``KeyReset`` precedes its death notice, and the failed fetch
-    waited for that notice, so by now the states say so.
-    """
-    if not isinstance(error, WorkerLostError):
-        return False
-    if address is not None and futures:
-        # the fetch may have failed before the notice came (a node waits for it only
-        # briefly, and the manager may be slow to reap a leaving worker): wait for it
-        # here, bounded, as the KeyResets we look for precede it
-        futures[0]._core.await_death_notice(address, DEATH_NOTICE_GRACE)
-    return any(not f._state.done() or f._state.address != address for f in futures)
-
-
-def _walk(obj: Any, found: list[Any], depth: int = 0) -> None:
-    if isinstance(obj, (Future, ActorFuture)):
-        found.append(obj)
-    elif depth > 100:  # deeper than anyone nests futures: let pickling judge it
-        return
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for o in obj:
-            _walk(o, found, depth + 1)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            _walk(o, found, depth + 1)
-
-
-def _erred(obj: Any) -> bool:
-    if isinstance(obj, Future):
-        return obj._state.error is not None
-    return isinstance(obj, ActorFuture) and obj.error is not None
-
-
-def _skip_erred(obj: Any, depth: int = 0) -> Any:
-    """``obj`` without its futures that failed: dropped from lists, their entries from dicts."""
-    if depth > 100 or isinstance(obj, (Future, ActorFuture)):
-        return obj
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return type(obj)(_skip_erred(o, depth + 1) for o in obj if not _erred(o))
-    if isinstance(obj, dict):
-        return {k: _skip_erred(v, depth + 1) for k, v in obj.items() if not _erred(v)}
-    return obj
-
-
-def _rebuild(obj: Any, values: dict[str, Any]) -> Any:
-    if isinstance(obj, Future):
-        return values[obj.key]
-    if isinstance(obj, ActorFuture):
-        return obj.result()
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return type(obj)(_rebuild(o, values) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _rebuild(v, values) for k, v in obj.items()}
-    return obj
 
 
 class Client:
@@ -437,35 +123,6 @@ class Client:
 
     # -- tasks --------------------------------------------------------------------
 
-    def _spec(
-        self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None, pure: bool,
-        workers: Any, resources: dict[str, float] | None, allow_other_workers: bool, retries: int,
-        actor: bool, max_restarts: int,
-    ) -> tuple[P.TaskSpec, SerialContext]:  # fmt: skip
-        core = self.core
-        ctx = SerialContext(node=core, collect_deps=True)
-        payload = dumps((fn, args, kwargs), ctx, what=f"the call of {_funcname(fn)}")
-        if key is None:
-            if pure and not actor:
-                token = hashlib.blake2b(payload, digest_size=16).hexdigest()
-            else:
-                token = uuid.uuid4().hex
-            key = f"{_funcname(fn)}-{token}"
-        if isinstance(workers, str):
-            workers = (workers,)
-        spec = P.TaskSpec(
-            key=key,
-            payload=payload,
-            deps=tuple(ctx.deps),
-            workers=tuple(workers or ()),
-            resources=tuple(sorted((resources or {}).items())),
-            allow_other_workers=allow_other_workers,
-            retries=retries,
-            actor=actor,
-            max_restarts=max_restarts,
-        )
-        return spec, ctx
-
     def submit(
         self,
         fn: Callable[..., Any],
@@ -489,8 +146,8 @@ class Client:
         pending: list[Any] = []
         _walk((args, kwargs), pending)
         waits = [f for f in pending if isinstance(f, ActorFuture) and not f.done()]
-        spec, ctx = self._spec(
-            fn, args, kwargs, key, pure, workers, resources, allow_other_workers, retries,
+        spec, ctx = make_spec(
+            self.core, fn, args, kwargs, key, pure, workers, resources, allow_other_workers, retries,
             actor or actors, max_restarts,
         ) if not waits else (None, None)  # fmt: skip
         if spec is None:
@@ -527,7 +184,7 @@ class Client:
                 if remaining[0]:
                     return
             try:
-                spec, ctx = self._spec(fn, args, kwargs, key, False, *rest)
+                spec, ctx = make_spec(self.core, fn, args, kwargs, key, False, *rest)
                 self.core.send_pins(ctx)
                 self.core.send(P.SubmitTasks((spec,)))
             except BaseException as err:
@@ -556,9 +213,10 @@ class Client:
         keys = key if isinstance(key, list) else None
         for i, args in enumerate(zip(*iterables)):
             k = keys[i] if keys is not None else (f"{key}-{i}" if isinstance(key, str) else None)
-            spec, ctx = self._spec(
-                fn, args, kwargs, k, pure, workers, resources, allow_other_workers, retries, actor or actors, 0
-            )
+            spec, ctx = make_spec(
+                self.core, fn, args, kwargs, k, pure, workers, resources, allow_other_workers, retries,
+                actor or actors, 0,
+            )  # fmt: skip
             specs.append(spec)
             contexts.append(ctx)
         # only now, with every argument pickled: a bad one must leave nothing behind

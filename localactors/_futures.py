@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ClusterClosedError
 
 if TYPE_CHECKING:
-    from ._client import ClientCore
+    from ._client_core import ClientCore
 
 logger = logging.getLogger("localactors.futures")
 

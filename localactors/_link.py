@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from . import _protocol as P
+from . import _wire as W
 from ._shared_read import _ARMED, _EPOLL, SharedReading, _thread_role
 
 logger = logging.getLogger("localactors.connection")
@@ -116,7 +117,7 @@ class Link(SharedReading):
 
     def send(self, msg: P.Message) -> None:
         """Send one message; raise :class:`LinkClosed` if the link is gone."""
-        frames = P.encode(msg)
+        frames = W.encode(msg)
         with self.send_lock:
             if self.before_send is not None:
                 self.before_send()
@@ -124,7 +125,7 @@ class Link(SharedReading):
 
     def send_unlocked(self, msg: P.Message) -> None:
         """Send while the caller already holds ``send_lock``."""
-        self._write(P.encode(msg))
+        self._write(W.encode(msg))
 
     def send_frames(self, frames: list[Any]) -> None:
         with self.send_lock:
@@ -132,7 +133,7 @@ class Link(SharedReading):
 
     def send_many(self, msgs: list[P.Message]) -> None:
         """Send several messages, in order, with as few writes as possible."""
-        frames = [frame for msg in msgs for frame in P.encode(msg)]
+        frames = [frame for msg in msgs for frame in W.encode(msg)]
         with self.send_lock:
             if self.before_send is not None:
                 self.before_send()
@@ -152,7 +153,7 @@ class Link(SharedReading):
     def recv_frames(self) -> list[bytes]:
         """The frames of the next message (only ever called by one thread)."""
         first = self._read_frame()
-        extra = P.extra_frames(first)
+        extra = W.extra_frames(first)
         if not extra:
             return [first]
         return [first, *(self._read_frame() for _ in range(extra))]
@@ -204,7 +205,7 @@ class Link(SharedReading):
 
     def recv(self) -> P.Message:
         frames = self.recv_frames()
-        return P.decode(frames[0], frames[1:])
+        return W.decode(frames[0], frames[1:])
 
     def start_reader(
         self,

@@ -14,8 +14,10 @@ It exits when told to, or when the process that started it goes away (its
 control pipe reaches EOF, or it is no longer our parent), taking its workers
 with it.
 
-Failures it handles: a worker whose link drops is reaped and its exit code or
-signal told to every node (``WorkerDied``) after the scheduler has rerun,
+Failures it handles: a worker whose link drops is reaped (by a reaper thread
+waiting on its process, so the main loop never blocks in ``join``) and its
+exit code or signal told to every node (``WorkerDied``), milliseconds after
+the drop, after the scheduler has rerun,
 recomputed or restarted what it had; a replacement is spawned to keep
 ``n_workers``; with ``memory_limit`` each worker's RSS is checked every
 ``MEMORY_CHECK_INTERVAL`` s and a worker over the limit is killed (and so
@@ -51,6 +53,9 @@ MEMORY_CHECK_INTERVAL = 0.1
 SHUTDOWN_GRACE = 1.5
 #: consecutive workers dying before they register, after which we stop replacing them
 MAX_START_FAILURES = 3
+#: how long a worker's process gets to end after its link dropped before its death is
+#: announced without an exit code (well inside the callers' ``DEATH_NOTICE_WAIT``)
+REAP_TIMEOUT = 0.3
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,19 @@ class _Closed:
         self.error = error
 
 
+class _Reaped:
+    """A dropped worker's process has ended (or ran out of ``REAP_TIMEOUT``)."""
+
+    __slots__ = ("link",)
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+
+
+#: what a thread worker (``processes=False``) that was not asked to leave died of
+THREAD_WORKER_DIED = "closed its connection (workers are threads of the cluster's process: there is no exit code)"
+
+
 class Manager:
     def __init__(self, config: ManagerConfig, control: Connection) -> None:
         self.config = config
@@ -135,6 +153,7 @@ class Manager:
         self.links: set[Link] = set()  # every link accepted: closed on exit (threads outlive us in-process)
         self.kill_reasons: dict[str, str] = {}  # worker -> why we killed it (e.g. its memory limit)
         self.relays_gone: dict[str, list[Link]] = {}  # worker address -> clients to tell after its notice
+        self.dying: dict[Any, tuple[WorkerState, Any]] = {}  # link -> (worker, process) being reaped
         self.start_failures = 0
         self.parent_gone = False
         self._meters: dict[str, Any] = {}  # worker -> psutil.Process
@@ -328,6 +347,8 @@ class Manager:
             self._handle_control(item)
         elif isinstance(item, _Closed):
             self._link_closed(link)
+        elif isinstance(item, _Reaped):
+            self._worker_reaped(item.link)
         elif isinstance(item, _RelayGone):
             self._relay_gone(link, item.address)
         else:
@@ -364,32 +385,57 @@ class Manager:
         if ws is not None:
             proc = self.processes.pop(ws.name, None)
             self._meters.pop(ws.name, None)
-            code = None
-            if proc is not None:
-                proc.join(1.0)
-                code = proc.exitcode
-            reason = exit_reason(code, ws.retiring) if proc is not None else "left the cluster"
-            reason = self.kill_reasons.pop(ws.name, reason)
-            if code not in (0, None) or not ws.retiring:
-                logger.warning("%s %s", ws.name, reason)
+            self.dying[link] = (ws, proc)
+            if proc is None or self.config.in_process or proc.exitcode is not None:
+                self._worker_reaped(link)  # nothing to wait for: announce now
             else:
-                self.start_failures = 0
-            notice = self.scheduler.remove_worker(ws.name, reason, code)
-            if notice is not None:
-                # after the per-key messages: a node with the notice has seen them
-                self.scheduler.broadcast(notice)
-            for client in self.relays_gone.pop(ws.info.address, []):
-                self._send(client, P.RelayFrom(ws.info.address, ()))
-            self.scheduler.drop_holder(link)
-            if self.running and not ws.retiring and len(self.scheduler.workers) < self.target:
-                self.spawn_worker()  # keep n_workers
-            self._maybe_ready()
+                # its process ends milliseconds after its socket closed (or it is a
+                # stuck child that kept it): wait on it in a thread, never here, where
+                # every other node's messages wait behind us
+                threading.Thread(
+                    target=self._reap, args=(link, proc), name=f"localactors-reap-{ws.name}", daemon=True
+                ).start()
             return
         self.scheduler.drop_holder(link)
         for (link_id, address), relay in list(self.relays.items()):
             if link_id == link.id:
                 relay.close()
                 del self.relays[(link_id, address)]
+
+    def _reap(self, link: Any, proc: Any) -> None:
+        proc.join(REAP_TIMEOUT)  # returns once the process ended: its sentinel is ready
+        self.inbox.put((link, _Reaped(link)))
+
+    def _worker_reaped(self, link: Any) -> None:
+        """Announce a dropped worker's death, with its exit code if it has one."""
+        entry = self.dying.pop(link, None)
+        if entry is None:
+            return
+        ws, proc = entry
+        code = None
+        if proc is None:
+            reason = "left the cluster"
+        elif self.config.in_process:
+            # a thread has no exit code or signal: 0 or 1 would be read as one
+            reason = "left the cluster" if ws.retiring else THREAD_WORKER_DIED
+        else:
+            code = proc.exitcode
+            reason = exit_reason(code, ws.retiring)
+        reason = self.kill_reasons.pop(ws.name, reason)
+        if code not in (0, None) or not ws.retiring:
+            logger.warning("%s %s", ws.name, reason)
+        else:
+            self.start_failures = 0
+        notice = self.scheduler.remove_worker(ws.name, reason, code)
+        if notice is not None:
+            # after the per-key messages: a node with the notice has seen them
+            self.scheduler.broadcast(notice)
+        for client in self.relays_gone.pop(ws.info.address, []):
+            self._send(client, P.RelayFrom(ws.info.address, ()))
+        self.scheduler.drop_holder(link)
+        if self.running and not ws.retiring and len(self.scheduler.workers) < self.target:
+            self.spawn_worker()  # keep n_workers
+        self._maybe_ready()
 
     def _handle_message(self, link: Any, msg: P.Message) -> None:
         sched = self.scheduler
@@ -441,7 +487,7 @@ class Manager:
                 relay = connect(address, self.config.authkey, f"relay-{client.id}->{os.path.basename(address)}")
                 relay.send(P.Hello(f"relay-{client.id}", os.getpid()))
             except OSError:
-                self._send(client, P.RelayFrom(address, ()))
+                self._relay_gone(client, address)
                 return
 
             def back(frames_in: list[bytes]) -> None:
@@ -456,11 +502,14 @@ class Manager:
         try:
             relay.send_frames(list(frames))
         except LinkClosed:
-            self._send(client, P.RelayFrom(address, ()))
+            # the worker died after this call left the client: its death notice must
+            # still reach the client first, so that the failed call can say how it died
+            self._relay_gone(client, address)
 
     def _relay_gone(self, client: Link, address: str) -> None:
         """A relay's worker end closed: tell the client after the worker's death notice."""
-        if any(ws.info.address == address for ws in self.worker_links.values()):
+        workers = [*self.worker_links.values(), *(ws for ws, _ in self.dying.values())]
+        if any(ws.info.address == address for ws in workers):
             self.relays_gone.setdefault(address, []).append(client)  # its link close is on its way
         else:
             self._send(client, P.RelayFrom(address, ()))

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import _futures
 from . import _protocol as P
+from . import _wire as W
 from ._connection import connect
 from ._errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
 from ._futures import ActorFuture, Completion
@@ -349,4 +350,4 @@ class Node:
         if not frames:  # the manager says the worker's path is gone (after its death notice)
             peer.fail_all()
             return
-        self.handle_peer_message(peer, P.decode(frames[0], list(frames[1:])))
+        self.handle_peer_message(peer, W.decode(frames[0], list(frames[1:])))

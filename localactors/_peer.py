@@ -16,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import _protocol as P
+from . import _wire as W
 from ._errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError
 from ._futures import Completion
 from ._link import Link, LinkClosed
@@ -126,7 +127,7 @@ class PeerLink:
         if self.link is not None:
             self.link.send(msg)
         else:
-            self.node.relay(self.address, P.encode(msg))
+            self.node.relay(self.address, W.encode(msg))
 
     def reply(self, req_id: int) -> tuple[Completion, str, str] | None:
         with self._cond:

@@ -10,9 +10,9 @@ the ``send`` callback it was given; it never blocks. Task states::
        |                           |   \\--TaskErred / worker died too often--> erred
        \\--no worker fits---> no-worker --resources freed--> processing
 
-A key is released when nobody references it: no client or worker holds a
-handle (``RefDelta``), no handle for it is in flight (pins), and no waiting
-task depends on it. Then its worker frees the data or drops the actor.
+Placement lives in :mod:`~localactors._placement`, reference counting and
+release in :mod:`~localactors._refcount`: mixins over this class's state, so
+the manager still talks to one ``Scheduler``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import Any
 
 from . import _protocol as P
 from ._errors import ActorLostError, KilledWorker, WorkerLostError, dump_exception
+from ._placement import Placement
+from ._refcount import References
 
 logger = logging.getLogger("localactors.scheduler")
 
@@ -66,7 +68,7 @@ class Task:
     restarting: bool = False  #: an actor being re-created after its worker died
 
 
-class Scheduler:
+class Scheduler(Placement, References):
     """Knows every task, every worker and every reference."""
 
     def __init__(self, send: Send, allowed_failures: int = 3) -> None:
@@ -198,88 +200,6 @@ class Scheduler:
     def _state(self, key: str) -> str:
         task = self.tasks.get(key)
         return task.state if task is not None else "released"
-
-    def _candidates(self, spec: P.TaskSpec | None) -> list[WorkerState]:
-        live = [w for w in self.workers.values() if w.alive and not w.retiring]
-        if spec is None:
-            return live
-        allowed = live
-        if spec.workers:
-            wanted = set(spec.workers)
-            allowed = [w for w in live if w.name in wanted or w.info.address in wanted]
-            if not allowed and spec.allow_other_workers:
-                allowed = live
-        if spec.resources:
-            allowed = [w for w in allowed if all(w.free.get(r, 0) >= q for r, q in spec.resources)]
-        return allowed
-
-    def _choose(self, task: Task) -> WorkerState | None:
-        candidates = self._candidates(task.spec)
-        if not candidates:
-            return None
-        spec = task.spec
-        if spec is not None and spec.actor:
-            # actors still being constructed count too, or a burst of creations
-            # piles onto whichever worker finished its first one last
-            return min(candidates, key=lambda w: (len(w.actors) + self._actors_starting(w), len(w.processing), w.index))
-
-        def local_deps(w: WorkerState) -> int:
-            return sum(1 for d in spec.deps if d in w.has) if spec is not None else 0
-
-        return min(candidates, key=lambda w: (len(w.processing) / w.info.nthreads, -local_deps(w), w.index))
-
-    def _actors_starting(self, ws: WorkerState) -> int:
-        # kept as a set: counting them in ``processing`` made a burst of n creations O(n^2)
-        return len(ws.starting_actors)
-
-    def _schedule(self, task: Task) -> None:
-        ws = self._choose(task)
-        if ws is None:
-            dead = self._dead_restriction(task.spec)
-            if dead:  # names are never reused: waiting would be forever
-                err = WorkerLostError(
-                    f"{task.key!r} may only run on {dead}, which died: {self.death_reasons[dead]}", dead
-                )
-                self._erred(task, dump_exception(err))
-                return
-            task.state = "no-worker"
-            self.no_worker[task.key] = task
-            return
-        assert task.spec is not None
-        self.no_worker.pop(task.key, None)
-        for r, q in task.spec.resources:
-            ws.free[r] = ws.free.get(r, 0) - q
-        task.state = "processing"
-        task.worker = ws
-        ws.processing.add(task.key)
-        if task.spec.actor:
-            ws.starting_actors.add(task.key)
-        who_has = tuple(
-            (d, self.tasks[d].worker.info.address)  # type: ignore[union-attr]
-            for d in task.spec.deps
-            if d in self.tasks and self.tasks[d].worker is not None
-        )
-        self.send(ws.link, P.RunTask(task.spec, who_has))
-
-    def _dead_restriction(self, spec: P.TaskSpec | None) -> str:
-        """The dead worker a task is bound to, if every worker it may use is dead."""
-        if spec is None or not spec.workers or spec.allow_other_workers:
-            return ""
-        dead = [self.dead_addresses.get(w, w) for w in spec.workers]
-        if all(name in self.death_reasons for name in dead):
-            return dead[0]
-        return ""
-
-    def _retry_no_worker(self) -> None:
-        for task in list(self.no_worker.values()):
-            if task.key in self.no_worker:
-                self._schedule(task)
-
-    def _give_back(self, ws: WorkerState, task: Task) -> None:
-        if task.spec is not None and task.spec.resources and ws.alive:
-            for r, q in task.spec.resources:
-                ws.free[r] = ws.free.get(r, 0) + q
-            self._retry_no_worker()
 
     # -- client requests --------------------------------------------------------------
 
@@ -443,94 +363,3 @@ class Scheduler:
         if task.state in ("erred", "cancelled"):
             return P.KeyErred(task.key, task.error)
         return P.KeyLost(task.key, task.error)
-
-    def _notify(self, key: str, msg: P.Message) -> None:
-        for link, n in self.holders.get(key, {}).items():
-            if n > 0 and link in self.client_links:
-                self.send(link, msg)
-
-    # -- references ----------------------------------------------------------------------------
-
-    def ref_delta(self, link: Any, msg: P.RefDelta) -> None:
-        # increments first, decrements last: a count never dips below the truth
-        for key, d in msg.changes:
-            if d > 0:
-                holders = self.holders.setdefault(key, Counter())
-                holders[link] += 1
-                task = self.tasks.get(key)
-                if (
-                    link in self.client_links
-                    and task is not None
-                    and task.state not in ("waiting", "processing", "no-worker")
-                ):
-                    self.send(link, self._done_message(task))
-        for token, key in msg.pins:
-            if token in self.early_unpins:
-                self.early_unpins.discard(token)
-            else:
-                self.pins[token] = key
-                self.pin_count[key] += 1
-        for token in msg.unpins:
-            pinned = self.pins.pop(token, None)
-            if pinned is None:
-                self.early_unpins.add(token)
-                continue
-            self.pin_count[pinned] -= 1
-            if self.pin_count[pinned] <= 0:
-                del self.pin_count[pinned]
-            self._maybe_release(pinned)
-        for key, d in msg.changes:
-            if d < 0:
-                held = self.holders.get(key)
-                if held is not None:
-                    held[link] -= 1
-                    if held[link] <= 0:
-                        del held[link]
-                    if not held:
-                        del self.holders[key]
-                self._maybe_release(key)
-
-    def drop_holder(self, link: Any) -> None:
-        """A client or worker went away: drop every reference it held."""
-        self.client_links.discard(link)
-        for key in [k for k, h in self.holders.items() if link in h]:
-            holders = self.holders[key]
-            del holders[link]
-            if not holders:
-                del self.holders[key]
-            self._maybe_release(key)
-
-    def _referenced(self, key: str) -> bool:
-        task = self.tasks.get(key)
-        return bool(
-            self.holders.get(key)
-            or self.pin_count.get(key)
-            or (
-                task is not None
-                and any(self._state(d) not in ("memory", "erred", "cancelled") for d in task.dependents)
-            )
-        )
-
-    def _maybe_release(self, key: str) -> None:
-        if not self._referenced(key):
-            self._release(key)
-
-    def _release(self, key: str, force: bool = False) -> None:
-        task = self.tasks.get(key)
-        if task is None:
-            return
-        if task.state == "processing" and not force:
-            # let it finish; task_done will free the result and the resources
-            del self.tasks[key]
-            if task.spec is not None and task.spec.resources:
-                self.orphans[key] = task
-            return
-        del self.tasks[key]
-        self.no_worker.pop(key, None)
-        ws = task.worker
-        if ws is not None and ws.alive:
-            ws.has.discard(key)
-            if key in ws.actors:
-                ws.actors.discard(key)
-                self._give_back(ws, task)
-            self.send(ws.link, P.FreeKeys((key,)))

@@ -18,6 +18,7 @@ import pytest
 
 from localactors import _connection
 from localactors import _protocol as P
+from localactors import _wire as W
 from localactors._connection import Link, LinkClosed, Server, connect
 
 KEY = b"k" * 32
@@ -106,7 +107,7 @@ def test_large_messages_both_ways_at_once_do_not_deadlock(peer: Peer) -> None:
 
 def test_concurrent_senders_keep_frames_together(peer: Peer) -> None:
     link = connect(peer.address, KEY, "client")
-    big = b"z" * P.OUT_OF_BAND  # two frames per message: they must not interleave
+    big = b"z" * W.OUT_OF_BAND  # two frames per message: they must not interleave
     try:
 
         def send(base: int) -> None:
@@ -171,7 +172,7 @@ def test_a_silent_peer_is_dropped_after_the_handshake_timeout(peer: Peer, monkey
 def test_garbled_frame_after_the_handshake_drops_the_peer(peer: Peer) -> None:
     link = connect(peer.address, KEY, "client")
     try:
-        link.conn.send_bytes(P._COUNT.pack(0) + b"not a pickle at all")
+        link.conn.send_bytes(W._COUNT.pack(0) + b"not a pickle at all")
         theirs, error = peer.closes.get(timeout=TIMEOUT)
         assert isinstance(error, ValueError)
         assert theirs.closed

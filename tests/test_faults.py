@@ -245,6 +245,45 @@ def test_worker_death_in_relay_mode_names_the_signal() -> None:
         assert info.value.exitcode == -signal.SIGKILL
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "relay"])
+def test_death_notice_arrives_well_within_the_bound(direct: bool) -> None:
+    # the manager reaps off its main loop, so the notice (with the signal) beats
+    # the callers' own give-up wait: every error names SIGKILL, death after death
+    with LocalCluster(n_workers=2) as cluster, Client(cluster, direct_to_workers=direct) as client:
+        for round_ in range(3):
+            wait_until(lambda: len(worker_pids(client)) == 2, 30, "two workers")
+            victim = client.submit(Sleeper, round_, actor=True).result(timeout=30)
+            pid = victim.pid().result(timeout=5)
+            pending = [victim.nap(60) for _ in range(2)]
+            killed = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            for fut in pending:
+                with pytest.raises(ActorLostError, match="killed by signal 9 \\(SIGKILL\\)") as info:
+                    fut.result(timeout=10)
+                assert info.value.worker == victim.worker and info.value.exitcode == -signal.SIGKILL
+            assert time.monotonic() - killed < 1.0
+
+
+def cut_off_from_the_manager() -> None:
+    """Make this (thread) worker leave as if it died: its link to the manager drops."""
+    get_worker()._manager.close()
+
+
+def test_thread_worker_death_says_there_is_no_exit_code() -> None:
+    with LocalCluster(n_workers=2, processes=False) as cluster, Client(cluster) as client:
+        victim = client.submit(Sleeper, actor=True).result(timeout=30)
+        assert victim.inc().result(timeout=5) == 1
+        cut = client.submit(cut_off_from_the_manager, workers=[victim.worker], pure=False)
+        with pytest.raises(WorkerLostError, match="there is no exit code"):
+            cut.result(timeout=10)  # its result had no link left to travel on
+        wait_until(lambda: victim.worker not in worker_pids(client), 10, "thread worker removed")
+        with pytest.raises(ActorLostError, match="there is no exit code") as info:
+            victim.inc().result(timeout=5)
+        assert info.value.worker == victim.worker and info.value.exitcode is None
+        # its replacement registers before close(): a worker still starting makes close() wait
+        wait_until(lambda: len(worker_pids(client)) == 2, 10, "replacement registered")
+
+
 def test_dead_worker_is_replaced() -> None:
     with fresh() as (_, client):
         before = worker_pids(client)

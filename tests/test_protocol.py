@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from localactors import _protocol as P
+from localactors import _wire as W
 
 # -- a sample value for every field type, built from the annotations --------------
 
@@ -48,36 +49,36 @@ def _sample(hint: Any, depth: int = 0) -> Any:
 
 def _instance(cls: type, depth: int = 0) -> Any:
     hints = typing.get_type_hints(cls, vars(P))
-    values = [_sample(hints[f], depth) for f in P._FIELDS.get(cls, tuple(cls.__dataclass_fields__))]  # type: ignore[attr-defined]
+    values = [_sample(hints[f], depth) for f in W._FIELDS.get(cls, tuple(cls.__dataclass_fields__))]  # type: ignore[attr-defined]
     return cls(*values)
 
 
-ALL_TYPES = list(P._TYPES)
+ALL_TYPES = list(W._TYPES)
 
 
 @pytest.mark.parametrize("cls", ALL_TYPES, ids=lambda c: c.__name__)
 def test_every_message_round_trips(cls: type) -> None:
     msg = _instance(cls)
-    frames = P.encode(msg)
-    assert P.extra_frames(bytes(frames[0])) == len(frames) - 1 == 0  # nothing big: one frame
-    back = P.decode(bytes(frames[0]), [bytes(f) for f in frames[1:]])
+    frames = W.encode(msg)
+    assert W.extra_frames(bytes(frames[0])) == len(frames) - 1 == 0  # nothing big: one frame
+    back = W.decode(bytes(frames[0]), [bytes(f) for f in frames[1:]])
     assert type(back) is cls
     assert back == msg
 
 
 def test_every_tag_is_distinct() -> None:
-    assert len(set(P._TAG.values())) == len(P._TYPES)
-    assert all(isinstance(t, type) for t in P._TYPES)
+    assert len(set(W._TAG.values())) == len(W._TYPES)
+    assert all(isinstance(t, type) for t in W._TYPES)
 
 
 def _round_trip(msg: P.Message) -> tuple[P.Message, list[Any]]:
-    frames = P.encode(msg)
+    frames = W.encode(msg)
     first = bytes(frames[0])
-    assert P.extra_frames(first) == len(frames) - 1
-    return P.decode(first, [bytes(f) for f in frames[1:]]), frames
+    assert W.extra_frames(first) == len(frames) - 1
+    return W.decode(first, [bytes(f) for f in frames[1:]]), frames
 
 
-BIG = b"x" * P.OUT_OF_BAND
+BIG = b"x" * W.OUT_OF_BAND
 
 
 def test_large_payload_travels_out_of_band() -> None:
@@ -90,14 +91,14 @@ def test_large_payload_travels_out_of_band() -> None:
 
 
 def test_just_below_the_threshold_stays_in_band() -> None:
-    small = b"y" * (P.OUT_OF_BAND - 1)
+    small = b"y" * (W.OUT_OF_BAND - 1)
     back, frames = _round_trip(P.CallOk(1, small))
     assert len(frames) == 1
     assert back == P.CallOk(1, small)
 
 
 def test_several_large_items_each_get_a_frame() -> None:
-    items = tuple((f"k{i}", bytes([i]) * P.OUT_OF_BAND) for i in range(3))
+    items = tuple((f"k{i}", bytes([i]) * W.OUT_OF_BAND) for i in range(3))
     msg = P.DataReply(9, (*items, ("small", b"s")), ("gone",))
     back, frames = _round_trip(msg)
     assert len(frames) == 4
@@ -114,13 +115,13 @@ def test_task_spec_payload_goes_out_of_band_inside_run_task_and_submit() -> None
 
 
 def test_relay_frames_go_out_of_band() -> None:
-    inner = P.encode(P.CallOk(1, BIG))
+    inner = W.encode(P.CallOk(1, BIG))
     msg = P.RelayTo("/tmp/a/worker-1", tuple(bytes(f) for f in inner))
     back, frames = _round_trip(msg)
     assert back == msg
     assert len(frames) == 2
     assert isinstance(back, P.RelayTo)
-    assert P.decode(back.frames[0], list(back.frames[1:])) == P.CallOk(1, BIG)
+    assert W.decode(back.frames[0], list(back.frames[1:])) == P.CallOk(1, BIG)
 
 
 def test_more_than_255_out_of_band_frames() -> None:
@@ -136,45 +137,45 @@ def test_more_than_255_out_of_band_frames() -> None:
 
 def test_empty_frame_is_rejected() -> None:
     with pytest.raises(ValueError):
-        P.extra_frames(b"")
+        W.extra_frames(b"")
     with pytest.raises(ValueError):
-        P.decode(b"", [])
+        W.decode(b"", [])
 
 
 @pytest.mark.parametrize(
     "first",
     [
-        P._COUNT.pack(0) + b"not a pickle",
-        P._COUNT.pack(0) + pickle.dumps(None),
-        P._COUNT.pack(0) + pickle.dumps((10_000, 1, 2)),  # unknown tag
-        P._COUNT.pack(0) + pickle.dumps((-1, 1)),  # a negative tag is not a tag
-        P._COUNT.pack(0) + pickle.dumps(("Hello", 1)),  # a tag must be an int
-        P._COUNT.pack(0) + pickle.dumps((P._TAG[P.Hello], "only-one-field")),
-        P._COUNT.pack(0) + pickle.dumps((P._TAG[P.Ack], 1, 2, 3)),
+        W._COUNT.pack(0) + b"not a pickle",
+        W._COUNT.pack(0) + pickle.dumps(None),
+        W._COUNT.pack(0) + pickle.dumps((10_000, 1, 2)),  # unknown tag
+        W._COUNT.pack(0) + pickle.dumps((-1, 1)),  # a negative tag is not a tag
+        W._COUNT.pack(0) + pickle.dumps(("Hello", 1)),  # a tag must be an int
+        W._COUNT.pack(0) + pickle.dumps((W._TAG[P.Hello], "only-one-field")),
+        W._COUNT.pack(0) + pickle.dumps((W._TAG[P.Ack], 1, 2, 3)),
     ],
 )
 def test_garbled_envelope_raises_value_error(first: bytes) -> None:
     with pytest.raises(ValueError, match="garbled"):
-        P.decode(first, [])
+        W.decode(first, [])
 
 
 def test_truncated_envelope_and_missing_frames_raise_value_error() -> None:
-    frames = P.encode(P.CallOk(1, BIG))
+    frames = W.encode(P.CallOk(1, BIG))
     first = bytes(frames[0])
     with pytest.raises(ValueError):
-        P.decode(first[: len(first) // 2], [bytes(frames[1])])
+        W.decode(first[: len(first) // 2], [bytes(frames[1])])
     with pytest.raises(ValueError):
-        P.decode(first, [])  # the out-of-band frame never came
+        W.decode(first, [])  # the out-of-band frame never came
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_random_bytes_never_raise_anything_but_value_error(data: bytes) -> None:
     try:
-        msg = P.decode(data, [])
+        msg = W.decode(data, [])
     except ValueError:
         return
-    assert type(msg) in P._TYPES  # the rare valid message is still a message
+    assert type(msg) in W._TYPES  # the rare valid message is still a message
 
 
 @settings(max_examples=50, deadline=None)

@@ -29,6 +29,7 @@ from localactors import (
     wait,
 )
 from localactors import _protocol as P
+from localactors import _wire as W
 
 T = 30.0  # generous: the CI machine is small and shared
 
@@ -346,7 +347,7 @@ def manager_traffic(client: Client, monkeypatch: pytest.MonkeyPatch) -> Iterator
     real = link._write
 
     def spy(frames: list[Any]) -> None:
-        sent.append(P.decode(bytes(frames[0]), [bytes(f) for f in frames[1:]]))
+        sent.append(W.decode(bytes(frames[0]), [bytes(f) for f in frames[1:]]))
         real(frames)
 
     client.core.flush_refs()  # what earlier tests left to send goes now, not during the test
