@@ -26,11 +26,14 @@ from . import _protocol as P
 from ._client_core import ClientCore, _recomputing
 from ._cluster import LocalCluster
 from ._errors import ClusterClosedError
-from ._futures import ActorFuture, Future
+from ._futures import ActorFuture, Completion, Future
 from ._nested import _erred, _rebuild, _skip_erred, _walk
 from ._node import DEFAULT_MAX_IN_FLIGHT
 from ._serialize import SerialContext, dumps
 from ._spec import _funcname, make_spec
+
+#: a gather under way: (structure, key -> holder asked, values so far, requests)
+_Gathering = tuple[Any, dict[str, "str | None"], dict[str, Any], list[tuple[list[Future], Completion]]]
 
 _client_ids = itertools.count()
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -275,36 +278,49 @@ class Client:
         while True:
             for f in found:
                 (f._state if isinstance(f, Future) else f)._wait(timeout)
-            if errors == "skip":
-                if _erred(futures):
-                    return None
-                futures = _skip_erred(futures)
-                found = []
-                _walk(futures, found)
-            task_futures = [f for f in found if isinstance(f, Future)]
-            asked = {f.key: f._state.address for f in task_futures}
-            values, requests = self.core.fetch_many(task_futures)
-            for _, comp in requests:
+            started = self._start_gather(futures, errors)
+            if started is None:
+                return None
+            for _, comp in started[3]:
                 comp._wait(timeout)
-            failed = [(fs, comp.error) for fs, comp in requests if comp.error is not None]
-            if failed and all(_recomputing(err, fs, asked[fs[0].key]) for fs, err in failed):
-                continue  # a holder died; its keys are being computed again
-            return _rebuild(futures, self.core.finish_fetch(values, requests))
+            again, value = self._finish_gather(started)
+            if not again:
+                return value
 
     async def _gather_async(self, futures: Any, found: list[Any], errors: str = "raise") -> Any:
-        for f in found:
-            await (f._state if isinstance(f, Future) else f)._await_done()
+        while True:
+            for f in found:
+                await (f._state if isinstance(f, Future) else f)._await_done()
+            started = self._start_gather(futures, errors)
+            if started is None:
+                return None
+            for _, comp in started[3]:
+                await comp._await_done()
+            again, value = self._finish_gather(started)
+            if not again:
+                return value
+
+    def _start_gather(self, futures: Any, errors: str) -> _Gathering | None:
+        """Every future is done: drop the failed ones if asked, start the fetches."""
         if errors == "skip":
             if _erred(futures):
                 return None
             futures = _skip_erred(futures)
-            found = []
-            _walk(futures, found)
+        found: list[Any] = []
+        _walk(futures, found)
         task_futures = [f for f in found if isinstance(f, Future)]
+        asked = {f.key: f._state.address for f in task_futures}
         values, requests = self.core.fetch_many(task_futures)
-        for _, comp in requests:
-            await comp._await_done()
-        return _rebuild(futures, self.core.finish_fetch(values, requests))
+        return futures, asked, values, requests
+
+    def _finish_gather(self, started: _Gathering) -> tuple[bool, Any]:
+        """``(True, None)`` to go round again (a holder died and its keys are
+        being computed again), else ``(False, the rebuilt structure)``."""
+        futures, asked, values, requests = started
+        failed = [(fs, comp.error) for fs, comp in requests if comp.error is not None]
+        if failed and all(_recomputing(err, fs, asked[fs[0].key]) for fs, err in failed):
+            return True, None
+        return False, _rebuild(futures, self.core.finish_fetch(values, requests))
 
     def cancel(self, futures: Any, timeout: float | None = 30.0) -> Any:
         """Cancel futures (nested in lists, tuples, dicts); their dependents too.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import gated
 
 from localactors import (
     FIRST_COMPLETED,
@@ -32,15 +33,6 @@ def inc(x: int) -> int:
 
 def fail(message: str) -> None:
     raise KeyError(message)
-
-
-def gated(path: str, value: Any = None) -> Any:
-    deadline = time.monotonic() + T
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.005)
-    return value
 
 
 def run(main: Callable[[], Awaitable[Any]], timeout: float = 2 * T) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 import pytest
+from helpers import wait_until
 
 from localactors import (
     ActorLostError,
@@ -162,15 +163,6 @@ def fresh(n_workers: int = 2, **kwargs: Any) -> Iterator[tuple[LocalCluster, Cli
 
 def worker_pids(client: Client) -> dict[str, int]:
     return {name: w["pid"] for name, w in client.scheduler_info()["workers"].items()}
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; a deadline, not a synchronisation sleep."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {what}")
-        time.sleep(0.02)
 
 
 def gone(pid: int) -> bool:

@@ -4,13 +4,13 @@ Future API, ``wait`` and ``as_completed`` against a real cluster."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import gated
 
 from localactors import (
     ALL_COMPLETED,
@@ -107,16 +107,6 @@ def inc(x: int) -> int:
 
 def fail(message: str) -> None:
     raise ValueError(message)
-
-
-def gated(path: str, value: Any = None) -> Any:
-    """Return ``value`` once ``path`` exists: the test decides the finishing order."""
-    deadline = time.monotonic() + T
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.005)
-    return value
 
 
 class Gates:

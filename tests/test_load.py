@@ -14,11 +14,11 @@ import asyncio
 import gc
 import os
 import threading
-import time
 from typing import Any
 
 import psutil
 import pytest
+from helpers import wait_until
 
 from localactors import Actor, Client, LocalCluster, get_worker, wait
 
@@ -77,15 +77,6 @@ def release(gate: Any) -> None:
 
 def peer_of(client: Client, actor: Actor) -> Any:
     return client.core.peer(actor._address)
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; a deadline, not a synchronisation sleep."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {what}")
-        time.sleep(0.01)
 
 
 # ---------------------------------------------------------------- backpressure

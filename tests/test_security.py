@@ -19,7 +19,6 @@ import stat
 import struct
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection
@@ -28,19 +27,11 @@ from typing import Any
 
 import psutil
 import pytest
+from helpers import wait_until
 
 from localactors import Client, LocalCluster
 from localactors import _connection as C
 from localactors import _protocol as P
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; a deadline, not a synchronisation sleep."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {what}")
-        time.sleep(0.02)
 
 
 def raw(address: str) -> socket.socket:
