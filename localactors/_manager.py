@@ -8,20 +8,18 @@ the main thread takes them one at a time and hands them to the
 :class:`~localactors._scheduler.Scheduler`, so the books need no locks. The
 manager is off the hot path: actor calls and data go worker to caller direct
 unless a client asked for relaying (``direct_to_workers=False``), in which
-case each (client, worker) pair gets its own relay link, pumped verbatim.
+case each (client, worker) pair gets its own relay link, pumped verbatim
+(:mod:`~localactors._relay`).
 
 It exits when told to, or when the process that started it goes away (its
 control pipe reaches EOF, or it is no longer our parent), taking its workers
 with it.
 
-Failures it handles: a worker whose link drops is reaped (by a reaper thread
-waiting on its process, so the main loop never blocks in ``join``) and its
-exit code or signal told to every node (``WorkerDied``), milliseconds after
-the drop, after the scheduler has rerun,
-recomputed or restarted what it had; a replacement is spawned to keep
-``n_workers``; with ``memory_limit`` each worker's RSS is checked every
-``MEMORY_CHECK_INTERVAL`` s and a worker over the limit is killed (and so
-replaced). Shutdown is bounded: ask, then SIGTERM, then SIGKILL.
+Failures it handles: a worker whose link drops is reaped and its death told
+to every node; it is replaced to keep ``n_workers``; with ``memory_limit`` a
+worker over the limit is killed (and so replaced)
+(:mod:`~localactors._supervise`). Shutdown is bounded: ask, then SIGTERM,
+then SIGKILL.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -38,11 +35,13 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from . import _protocol as P
-from ._connection import Link, LinkClosed, Server, connect
+from ._connection import Link, LinkClosed, Server
 from ._node import DEFAULT_MAX_IN_FLIGHT
 from ._output import OutputPump
+from ._relay import Relaying, _RelayGone
 from ._runner import make_runner
 from ._scheduler import Scheduler, WorkerState
+from ._supervise import Supervision, _Reaped
 from ._worker import WorkerConfig, worker_main, worker_thread_main
 
 logger = logging.getLogger("localactors.manager")
@@ -51,11 +50,6 @@ logger = logging.getLogger("localactors.manager")
 MEMORY_CHECK_INTERVAL = 0.1
 #: how long workers get to leave on their own at shutdown before SIGTERM (then SIGKILL)
 SHUTDOWN_GRACE = 1.5
-#: consecutive workers dying before they register, after which we stop replacing them
-MAX_START_FAILURES = 3
-#: how long a worker's process gets to end after its link dropped before its death is
-#: announced without an exit code (well inside the callers' ``DEATH_NOTICE_WAIT``)
-REAP_TIMEOUT = 0.3
 
 
 @dataclass(frozen=True)
@@ -86,28 +80,6 @@ def manager_main(config: ManagerConfig, control: Connection) -> None:
 _PARENT_GONE = "parent-gone"
 
 
-def exit_reason(exitcode: int | None, retiring: bool) -> str:
-    """How a worker process ended, in words (completes "worker-1 ...")."""
-    if exitcode is None:
-        return "closed its connection (its process had not ended yet)"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = "unknown signal"
-        return f"was killed by signal {-exitcode} ({name})"
-    if exitcode:
-        return f"exited with code {exitcode}"
-    return "left the cluster" if retiring else "exited unexpectedly (code 0)"
-
-
-class _RelayGone:
-    __slots__ = ("address",)
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-
-
 #: inbox items handled before what they made us send is written out
 INBOX_BATCH = 256
 
@@ -119,20 +91,7 @@ class _Closed:
         self.error = error
 
 
-class _Reaped:
-    """A dropped worker's process has ended (or ran out of ``REAP_TIMEOUT``)."""
-
-    __slots__ = ("link",)
-
-    def __init__(self, link: Any) -> None:
-        self.link = link
-
-
-#: what a thread worker (``processes=False``) that was not asked to leave died of
-THREAD_WORKER_DIED = "closed its connection (workers are threads of the cluster's process: there is no exit code)"
-
-
-class Manager:
+class Manager(Supervision, Relaying):
     def __init__(self, config: ManagerConfig, control: Connection) -> None:
         self.config = config
         self.control = control
@@ -285,47 +244,6 @@ class Manager:
             server.close()
             self._shutdown_workers(0.3 if self.parent_gone else SHUTDOWN_GRACE)
 
-    def _check_workers(self) -> None:
-        """Kill workers over their memory limit; replace workers that died starting."""
-        for name, proc in list(self.processes.items()):
-            if name not in self.scheduler.workers and not proc.is_alive():
-                del self.processes[name]
-                self.start_failures += 1
-                logger.warning("%s died while starting (exit code %s)", name, proc.exitcode)
-                if self.running and self.start_failures <= MAX_START_FAILURES:
-                    self.spawn_worker()
-                elif not self.ready_sent:
-                    # the cluster is waiting for us to be ready: say why we never will be,
-                    # rather than let it wait out its timeout
-                    self.ready_sent = True
-                    last = exit_reason(proc.exitcode, False)
-                    why = f"{self.start_failures} workers in a row died before registering; last: {name} {last}"
-                    self._reply_control(("failed", why))
-                    self.running = False
-        limit = self.config.memory_limit
-        if limit is None or self.config.in_process:
-            return
-        import psutil
-
-        for name, ws in list(self.scheduler.workers.items()):
-            try:
-                meter = self._meters.get(name)
-                if meter is None:
-                    meter = self._meters[name] = psutil.Process(ws.info.pid)
-                rss = meter.memory_info().rss
-            except psutil.Error:
-                continue
-            if rss > limit and name not in self.kill_reasons:
-                mib = 2**20
-                self.kill_reasons[name] = (
-                    f"exceeded its memory limit ({rss / mib:.0f} MiB > {limit / mib:.0f} MiB)"
-                    " and was killed; a new worker replaces it"
-                )
-                logger.warning("%s %s", name, self.kill_reasons[name])
-                proc = self.processes.get(name)
-                if proc is not None:
-                    proc.kill()
-
     def _maybe_ready(self) -> None:
         if not self.ready_sent and len(self.scheduler.workers) >= self.target:
             self.ready_sent = True
@@ -383,59 +301,10 @@ class Manager:
         self.output.remove_watcher(link)
         ws = self.worker_links.pop(link, None)
         if ws is not None:
-            proc = self.processes.pop(ws.name, None)
-            self._meters.pop(ws.name, None)
-            self.dying[link] = (ws, proc)
-            if proc is None or self.config.in_process or proc.exitcode is not None:
-                self._worker_reaped(link)  # nothing to wait for: announce now
-            else:
-                # its process ends milliseconds after its socket closed (or it is a
-                # stuck child that kept it): wait on it in a thread, never here, where
-                # every other node's messages wait behind us
-                threading.Thread(
-                    target=self._reap, args=(link, proc), name=f"localactors-reap-{ws.name}", daemon=True
-                ).start()
+            self._worker_link_closed(link, ws)
             return
         self.scheduler.drop_holder(link)
-        for (link_id, address), relay in list(self.relays.items()):
-            if link_id == link.id:
-                relay.close()
-                del self.relays[(link_id, address)]
-
-    def _reap(self, link: Any, proc: Any) -> None:
-        proc.join(REAP_TIMEOUT)  # returns once the process ended: its sentinel is ready
-        self.inbox.put((link, _Reaped(link)))
-
-    def _worker_reaped(self, link: Any) -> None:
-        """Announce a dropped worker's death, with its exit code if it has one."""
-        entry = self.dying.pop(link, None)
-        if entry is None:
-            return
-        ws, proc = entry
-        code = None
-        if proc is None:
-            reason = "left the cluster"
-        elif self.config.in_process:
-            # a thread has no exit code or signal: 0 or 1 would be read as one
-            reason = "left the cluster" if ws.retiring else THREAD_WORKER_DIED
-        else:
-            code = proc.exitcode
-            reason = exit_reason(code, ws.retiring)
-        reason = self.kill_reasons.pop(ws.name, reason)
-        if code not in (0, None) or not ws.retiring:
-            logger.warning("%s %s", ws.name, reason)
-        else:
-            self.start_failures = 0
-        notice = self.scheduler.remove_worker(ws.name, reason, code)
-        if notice is not None:
-            # after the per-key messages: a node with the notice has seen them
-            self.scheduler.broadcast(notice)
-        for client in self.relays_gone.pop(ws.info.address, []):
-            self._send(client, P.RelayFrom(ws.info.address, ()))
-        self.scheduler.drop_holder(link)
-        if self.running and not ws.retiring and len(self.scheduler.workers) < self.target:
-            self.spawn_worker()  # keep n_workers
-        self._maybe_ready()
+        self._close_relays(link)
 
     def _handle_message(self, link: Any, msg: P.Message) -> None:
         sched = self.scheduler
@@ -480,40 +349,6 @@ class Manager:
             case _:
                 logger.warning("manager: unexpected %s from %s", type(msg).__name__, link)
 
-    def _relay(self, client: Link, address: str, frames: tuple[bytes, ...]) -> None:
-        relay = self.relays.get((client.id, address))
-        if relay is None:
-            try:
-                relay = connect(address, self.config.authkey, f"relay-{client.id}->{os.path.basename(address)}")
-                relay.send(P.Hello(f"relay-{client.id}", os.getpid()))
-            except OSError:
-                self._relay_gone(client, address)
-                return
-
-            def back(frames_in: list[bytes]) -> None:
-                if frames_in:
-                    self._send(client, P.RelayFrom(address, tuple(frames_in)))
-                else:  # through the inbox: the client must hear why the worker died first
-                    self.inbox.put((client, _RelayGone(address)))
-
-            # a reader, not a thread of our own: only the reader may release the link's socket
-            relay.start_reader(lambda _lk, frames_in: back(frames_in), lambda _lk, _err: back([]), raw=True)
-            self.relays[(client.id, address)] = relay
-        try:
-            relay.send_frames(list(frames))
-        except LinkClosed:
-            # the worker died after this call left the client: its death notice must
-            # still reach the client first, so that the failed call can say how it died
-            self._relay_gone(client, address)
-
-    def _relay_gone(self, client: Link, address: str) -> None:
-        """A relay's worker end closed: tell the client after the worker's death notice."""
-        workers = [*self.worker_links.values(), *(ws for ws, _ in self.dying.values())]
-        if any(ws.info.address == address for ws in workers):
-            self.relays_gone.setdefault(address, []).append(client)  # its link close is on its way
-        else:
-            self._send(client, P.RelayFrom(address, ()))
-
     # -- shutdown ---------------------------------------------------------------------
 
     def _shutdown_workers(self, grace: float) -> None:
@@ -524,20 +359,7 @@ class Manager:
             self._send(link, P.Shutdown())
         for relay in self.relays.values():
             relay.close()
-        procs = list(self.processes.values())
-        deadline = time.monotonic() + grace
-        for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-        stuck = [proc for proc in procs if proc.is_alive()]
-        for proc in stuck:
-            logger.warning("%s did not stop within %.1f s: terminating it", proc.name, grace)
-            proc.terminate()
-        deadline = time.monotonic() + 0.5
-        for proc in stuck:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
-                proc.join(0.5)
+        self._stop_processes(grace)
         for link in list(self.worker_links):
             link.close()
         self.output.drain(1.0)  # the workers' last lines, before our links go
