@@ -61,15 +61,12 @@ class System:
         return []
 
 
-class LocalActorsSystem(System):
-    name = "localactors"
+class _SharedApiSystem(System):
+    """localactors and dask.distributed: the same client verbs serve both."""
 
-    def start(self, n_workers: int) -> None:
-        import localactors
-
-        self.cluster = localactors.LocalCluster(n_workers=n_workers)
-        self.client = localactors.Client(self.cluster)
-        self.workers = [w.name for w in self.cluster.workers]
+    client: Any
+    cluster: Any
+    workers: list[str]
 
     def close(self) -> None:
         self.client.close()
@@ -81,6 +78,17 @@ class LocalActorsSystem(System):
 
     def run(self, fn: Any, *args: Any) -> Any:
         return self.client.submit(fn, *args, pure=False).result(timeout=TIMEOUT)
+
+
+class LocalActorsSystem(_SharedApiSystem):
+    name = "localactors"
+
+    def start(self, n_workers: int) -> None:
+        import localactors
+
+        self.cluster = localactors.LocalCluster(n_workers=n_workers)
+        self.client = localactors.Client(self.cluster)
+        self.workers = [w.name for w in self.cluster.workers]
 
     def map_wait(self, fn: Any, items: Iterable[Any]) -> None:
         from localactors import wait
@@ -99,7 +107,7 @@ class LocalActorsSystem(System):
         return [w.pid for w in self.cluster.workers]
 
 
-class DaskSystem(System):
+class DaskSystem(_SharedApiSystem):
     name = "dask"
 
     def start(self, n_workers: int) -> None:
@@ -113,17 +121,6 @@ class DaskSystem(System):
         )
         self.client = self.dd.Client(self.cluster)
         self.workers = list(self.client.scheduler_info()["workers"])
-
-    def close(self) -> None:
-        self.client.close()
-        self.cluster.close()
-
-    def actor(self, cls: type, *args: Any, worker: int | None = None) -> Any:
-        where: dict[str, Any] = {} if worker is None else {"workers": [self.workers[worker % len(self.workers)]]}
-        return self.client.submit(cls, *args, actor=True, **where).result(timeout=TIMEOUT)
-
-    def run(self, fn: Any, *args: Any) -> Any:
-        return self.client.submit(fn, *args, pure=False).result(timeout=TIMEOUT)
 
     def map_wait(self, fn: Any, items: Iterable[Any]) -> None:
         futures = self.client.map(fn, list(items))
