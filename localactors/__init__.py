@@ -23,11 +23,8 @@ what) and is off the path of every actor call.
 
 import logging
 
-from ._actor import Actor
-from ._client import Client
-from ._cluster import LocalCluster
-from ._context import get_client, get_worker
-from ._errors import (
+from ._base.context import get_client, get_worker
+from ._base.errors import (
     ActorLostError,
     ClusterBrokenError,
     ClusterClosedError,
@@ -39,9 +36,12 @@ from ._errors import (
     WorkerLostError,
     WorkerStartError,
 )
-from ._futures import ActorFuture, Future
-from ._progress import progress
-from ._waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
+from ._base.futures import ActorFuture, Future
+from ._base.waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
+from ._caller.actor import Actor
+from ._client.client import Client
+from ._client.cluster import LocalCluster
+from ._client.progress import progress
 
 __version__ = "0.1.0"
 

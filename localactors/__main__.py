@@ -19,11 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--once", action="store_true", help="print one screen and exit")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from ._demo import main as demo
+        from ._tools.demo import main as demo
 
         demo()
     elif args.command == "top":
-        from ._top import run
+        from ._tools.top import run
 
         return run(args.dir, args.interval, args.once)
     return 0

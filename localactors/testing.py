@@ -45,9 +45,9 @@ from typing import Any
 
 import pytest
 
-from ._client import Client
-from ._cluster import LocalCluster
-from ._errors import LocalActorsError
+from ._base.errors import LocalActorsError
+from ._client.client import Client
+from ._client.cluster import LocalCluster
 
 #: LocalCluster options the fixtures use unless the marker says otherwise
 DEFAULTS: dict[str, Any] = {"n_workers": 2}
@@ -88,7 +88,7 @@ def _options(request: pytest.FixtureRequest) -> tuple[dict[str, Any], bool]:
 
 def localactors_threads(strict: bool = False) -> set[threading.Thread]:
     """Live ``localactors-*`` threads, except (unless ``strict``) those of clients still open."""
-    from ._client import open_client_names
+    from ._client.client import open_client_names
 
     names = set() if strict else open_client_names()
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import START_METHODS
 
 from localactors import Client, ClusterClosedError, LocalCluster, get_client, get_worker, wait
-from localactors._connection import connect
+from localactors._wire.connection import connect
 
 T = 30.0
 

@@ -19,7 +19,7 @@ import pytest
 from localactors import _connection
 from localactors import _protocol as P
 from localactors import _wire as W
-from localactors._connection import Link, LinkClosed, Server, connect
+from localactors._wire.connection import Link, LinkClosed, Server, connect
 
 KEY = b"k" * 32
 TIMEOUT = 10.0

@@ -22,7 +22,7 @@ from localactors import (
     as_completed,
     wait,
 )
-from localactors._futures import Completion
+from localactors._base.futures import Completion
 
 T = 30.0
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-import localactors._cluster
-import localactors._manager
+import localactors._client.cluster
+import localactors._manager.manager
 from localactors import Client, LocalCluster, WorkerStartError, get_worker
-from localactors._manager import manager_main
+from localactors._manager.manager import manager_main
 
 T = 60.0  # generous: a bound on a hang, not a performance claim
 
@@ -135,8 +135,8 @@ def _dying_worker(*_: Any) -> None:
 
 
 def _manager_with_dying_workers(*args: Any) -> None:
-    localactors._manager.worker_main = _dying_worker  # type: ignore[assignment]
-    localactors._manager.worker_thread_main = _dying_worker  # type: ignore[assignment]
+    localactors._manager.manager.worker_main = _dying_worker  # type: ignore[assignment]
+    localactors._manager.manager.worker_thread_main = _dying_worker  # type: ignore[assignment]
     manager_main(*args)
 
 
@@ -148,9 +148,9 @@ def _raise_in_thread(*_: Any) -> None:
 def test_workers_dying_before_registering_fail_the_start_fast(processes: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if processes:
         # the manager is a spawned process: it patches itself (this module is importable there)
-        monkeypatch.setattr(localactors._cluster, "manager_main", _manager_with_dying_workers)
+        monkeypatch.setattr(localactors._client.cluster, "manager_main", _manager_with_dying_workers)
     else:
-        monkeypatch.setattr(localactors._manager, "worker_thread_main", _raise_in_thread)
+        monkeypatch.setattr(localactors._manager.manager, "worker_thread_main", _raise_in_thread)
     start = time.monotonic()
     with pytest.raises(WorkerStartError, match="died before registering") as info:
         LocalCluster(n_workers=2, processes=processes, timeout=T)

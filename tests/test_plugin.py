@@ -144,7 +144,7 @@ def test_forgets_to_close(localactors_cluster):
     )
     result.assert_outcomes(passed=1, errors=1)  # the test itself passed; its teardown failed
     result.stdout.fnmatch_lines(["*localactors left behind:*", "*thread localactors-*forgotten*"])
-    for client in __import__("localactors._client", fromlist=["x"])._live_clients:
+    for client in __import__("localactors._client.client", fromlist=["x"])._live_clients:
         client.close()  # tidy up after the inner test, for our own leak check
 
 
@@ -168,7 +168,7 @@ def test_gone_after(localactors_cluster):
 
 
 def test_a_process_left_running_fails_the_test(pytester: pytest.Pytester) -> None:
-    from localactors._cluster import LocalCluster, _live
+    from localactors._client.cluster import LocalCluster, _live
 
     result = run(
         pytester,

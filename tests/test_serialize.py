@@ -14,10 +14,10 @@ import cloudpickle
 import pytest
 
 from localactors import RemoteError, RemoteTraceback, SerializationError
-from localactors._errors import dump_exception, load_exception
-from localactors._futures import Future, TaskState
-from localactors._node import RefTracker
-from localactors._serialize import SerialContext, dumps, loads
+from localactors._base.errors import dump_exception, load_exception
+from localactors._base.futures import Future, TaskState
+from localactors._base.serialize import SerialContext, dumps, loads
+from localactors._caller.node import RefTracker
 
 
 def plain(x: int) -> int:
@@ -259,7 +259,7 @@ def test_exception_whose_class_is_missing_here_becomes_remote_error() -> None:
         "import sys, types\n"
         "mod = types.ModuleType('only_there'); sys.modules['only_there'] = mod\n"
         "exec('class Gone(Exception): pass', mod.__dict__)\n"
-        "from localactors._errors import dump_exception\n"
+        "from localactors._base.errors import dump_exception\n"
         "try:\n    raise mod.Gone('bye')\nexcept Exception as e:\n    sys.stdout.buffer.write(dump_exception(e))\n"
     )
     data = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=True).stdout

@@ -645,7 +645,7 @@ def _pool_threads_settle(pool: Any, most: int) -> None:
 
 
 def test_task_pool_runs_at_most_nthreads_at_once() -> None:
-    from localactors._taskpool import TaskPool
+    from localactors._worker.taskpool import TaskPool
 
     pool = TaskPool(2, "unit")
     lock = threading.Lock()
@@ -679,8 +679,8 @@ def test_task_pool_runs_at_most_nthreads_at_once() -> None:
 
 
 def test_task_pool_lends_the_slot_of_a_waiting_task() -> None:
-    from localactors._futures import Completion
-    from localactors._taskpool import TaskPool
+    from localactors._base.futures import Completion
+    from localactors._worker.taskpool import TaskPool
 
     seen: list[str] = []
     pool = TaskPool(1, "unit", initializer=lambda tag: seen.append(tag), initargs=("init",))
@@ -702,7 +702,7 @@ def test_task_pool_lends_the_slot_of_a_waiting_task() -> None:
 
 
 def test_task_pool_shutdown_drops_queued_work() -> None:
-    from localactors._taskpool import TaskPool
+    from localactors._worker.taskpool import TaskPool
 
     pool = TaskPool(1, "unit")
     gate, ran = threading.Event(), []

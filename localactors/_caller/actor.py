@@ -1,0 +1,199 @@
+"""The ``Actor`` proxy: a handle on an object living in a worker.
+
+Runs in: any calling process (clients, tasks, other actors).
+
+A method call sends the request at once and returns an :class:`ActorFuture`;
+an attribute read blocks and returns the value (in asynchronous code it
+returns an awaitable instead). The proxy knows its actor's public members
+from the worker's report after construction, so a misspelt name fails here,
+immediately, with ``AttributeError``.
+
+A handle sent anywhere (to a task, another actor, back to a client) arrives
+as a working proxy that calls the owning worker directly; while in flight it
+is *pinned* at the manager so the actor cannot be freed under it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from .._base.context import default_node
+from .._base.errors import ClusterClosedError
+from .._base.futures import ActorFuture, Future
+from .._base.serialize import EMPTY_ARGS, SerialContext, current_context, dumps
+from .._wire import protocol as P
+
+
+class Actor:
+    """A proxy for an actor living in a worker.
+
+    >>> counter = client.submit(Counter, actor=True).result()
+    >>> counter.increment().result()
+    1
+    """
+
+    __slots__ = ("__weakref__", "_address", "_info", "_key", "_node", "_worker")
+
+    def __init__(self, key: str, address: str, worker: str, info: P.ActorInfo, node: Any) -> None:
+        if node is None:
+            raise ClusterClosedError("no client or worker in this process to call the actor through")
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_address", address)
+        object.__setattr__(self, "_worker", worker)
+        object.__setattr__(self, "_info", info)
+        object.__setattr__(self, "_node", node)
+        node.refs.incref(key)
+
+    def __del__(self) -> None:
+        try:
+            self._node.refs.decref(self._key)
+        except Exception:
+            pass
+
+    @property
+    def key(self) -> str:
+        return str(self._key)
+
+    @property
+    def worker(self) -> str:
+        """The name of the worker holding the actor (its current one, after a restart)."""
+        address = self._node.actor_address(self._key, self._address)
+        if address != self._address:  # restarted elsewhere; a worker's socket is named after it
+            return str(os.path.basename(address))
+        return str(self._worker)
+
+    def __repr__(self) -> str:
+        return f"<Actor: {self._info.cls_name}, key={self._key}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Actor) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*self._info.methods, *self._info.attributes})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name in self._info.methods:
+            return _Method(self, name)
+        if name in self._info.attributes:
+            fut = self._send(name, P.CallKind.GETATTR, EMPTY_ARGS)
+            if self._node.in_async_context():
+                return fut
+            return fut.result()
+        raise AttributeError(f"{self._info.cls_name!r} actor has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"cannot set {name!r} on an actor proxy: change the actor's state by calling one of its methods"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete {name!r} on an actor proxy")
+
+    def _send(self, name: str, kind: P.CallKind, payload: bytes, ctx: SerialContext | None = None) -> ActorFuture:
+        node = self._node
+        if ctx is not None:
+            node.send_pins(ctx)
+        fut: ActorFuture = node.call_actor(
+            self._address, self._key, name, kind, payload, f"{self._info.cls_name}.{name}"
+        )
+        if not fut.done():
+            # the pending call keeps this proxy (so the actor) alive: dropping the
+            # last handle right after a fire-and-forget call must not let the
+            # release, which goes through the manager, overtake the call.
+            with fut._lock:  # (set after sending: under the lock, not after a reply)
+                if not fut._event.is_set():
+                    fut._keep = self
+        return fut
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        ctx = current_context()
+        token = ""
+        if ctx is not None and ctx.resolve is None:  # being sent by a node
+            token = uuid.uuid4().hex
+            ctx.pins.append((token, self._key))
+        # a restarted actor travels with its new address (a node that joined
+        # after the restart never heard of the move)
+        address = self._node.actor_address(self._key, self._address)
+        return (_rebuild, (self._key, address, self._worker, self._info, token))
+
+
+def _rebuild(key: str, address: str, worker: str, info: P.ActorInfo, token: str) -> Actor:
+    ctx = current_context()
+    node = ctx.node if ctx is not None and ctx.node is not None else default_node(address)
+    actor = Actor(key, address, worker, info, node)
+    if token and ctx is not None:
+        ctx.unpins.append(token)
+    return actor
+
+
+class _Method:
+    """A bound remote method: calling it sends the request, returns a future."""
+
+    __slots__ = ("_actor", "_name")
+
+    def __init__(self, actor: Actor, name: str) -> None:
+        self._actor = actor
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._actor._info.cls_name}.{self._name} of {self._actor!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ActorFuture:
+        actor = self._actor
+        if not args and not kwargs:
+            return actor._send(self._name, P.CallKind.METHOD, EMPTY_ARGS)
+        if _has_futures(args) or _has_futures(kwargs):
+            if actor._node.in_async_context() and not _all_done((args, kwargs)):
+                # resolving would block the event loop (for ever, if the future
+                # needs this loop); sending later would let later calls overtake
+                raise TypeError(
+                    f"{actor._info.cls_name}.{self._name}: in async code, await futures before passing them "
+                    "to an actor method (their values are sent, and these are not ready)"
+                )
+            args, kwargs = _resolve((args, kwargs))
+        ctx = SerialContext(node=actor._node)
+        payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}")
+        return actor._send(self._name, P.CallKind.METHOD, payload, ctx)
+
+
+def _has_futures(obj: Any, depth: int = 0) -> bool:
+    if isinstance(obj, (Future, ActorFuture)):
+        return True
+    if depth > 100:  # deeper than anyone nests futures: let pickling judge it
+        return False
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return any(_has_futures(o, depth + 1) for o in obj)
+    if isinstance(obj, dict):
+        return any(_has_futures(o, depth + 1) for o in obj.values())
+    return False
+
+
+def _all_done(obj: Any) -> bool:
+    """Are all futures in ``obj`` ready to give their values without blocking?"""
+    if isinstance(obj, ActorFuture):
+        return obj.done()
+    if isinstance(obj, Future):
+        return False  # fetching a task's value means a round trip to its worker
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return all(_all_done(o) for o in obj)
+    if isinstance(obj, dict):
+        return all(_all_done(o) for o in obj.values())
+    return True
+
+
+def _resolve(obj: Any) -> Any:
+    """Replace futures (in lists, tuples, sets and dicts) by their values."""
+    if isinstance(obj, (Future, ActorFuture)):
+        return obj.result()
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return type(obj)(_resolve(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _resolve(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,353 @@
+"""What every calling process has: references, and links to workers.
+
+Runs in: the user's process (inside a client) and in every worker.
+
+A *node* is one process's seat in the cluster as a caller. It keeps
+
+* a :class:`~localactors._refs.RefTracker`: local handle counts per key. The first and last
+  handle of a key, and every handle sent or received, become a ``RefDelta``
+  to the manager, which frees what nobody holds any more;
+* one :class:`~localactors._peer.PeerLink` per worker it talks to: a direct authenticated
+  connection (or, with ``direct_to_workers=False``, a path relayed through
+  the manager) with the table of calls and data requests awaiting replies.
+  When a link breaks, everything pending on it fails with ``ActorLostError``
+  or ``WorkerLostError``; later calls to that worker fail at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from queue import Empty
+from typing import Any
+
+from .._base import futures as _futures
+from .._base.errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
+from .._base.futures import ActorFuture, Completion
+from .._base.serialize import SerialContext, loads
+from .._wire import codec as W
+from .._wire import protocol as P
+from .._wire.connection import connect
+from .._wire.link import Link, LinkClosed
+from .._wire.shared_read import in_reader_thread
+from .peer import PeerLink
+from .refs import RefTracker
+
+logger = logging.getLogger("localactors.node")
+
+#: calls a caller may have in flight to one worker before it blocks
+DEFAULT_MAX_IN_FLIGHT = 10_000
+
+#: how long a caller whose link to a worker broke waits for the manager's
+#: notice of that worker's death (it carries the exit code or signal) before
+#: failing the calls with what it knows
+DEATH_NOTICE_WAIT = 0.5
+
+#: an actor call parked while its actor restarts: (key, name, kind, payload, future, label)
+ParkedCall = tuple[str, str, P.CallKind, bytes, ActorFuture, str]
+
+
+class Node:
+    """A process's caller side: reference tracking and links to workers."""
+
+    def __init__(self, name: str, authkey: bytes, direct: bool = True) -> None:
+        self.name = name
+        self.authkey = authkey
+        self.direct = direct
+        self.refs = RefTracker()
+        self.max_in_flight = DEFAULT_MAX_IN_FLIGHT
+        self._peers: dict[str, PeerLink] = {}
+        self._peers_lock = threading.Lock()
+        self.manager_link: Link | None = None
+        self.asynchronous = False
+        self.loop: Any = None
+        self.closed = False  # set by the owner's close()
+        self.broken: BaseException | None = None  # set when the manager says goodbye or vanishes
+        # what the manager told us about failures; guarded by _notices
+        self._notices = threading.Condition()
+        self._dead_workers: dict[str, P.WorkerDied] = {}  # address -> notice
+        self._restarting: dict[str, list[ParkedCall]] = {}  # actor key -> calls parked until it is back
+        self._moved: dict[str, str] = {}  # actor key -> address of its restarted instance
+        self._failed_restarts: dict[str, bytes] = {}  # actor key -> why it could not be restarted
+
+    # -- to be provided by subclasses ---------------------------------------
+
+    def relay(self, address: str, frames: list[Any]) -> None:
+        raise NotImplementedError
+
+    def worker_name(self, address: str) -> str:
+        return os.path.basename(address)
+
+    def may_block(self) -> bool:
+        """May this thread wait for room on a link?
+
+        Not an event loop, not the actor thread (it must keep serving the
+        replies it waits for) and not a link's reader thread.
+        """
+        if self.in_async_context() or in_reader_thread():
+            return False
+        return getattr(_futures._local, "nested_waiter", None) is None
+
+    def in_async_context(self) -> bool:
+        return False
+
+    def closed_error(self) -> BaseException | None:
+        """Why this node may no longer call, if it was closed on purpose."""
+        if self.closed:
+            return ClusterClosedError("the client is closed")
+        if isinstance(self.broken, ClusterClosedError):
+            return self.broken
+        return None
+
+    def mark_broken(self, error: BaseException) -> None:
+        """The cluster is gone (or closed by its owner): wake callers waiting for notices."""
+        with self._notices:
+            if self.broken is None:
+                self.broken = error
+            self._notices.notify_all()
+
+    # -- failure notices from the manager ----------------------------------------
+
+    def death_notice(self, address: str) -> P.WorkerDied | None:
+        return self._dead_workers.get(address)
+
+    def is_restarting(self, key: str) -> bool:
+        return key in self._restarting
+
+    def actor_address(self, key: str, address: str) -> str:
+        """Where actor ``key`` lives now: ``address``, unless it was restarted elsewhere."""
+        return self._moved.get(key, address)
+
+    def await_death_notice(self, address: str, timeout: float) -> None:
+        """Wait (bounded) until the manager says why the worker at ``address`` left."""
+        with self._notices:
+            self._notices.wait_for(
+                lambda: address in self._dead_workers or self.closed or self.broken is not None, timeout
+            )
+
+    def on_notice(self, msg: P.WorkerDied | P.ActorMoved | P.ActorRestartFailed) -> None:
+        """Handle a failure notice; runs on the manager link's reader thread."""
+        match msg:
+            case P.WorkerDied(_name, address):
+                with self._notices:
+                    self._dead_workers[address] = msg
+                    for key in msg.restarting:
+                        self._restarting.setdefault(key, [])
+                    self._notices.notify_all()
+                peer = self._peers.get(address)
+                if peer is not None:
+                    peer.fail_all()  # do not wait for our own link to notice
+            case P.ActorMoved(key, _worker, address):
+                with self._notices:
+                    self._moved[key] = address
+                    self._failed_restarts.pop(key, None)
+                    # sent under the lock: a call made meanwhile queues behind these
+                    for call in self._restarting.pop(key, []):
+                        try:
+                            self._send_call(address, call, block=False)
+                        except Exception as err:  # e.g. closed meanwhile
+                            call[4].set_exception(err)
+            case P.ActorRestartFailed(key, error):
+                with self._notices:
+                    self._failed_restarts[key] = error
+                    parked = self._restarting.pop(key, [])
+                for call in parked:
+                    call[4].set_exception(self._restart_error(key, error))
+            case _:
+                raise TypeError(f"not a failure notice: {msg!r}")
+
+    @staticmethod
+    def _restart_error(key: str, error: bytes) -> ActorLostError:
+        cause = load_exception(error)
+        err = ActorLostError(f"actor {key} was lost and could not be restarted: {type(cause).__name__}: {cause}")
+        err.__cause__ = cause
+        return err
+
+    def check(self) -> None:
+        """Raise if this node can no longer call out (closed, or cluster gone)."""
+        closed = self.closed_error()
+        if closed is not None:
+            raise closed
+        if self.broken is not None:
+            raise self.broken
+
+    # -- references ------------------------------------------------------------
+
+    def attach_manager(self, link: Link) -> None:
+        self.manager_link = link
+        link.before_send = self._flush_refs_locked
+        threading.Thread(target=self._ref_loop, name=f"localactors-refs-{self.name}", daemon=True).start()
+
+    def _flush_refs_locked(self) -> None:
+        delta = self.refs.drain()
+        if delta is not None and self.manager_link is not None:
+            self.manager_link.send_unlocked(delta)
+
+    def flush_refs(self) -> None:
+        link = self.manager_link
+        if link is None:
+            return
+        with link.send_lock:
+            try:
+                self._flush_refs_locked()
+            except LinkClosed:
+                pass
+
+    def _ref_loop(self) -> None:
+        wake = self.refs.wake
+        while True:
+            wake.get()
+            try:  # one flush sends every change queued so far: take their wake-ups too
+                while True:
+                    wake.get_nowait()
+            except Empty:
+                pass
+            if self.refs.closed:
+                return
+            self.flush_refs()
+
+    def stop_refs(self) -> None:
+        self.refs.closed = True
+        self.refs.wake.put(None)
+
+    def send_pins(self, ctx: SerialContext) -> None:
+        """Register handles put in flight, before the message carrying them."""
+        if ctx.pins:
+            self.refs.pin(ctx.pins)
+            self.flush_refs()
+
+    # -- links to workers -----------------------------------------------------
+
+    def peer(self, address: str) -> PeerLink:
+        peer = self._peers.get(address)
+        if peer is not None:
+            return peer
+        with self._peers_lock:
+            peer = self._peers.get(address)
+            if peer is None:
+                self.check()  # closed or broken: never open a new link
+                worker = self.worker_name(address)
+                if address in self._dead_workers:  # known dead: fail at once, do not try
+                    peer = PeerLink(self, address, worker, None)
+                    peer.lost = WorkerLostError(f"worker {worker} is dead")
+                    self._peers[address] = peer
+                    return peer
+                if self.direct:
+                    try:
+                        link = connect(address, self.authkey, f"{self.name}->{worker}")
+                    except OSError:
+                        peer = PeerLink(self, address, worker, None)
+                        peer.lost = WorkerLostError(f"worker {worker} unreachable")
+                        self._peers[address] = peer
+                        return peer
+                    peer = PeerLink(self, address, worker, link)
+                    link.peer = peer
+                    link.send(P.Hello(self.name, os.getpid()))
+                    # shared: a caller waiting for a reply may read it itself (Link.read_until)
+                    link.start_reader(self._on_peer_message, self._on_peer_close, shared=True)
+                else:
+                    peer = PeerLink(self, address, worker, None)
+                self._peers[address] = peer
+            return peer
+
+    def _on_peer_close(self, link: Link, error: BaseException | None) -> None:
+        peer: PeerLink = link.peer
+        peer.fail_all(wait=0.0 if self.closed else DEATH_NOTICE_WAIT)
+
+    def _on_peer_message(self, link: Link, msg: P.Message) -> None:
+        self.handle_peer_message(link.peer, msg)
+
+    def handle_peer_message(self, peer: PeerLink, msg: P.Message) -> None:
+        match msg:
+            case P.CallOk(call_id, payload):
+                entry = peer.reply(call_id)
+                if entry is not None:
+                    comp, label, _ = entry
+                    ctx = SerialContext(node=self)
+                    try:
+                        value = loads(payload, ctx, what=f"result of {label}")
+                    except Exception as err:
+                        comp.set_exception(err)
+                    else:
+                        comp.set_result(value)
+                    self.refs.unpin(ctx.unpins)
+            case P.CallErr(call_id, error):
+                entry = peer.reply(call_id)
+                if entry is not None:
+                    entry[0].set_exception(load_exception(error))
+            case P.DataReply(req_id, items, missing, error):
+                entry = peer.reply(req_id)
+                if entry is not None:
+                    if error:
+                        entry[0].set_exception(load_exception(error))
+                    else:
+                        entry[0].set_result((dict(items), missing))
+            case P.StatsReply(req_id):
+                entry = peer.reply(req_id)
+                if entry is not None:
+                    entry[0].set_result(msg)
+            case _:
+                logger.warning("%s: unexpected %s from %s", self.name, type(msg).__name__, peer.worker)
+
+    def close_peers(self) -> None:
+        with self._notices:
+            parked = [call for calls in self._restarting.values() for call in calls]
+            self._restarting.clear()
+        for call in parked:
+            call[4].set_exception(self.closed_error() or ClusterBrokenError(f"{call[5]} abandoned: {self.broken}"))
+        with self._peers_lock:
+            peers, self._peers = list(self._peers.values()), {}
+        for peer in peers:
+            peer.fail_all()  # first: so its reader, seeing EOF, has no death notice to wait for
+            if peer.link is not None:
+                peer.link.close()
+        for peer in peers:
+            if peer.link is not None:
+                peer.link.join_reader(1.0)
+
+    # -- operations ----------------------------------------------------------------
+
+    def call_actor(
+        self, address: str, actor_key: str, name: str, kind: P.CallKind, payload: bytes, label: str
+    ) -> ActorFuture:
+        self.check()  # a closed client must not quietly reconnect to the worker
+        fut = ActorFuture(label, self.loop if self.in_async_context() else None)
+        call: ParkedCall = (actor_key, name, kind, payload, fut, label)
+        if actor_key in self._restarting or actor_key in self._moved or actor_key in self._failed_restarts:
+            with self._notices:  # the rare path: the actor was restarted, or is being
+                parked = self._restarting.get(actor_key)
+                if parked is not None:
+                    parked.append(call)  # sent, in order, when the new instance is up
+                    return fut
+                error = self._failed_restarts.get(actor_key)
+                address = self._moved.get(actor_key, address)
+            if error is not None:
+                fut.set_exception(self._restart_error(actor_key, error))
+                return fut
+        self._send_call(address, call, None)
+        return fut
+
+    def _send_call(self, address: str, call: ParkedCall, block: bool | None) -> None:
+        key, name, kind, payload, fut, label = call
+        self.peer(address).request(
+            lambda call_id: P.ActorCall(call_id, key, name, kind, payload),
+            fut,
+            f"call {label} to actor {key}",
+            key,
+            block,
+        )
+
+    def request_data(self, address: str, keys: tuple[str, ...]) -> Completion:
+        comp = Completion()
+        self.peer(address).request(lambda req_id: P.GetData(req_id, keys), comp, f"data of {keys[0]!r}")
+        return comp
+
+    def on_relay_from(self, address: str, frames: tuple[bytes, ...]) -> None:
+        peer = self._peers.get(address)
+        if peer is None:
+            return
+        if not frames:  # the manager says the worker's path is gone (after its death notice)
+            peer.fail_all()
+            return
+        self.handle_peer_message(peer, W.decode(frames[0], list(frames[1:])))

@@ -1,0 +1,156 @@
+"""PeerLink: a caller's path to one worker, its pending requests and flow control.
+
+Runs in: the user's process (inside a client) and in every worker.
+
+Each request (an actor call or a data request) gets an id and waits in
+``pending`` for its reply. When the link breaks, everything pending fails with
+``ActorLostError`` or ``WorkerLostError``, worded after the manager's notice of
+the death when it arrives in time, and later requests fail at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .._base.errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError
+from .._base.futures import Completion
+from .._wire import codec as W
+from .._wire import protocol as P
+from .._wire.link import Link, LinkClosed
+
+if TYPE_CHECKING:
+    from .node import Node
+
+
+class PeerLink:
+    """A caller's path to one worker: requests awaiting replies, and flow control.
+
+    At most ``limit`` requests are in flight. Past that, a caller that may
+    block (a plain thread) waits for room; one that must not (an event loop,
+    the actor thread, a link's reader thread) leaves its request in
+    ``backlog``, which a helper thread sends, in order, as replies make room:
+    its future just takes longer, and the loop never stalls.
+    """
+
+    def __init__(self, node: Node, address: str, worker: str, link: Link | None) -> None:
+        self.node = node
+        self.address = address
+        self.worker = worker
+        self.link = link  # None when relayed through the manager
+        self._ids = itertools.count()
+        self._cond = threading.Condition(threading.Lock())
+        #: request id -> (completion, label, actor key or "")
+        self.pending: dict[int, tuple[Completion, str, str]] = {}
+        self.lost: BaseException | None = None
+        self.limit = max(1, node.max_in_flight)
+        self.backlog: deque[tuple[Any, Completion, str, str]] = deque()
+        self.blocked = 0  # callers waiting for room
+        self._flusher: threading.Thread | None = None
+        self._flushing = False  # a backlog request has its id but is not sent yet
+
+    def _lost_error(self, label: str, key: str) -> BaseException:
+        closed = self.node.closed_error()
+        if closed is not None:
+            # the caller (or the cluster's owner) closed it: not a worker's death
+            return ClusterClosedError(f"{label} abandoned: {closed}")
+        if self.node.broken is not None:
+            return ClusterBrokenError(f"{label} abandoned: {self.node.broken}")
+        death = self.node.death_notice(self.address)
+        if death is not None:
+            reason, exitcode = death.reason, death.exitcode
+        else:
+            reason, exitcode = "closed its connection (no word from the manager on why)", None
+        text = f"{label} lost: worker {self.worker} {reason}"
+        if key and self.node.is_restarting(key):
+            text += "; the actor is being restarted, and later calls reach the new instance"
+        cls = ActorLostError if key else WorkerLostError
+        return cls(text, self.worker, exitcode)
+
+    def request(self, make: Any, comp: Completion, label: str, key: str = "", block: bool | None = None) -> None:
+        """Register ``comp`` under a fresh id and send ``make(id)``, room permitting."""
+        comp._link = self.link  # a thread waiting for the reply may read it itself
+        with self._cond:
+            while self.lost is None and (len(self.pending) >= self.limit or self.backlog or self._flushing):
+                if block is None:  # asked only when full: the common path stays cheap
+                    block = self.node.may_block()
+                if not block:
+                    self.backlog.append((make, comp, label, key))
+                    if self._flusher is None:
+                        self._flusher = threading.Thread(
+                            target=self._flush, name=f"localactors-flush-{self.node.name}-{self.worker}", daemon=True
+                        )
+                        self._flusher.start()
+                    return
+                self.blocked += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self.blocked -= 1
+            lost = self.lost is not None
+            if not lost:
+                req_id = next(self._ids)
+                self.pending[req_id] = (comp, label, key)
+        if lost:
+            comp.set_exception(self._lost_error(label, key))
+            return
+        try:
+            self.send(make(req_id))
+        except LinkClosed:
+            self.fail_all()
+
+    def _flush(self) -> None:
+        """Send the backlog in order as replies make room; end when it is empty."""
+        while True:
+            with self._cond:
+                while self.lost is None and self.backlog and len(self.pending) >= self.limit:
+                    self._cond.wait()
+                if self.lost is not None or not self.backlog:
+                    self._flusher = None
+                    return
+                make, comp, label, key = self.backlog.popleft()
+                req_id = next(self._ids)
+                self.pending[req_id] = (comp, label, key)
+                self._flushing = True
+            try:
+                self.send(make(req_id))
+            except LinkClosed:
+                self.fail_all()
+            finally:
+                with self._cond:
+                    self._flushing = False
+                    self._cond.notify_all()
+
+    def send(self, msg: P.Message) -> None:
+        if self.link is not None:
+            self.link.send(msg)
+        else:
+            self.node.relay(self.address, W.encode(msg))
+
+    def reply(self, req_id: int) -> tuple[Completion, str, str] | None:
+        with self._cond:
+            entry = self.pending.pop(req_id, None)
+            if self.blocked or self.backlog:
+                self._cond.notify_all()
+        return entry
+
+    def fail_all(self, wait: float = 0.0) -> None:
+        """The worker is gone: fail every pending request, refuse new ones.
+
+        With ``wait``, first give the manager's notice of the death up to that
+        long to arrive, so the errors can say how the worker died.
+        """
+        if wait > 0 and self.lost is None:
+            self.node.await_death_notice(self.address, wait)
+        with self._cond:
+            if self.lost is None:
+                self.lost = WorkerLostError(f"worker {self.worker} lost")
+            pending, self.pending = self.pending, {}
+            backlog, self.backlog = list(self.backlog), deque()
+            self._cond.notify_all()
+        for comp, label, key in pending.values():
+            comp.set_exception(self._lost_error(label, key))
+        for _, comp, label, key in backlog:
+            comp.set_exception(self._lost_error(label, key))

@@ -1,0 +1,324 @@
+"""``LocalCluster``: start the manager (which starts the workers), close it all.
+
+Runs in: the user's process.
+
+The cluster owns a private 0700 directory for the sockets and a random
+authkey. Start blocks until every worker has registered. ``close()`` is
+idempotent and bounded: it asks the manager to stop, waits, then terminates,
+then kills, and removes the directory. If this process dies, the manager sees
+its control pipe close and takes the workers down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Generator
+from typing import Any
+
+from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
+from .._base.output import OutputSink
+from .._base.runner import make_runner
+from .._caller.node import DEFAULT_MAX_IN_FLIGHT
+from .._manager.manager import ManagerConfig, manager_main
+from .._wire import protocol as P
+from .diagnostics import write_cluster_file
+
+logger = logging.getLogger("localactors.cluster")
+
+_live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
+
+
+def _parse_memory(limit: int | str | None) -> int | None:
+    if limit is None or isinstance(limit, int):
+        return limit
+    text = limit.strip().upper().replace(" ", "")
+    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(float(text))
+
+
+class LocalCluster:
+    """A manager process and ``n_workers`` worker processes on this machine.
+
+    Use it as a context manager (``with`` or ``async with``), or call
+    :meth:`close`. ``n_workers`` defaults to the number of CPUs.
+
+    ``processes=False`` runs the manager and the workers as threads of this
+    process instead (for tests and debugging: it starts in milliseconds and
+    ``breakpoint()`` works in actor code); arguments and results are still
+    pickled, and each worker keeps its own event loop and actor thread.
+    ``forward_output`` (on by default) sends what worker processes write to
+    stdout, stderr and logging to this process's ``sys.stdout`` and
+    ``sys.stderr``, each line prefixed ``(worker-1 pid=123)``.
+
+    Failures (see docs/failures.md): a worker that dies is replaced;
+    a task running on workers that died ``allowed_failures`` + 1 times fails
+    with ``KilledWorker``; a worker whose RSS exceeds ``memory_limit`` (bytes,
+    or a string such as ``"2GiB"``) is killed and replaced; ``max_in_flight``
+    bounds the unanswered calls on each worker-to-worker link.
+    """
+
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        threads_per_worker: int = 1,
+        resources: dict[str, float] | None = None,
+        memory_limit: int | str | None = None,
+        start_method: str | None = None,
+        asynchronous: bool = False,
+        *,
+        timeout: float = 60.0,
+        allowed_failures: int = 3,
+        log_level: int = logging.WARNING,
+        processes: bool = True,
+        forward_output: bool = True,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        if not processes and memory_limit is not None:
+            raise ValueError("memory_limit is enforced per worker process: it needs processes=True")
+        self.n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
+        self.threads_per_worker = threads_per_worker
+        self.resources = dict(resources or {})
+        self.memory_limit = _parse_memory(memory_limit)
+        self.start_method = start_method or "spawn"
+        self.asynchronous = asynchronous
+        self.timeout = timeout
+        self.allowed_failures = allowed_failures
+        self.log_level = log_level
+        self.processes = processes  # False: manager and workers are threads of this process
+        self.forward_output = forward_output  # workers' stdout/stderr/logging reach us, prefixed
+        self.max_in_flight = max_in_flight  # calls unanswered per worker-to-worker link
+        self._output: Any = None
+        self._theirs: Any = None
+        self.directory = ""
+        self.authkey = b""
+        self.manager_address = ""
+        self._workers: tuple[P.WorkerInfo, ...] = ()  # as last heard from the manager
+        self.status = "created"
+        self._process: Any = None
+        self._control: Any = None
+        self._lock = threading.Lock()
+        self._req = 0
+        if not asynchronous:
+            self._start()
+
+    def __repr__(self) -> str:
+        return f"<LocalCluster {self.status} workers={len(self._workers)} dir={self.directory!r}>"
+
+    @property
+    def workers(self) -> tuple[P.WorkerInfo, ...]:
+        """The live workers, in start order (asks the manager: a live view).
+
+        Reflects :meth:`scale` and workers replaced after dying; once the
+        cluster is closed, the workers it had last.
+        """
+        if self.status != "running":
+            return self._workers
+        with self._lock:
+            if self.status != "running":
+                return self._workers
+            try:
+                reply = self._ask("info", self.timeout)
+            except TimeoutError:
+                raise ClusterBrokenError("the manager did not answer within the cluster timeout") from None
+            except (OSError, EOFError):
+                raise ClusterBrokenError("lost the control pipe to the manager") from None
+        self._workers = reply[2]
+        return self._workers
+
+    def _ask(self, order: str, timeout: float, *args: Any) -> tuple[Any, ...]:
+        """Send ``(order, *args, req)`` to the manager; its answer ``(_, req, ...)``. Under ``_lock``."""
+        self._req += 1
+        req = self._req
+        self._control.send((order, *args, req) if args else (order, req))
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._control.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"the manager did not answer {order!r} within {timeout} s")
+            reply = self._control.recv()
+            if isinstance(reply, tuple) and len(reply) >= 2 and reply[1] == req:
+                return tuple(reply)
+            # a late answer to an earlier request that timed out: not ours
+
+    @property
+    def scheduler_address(self) -> str:
+        """The manager's socket (dask.distributed calls the manager a scheduler)."""
+        return self.manager_address
+
+    # -- start ---------------------------------------------------------------
+
+    def _start(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="localactors-")  # mode 0700
+        os.chmod(self.directory, 0o700)
+        self.authkey = os.urandom(32)
+        ctx: Any = multiprocessing.get_context(self.start_method)
+        config = ManagerConfig(
+            directory=self.directory,
+            authkey=self.authkey,
+            n_workers=self.n_workers,
+            threads_per_worker=self.threads_per_worker,
+            resources=tuple(sorted(self.resources.items())),
+            memory_limit=self.memory_limit,
+            start_method=self.start_method,
+            allowed_failures=self.allowed_failures,
+            log_level=self.log_level,
+            in_process=not self.processes,
+            forward_output=self.forward_output,
+            max_in_flight=self.max_in_flight,
+        )
+        ours, theirs = ctx.Pipe()
+        self._control = ours
+        self._process = make_runner(
+            not self.processes, self.start_method, manager_main, (config, theirs), "localactors-manager"
+        )
+        try:
+            self._process.start()
+            if self.processes:
+                theirs.close()
+            else:
+                self._theirs = theirs  # the manager thread reads it; closed after it ends
+            if not ours.poll(self.timeout):
+                raise ClusterBrokenError(f"the cluster did not start within {self.timeout} s")
+            try:
+                reply = ours.recv()
+            except EOFError:
+                raise ClusterBrokenError("the manager process died while starting") from None
+            if reply[0] == "failed":
+                raise WorkerStartError(f"the cluster could not start: {reply[1]}")
+        except BaseException:
+            self.status = "running"
+            self._close()  # not close(): in async mode that only makes a coroutine
+            raise
+        _, self.manager_address, self._workers = reply
+        self.status = "running"
+        _live.add(self)
+        write_cluster_file(self.directory, self.manager_address, self.authkey)  # for `localactors top`
+        if self.forward_output and self.processes:
+            self._output = OutputSink(self.manager_address, self.authkey, f"cluster-{os.getpid()}->manager")
+
+    async def _astart(self) -> LocalCluster:
+        if self.status == "created":
+            await asyncio.to_thread(self._start)
+        return self
+
+    def __await__(self) -> Generator[Any, None, LocalCluster]:
+        return self._astart().__await__()
+
+    # -- control -----------------------------------------------------------------
+
+    def scale(self, n: int, timeout: float | None = None) -> Any:
+        """Grow or shrink to ``n`` workers; blocks until it is done."""
+        if self.asynchronous:
+            return asyncio.to_thread(self._scale, n, timeout)
+        return self._scale(n, timeout)
+
+    def _scale(self, n: int, timeout: float | None) -> None:
+        if self.status != "running":
+            raise ClusterClosedError("the cluster is closed")
+        with self._lock:
+            try:
+                self._ask("scale", timeout if timeout is not None else self.timeout, n)
+            except TimeoutError:
+                raise TimeoutError(f"scale({n}) not done in time") from None
+        self.n_workers = n
+
+    # -- close ---------------------------------------------------------------------
+
+    def close(self, timeout: float = 5.0) -> Any:
+        """Stop the manager and workers and remove the socket directory.
+
+        Idempotent; returns within about ``timeout`` seconds, escalating from
+        asking, to SIGTERM, to SIGKILL.
+        """
+        if self.asynchronous:
+            return asyncio.to_thread(self._close, timeout)
+        self._close(timeout)
+        return None
+
+    def _close(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            if self.status in ("closed", "created"):
+                self.status = "closed"
+                return
+            self.status = "closing"
+        deadline = time.monotonic() + timeout
+        proc = self._process
+        children = self._children() if proc is not None and self.processes else []
+        if self._control is not None:
+            try:
+                self._control.send("shutdown")
+            except OSError:
+                pass
+        if proc is not None:
+            proc.join(max(0.1, deadline - time.monotonic() - 1.0))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(0.5)
+            if proc.is_alive():
+                proc.kill()
+                # SIGKILL cannot be refused: wait until it is reaped, or a loaded machine
+                # could see our dead manager linger as a child after close() returned
+                proc.join(5.0)
+        self._kill_stragglers(children)
+        if self._output is not None:
+            self._output.close()  # after the manager: it passes on the workers' last lines first
+        if self._control is not None:
+            self._control.close()
+        # in-process, the manager's end of the pipe closes with its last reference,
+        # once its control thread has seen our end close: closing it under that
+        # thread's poll() could hand the fd number to someone else mid-call
+        self._theirs = None
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self.status = "closed"
+        _live.discard(self)
+
+    def _children(self) -> list[Any]:
+        import psutil
+
+        try:
+            return list(psutil.Process(self._process.pid).children(recursive=True))
+        except (psutil.Error, AttributeError, ValueError):
+            return []
+
+    @staticmethod
+    def _kill_stragglers(children: list[Any]) -> None:
+        """Workers leave by themselves once their manager is gone; make sure."""
+        import psutil
+
+        _, alive = psutil.wait_procs(children, timeout=1.0)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=1.0)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    async def __aenter__(self) -> LocalCluster:
+        return await self._astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self._close)
+
+    def __del__(self) -> None:
+        if getattr(self, "status", "closed") == "running":
+            try:
+                self._close(timeout=2.0)
+            except Exception:
+                pass

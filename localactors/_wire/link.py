@@ -1,0 +1,317 @@
+"""Link: one framed connection between two processes, and how it is read.
+
+Runs in: every process.
+
+A :class:`Link` wraps one ``multiprocessing`` connection. Any thread may
+``send`` (a lock keeps frames of one message together); one *reader thread*
+per link receives and hands each message to a callback. Because every process
+always has a reader draining each of its links, two processes that write
+large messages to each other at the same time cannot deadlock. A thread that
+waits for a reply may read the link itself while nobody else is reading it
+(``read_until``, ``hold``/``read_while_idle``: see ``_shared_read``). Links are made by
+``_connection`` (``connect`` and ``Server``), which authenticates them first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import codec as W
+from . import protocol as P
+from .shared_read import _ARMED, _EPOLL, SharedReading, _thread_role
+
+logger = logging.getLogger("localactors.connection")
+
+_ids = itertools.count()
+
+OnMessage = Callable[["Link", P.Message], None]
+OnClose = Callable[["Link", "BaseException | None"], None]
+
+
+_SIZE = struct.Struct("!i")
+_BIG_SIZE = struct.Struct("!Q")
+_CHUNK = 1 << 16  # read size: many small messages at once
+_DIRECT = 1 << 16  # frames this large are read, and written, without coalescing copies
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_frames(fd: int, frames: list[Any]) -> None:
+    """Write frames in multiprocessing's framing, small ones joined into one write."""
+    if len(frames) == 1 and type(frames[0]) is bytes and len(frames[0]) < _DIRECT:
+        data = _SIZE.pack(len(frames[0])) + frames[0]  # the usual case: one small message
+        sent = os.write(fd, data)
+        if sent < len(data):
+            _write_all(fd, memoryview(data)[sent:])
+        return
+    parts: list[Any] = []
+    for frame in frames:
+        n = len(frame) if type(frame) is bytes else memoryview(frame).nbytes
+        if n > 0x7FFFFFFF:
+            parts.append(_SIZE.pack(-1) + _BIG_SIZE.pack(n))
+        else:
+            parts.append(_SIZE.pack(n))
+        if n < _DIRECT:
+            parts.append(frame)
+        else:  # large: written from where it lies, not copied into a joined buffer
+            _write_all(fd, b"".join(parts))
+            parts = []
+            _write_all(fd, frame)
+    if parts:
+        _write_all(fd, b"".join(parts))
+
+
+class LinkClosed(Exception):
+    """The link was closed (by us or by the peer); nothing more can be sent."""
+
+
+class Link(SharedReading):
+    """One end of a connection: locked sends, a reader thread, a close hook."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self.conn = conn
+        # the descriptor, for the shared-reading paths: they use it only while they
+        # hold the read token and the reader thread (which releases it) is running
+        self._fd = conn.fileno()
+        self.name = name
+        self.id = next(_ids)
+        self.peer: Any = None  # set by the owner: what is at the other end
+        self.closed = False
+        self.send_lock = threading.Lock()
+        self.before_send: Callable[[], None] | None = None  # runs under send_lock
+        self._reader: threading.Thread | None = None
+        self._rbuf = b""  # bytes read but not yet taken, from _rpos on
+        self._rpos = 0
+        # shared reading (see read_until): whoever holds the token reads
+        self._read_token = threading.Lock()
+        self._ep: Any = None
+        self._poller: Any = None
+        self._on_message: OnMessage | None = None
+        self._gone = False  # the reader thread has stopped: nobody reads any more
+        self._caller_error: BaseException | None = None
+        self._idle_poller: tuple[int, Any] | None = None  # (wake fd, poll object) for read_while_idle
+        self._holder: int | None = None  # the thread that holds the read token between reads (hold)
+        self._out_poller: Any = None  # is the link writable now? (hold)
+        self._close_lock = threading.Lock()
+        self._reading = False  # a reader thread owns the descriptor until it stops
+        self._shut = False
+        self._released = False
+
+    def __repr__(self) -> str:
+        return f"<Link {self.name} #{self.id}{' closed' if self.closed else ''}>"
+
+    # -- sending ---------------------------------------------------------
+
+    def send(self, msg: P.Message) -> None:
+        """Send one message; raise :class:`LinkClosed` if the link is gone."""
+        frames = W.encode(msg)
+        with self.send_lock:
+            if self.before_send is not None:
+                self.before_send()
+            self._write(frames)
+
+    def send_unlocked(self, msg: P.Message) -> None:
+        """Send while the caller already holds ``send_lock``."""
+        self._write(W.encode(msg))
+
+    def send_frames(self, frames: list[Any]) -> None:
+        with self.send_lock:
+            self._write(frames)
+
+    def send_many(self, msgs: list[P.Message]) -> None:
+        """Send several messages, in order, with as few writes as possible."""
+        frames = [frame for msg in msgs for frame in W.encode(msg)]
+        with self.send_lock:
+            if self.before_send is not None:
+                self.before_send()
+            self._write(frames)
+
+    def _write(self, frames: list[Any]) -> None:
+        if self.closed:
+            raise LinkClosed(self.name)
+        try:
+            _write_frames(self.conn.fileno(), frames)
+        except (OSError, ValueError) as err:
+            self.closed = True
+            raise LinkClosed(f"{self.name}: {err}") from err
+
+    # -- receiving -------------------------------------------------------
+
+    def recv_frames(self) -> list[bytes]:
+        """The frames of the next message (only ever called by one thread)."""
+        first = self._read_frame()
+        extra = W.extra_frames(first)
+        if not extra:
+            return [first]
+        return [first, *(self._read_frame() for _ in range(extra))]
+
+    def _read_frame(self) -> bytes:
+        # multiprocessing's framing, read through a buffer: one read() often
+        # brings many small messages, where recv_bytes() makes two per message
+        buf, pos = self._rbuf, self._rpos
+        if len(buf) - pos < 4:
+            buf, pos = self._fill(buf, pos, 4)
+        (n,) = _SIZE.unpack_from(buf, pos)
+        pos += 4
+        if n < 0:  # a frame of 2 GiB or more: -1, then the size in 8 bytes
+            if len(buf) - pos < 8:
+                buf, pos = self._fill(buf, pos, 8)
+            (n,) = _BIG_SIZE.unpack_from(buf, pos)
+            pos += 8
+        if len(buf) - pos >= n:
+            self._rbuf, self._rpos = buf, pos + n
+            return buf[pos : pos + n]
+        if n >= _DIRECT:  # large: read straight into its own buffer, no copies on the way
+            out = bytearray(n)
+            have = len(buf) - pos
+            out[:have] = buf[pos:]
+            self._rbuf, self._rpos = b"", 0
+            view = memoryview(out)
+            fd = self.conn.fileno()
+            while have < n:
+                got = os.readv(fd, [view[have:]])
+                if not got:
+                    raise EOFError
+                have += got
+            return out  # type: ignore[return-value]  # bytes-like: pickle takes it as a buffer
+        buf, pos = self._fill(buf, pos, n)
+        self._rbuf, self._rpos = buf, pos + n
+        return buf[pos : pos + n]
+
+    def _fill(self, buf: bytes, pos: int, need: int) -> tuple[bytes, int]:
+        """Read until ``need`` bytes are buffered; return the new buffer at offset 0."""
+        rest = buf[pos:]
+        fd = self.conn.fileno()
+        while len(rest) < need:
+            chunk = os.read(fd, max(_CHUNK, need - len(rest)))
+            if not chunk:
+                raise EOFError
+            rest = rest + chunk if rest else chunk
+        self._rbuf, self._rpos = rest, 0
+        return rest, 0
+
+    def recv(self) -> P.Message:
+        frames = self.recv_frames()
+        return W.decode(frames[0], frames[1:])
+
+    def start_reader(
+        self,
+        on_message: Callable[[Link, Any], None],  # gets a P.Message, or its frames with raw=True
+        on_close: OnClose,
+        *,
+        raw: bool = False,
+        shared: bool = False,
+    ) -> None:
+        """Start the thread that feeds every incoming message to ``on_message``.
+
+        With ``raw=True`` it gets each message's frames undecoded (a relay).
+        With ``shared=True`` a thread waiting for a reply may read the link
+        itself (:meth:`read_until`) while the reader thread sleeps.
+        """
+        receive: Callable[[], Any] = self.recv_frames if raw else self.recv
+        self._on_message = on_message
+        if shared and _EPOLL and not raw:
+            try:
+                self._ep = select.epoll()
+                self._ep.register(self.conn.fileno(), _ARMED)
+                self._poller = select.poll()
+                self._poller.register(self.conn.fileno(), select.POLLIN)
+            except (OSError, ValueError):
+                self._ep = None  # released already: the plain reader reports the close
+
+        def run() -> None:
+            _thread_role.reader = True
+            error: BaseException | None = None
+            try:
+                if self._ep is None:
+                    while True:
+                        msg = receive()
+                        on_message(self, msg)
+                else:
+                    self._read_shared(on_message)
+            except (EOFError, OSError) as err:
+                error = None if self.closed else err
+            except ValueError as err:  # garbled frame: drop this peer, keep serving
+                logger.warning("dropping %s: %s", self.name, err)
+                error = err
+            except BaseException as err:  # a bug in a handler: log it, close the link
+                logger.exception("reader of %s failed", self.name)
+                error = err
+            finally:
+                if self._ep is not None:
+                    with self._read_token:  # no caller may touch the descriptor from here on
+                        self._gone = True
+                    self._ep.close()
+                with self._close_lock:
+                    self._reading = False
+                self.close()
+                on_close(self, error)
+
+        with self._close_lock:
+            # on a released link the reader fails at once and reports the close
+            self._reading = not self._released
+        reader = threading.Thread(target=run, name=f"localactors-reader-{self.name}", daemon=True)
+        reader.start()
+        self._reader = reader  # only once started: join_reader() may be called from another thread
+
+    def _frame_buffered(self) -> bool:
+        buf, pos = self._rbuf, self._rpos
+        if len(buf) - pos < 4:
+            return False
+        n: int = _SIZE.unpack_from(buf, pos)[0]
+        return 0 <= n <= len(buf) - pos - 4
+
+    def close(self) -> None:
+        """Close the connection; idempotent and safe from any thread.
+
+        Shutting the socket down wakes the reader (and a blocked writer) at
+        once. The descriptor itself is released exactly once: by the reader
+        as it stops, or here if there is none, and never while a writer is
+        using it. A descriptor number closed twice, or read after its close,
+        may by then belong to a new socket of another link.
+        """
+        self.closed = True
+        with self._close_lock:
+            if self._released:
+                return
+            if not self._shut:
+                self._shut = True
+                try:
+                    # shutdown wakes a reader blocked in recv in this same process
+                    sock = socket.socket(fileno=os.dup(self.conn.fileno()))
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    finally:
+                        sock.close()
+                except (OSError, ValueError):
+                    pass
+            if self._reading and self._reader is not threading.current_thread():
+                return  # the reader releases it on its way out
+            self._released = True
+        # a writer blocked before the shutdown has failed by now; wait for it to let go
+        # (bounded: a thread closing its own link while it holds send_lock must not hang)
+        locked = self.send_lock.acquire(timeout=2.0)
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        finally:
+            if locked:
+                self.send_lock.release()
+
+    def join_reader(self, timeout: float) -> None:
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout)

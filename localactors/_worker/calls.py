@@ -1,0 +1,218 @@
+"""Serving callers: the worker's half that answers actor calls and data requests.
+
+Runs in: a worker process (on its links' reader threads, its actor thread and
+its event loop).
+
+A call arrives on a caller's link, its reader queues it on the actor thread,
+the actor thread runs it and sends the reply straight back on that link. While
+the actor thread is idle it may read the latest caller's link itself, saving a
+thread switch per call for a caller that waits for each reply.
+:class:`CallServing` is a mixin of :class:`~localactors._worker.Worker`; it
+declares the worker state it uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import select
+import threading
+from typing import Any
+
+from .._base.errors import ActorLostError, SerializationError, dump_exception
+from .._base.futures import Completion
+from .._base.serialize import EMPTY_ARGS, SerialContext, dumps, loads
+from .._caller.actor import Actor
+from .._caller.node import Node
+from .._wire import protocol as P
+from .._wire.link import Link, LinkClosed
+from .actor_thread import ActorThread
+from .stats import ProcessMeter, StatsBook
+
+logger = logging.getLogger("localactors.worker")
+
+#: replies smaller than this may be written while the actor thread holds the link (Link.hold)
+_HOLD_MAX = 1 << 15
+
+
+class CallServing:
+    """Answers callers' requests on the links they opened to this worker."""
+
+    # the worker state this half uses (set up in ``Worker.__init__``)
+    name: str
+    address: str
+    data: dict[str, Any]
+    actors: dict[str, Any]
+    actor_info: dict[str, P.ActorInfo]
+    node: Node
+    actor_thread: ActorThread
+    loop: asyncio.AbstractEventLoop
+    stats: StatsBook
+    _meter: ProcessMeter
+    _links: set[Link]
+    _last_link: Link | None
+    _held: Link | None
+    _async_calls: set[asyncio.Task[None]]
+
+    # -- callers' links ------------------------------------------------------------------
+
+    def _on_link(self, link: Link) -> None:
+        self._links.add(link)
+        # shared: the idle actor thread may read it itself (see _idle_wait)
+        link.start_reader(self._on_request, lambda lk, err: self._links.discard(lk), shared=True)
+
+    def _idle_wait(self, wake_fd: int) -> None:
+        """The actor thread has nothing to do: read the latest caller's link until it has.
+
+        The next request of a caller that waits for each reply comes on that
+        link; read here, it runs without a switch from the link's reader
+        thread to the actor thread. Other links keep their readers.
+        """
+        link = self._last_link
+        held, self._held = self._held, None
+        if held is not None and held is not link:
+            held.unhold()
+        if link is None or link.read_while_idle(wake_fd, self.actor_thread.has_work) is None:
+            select.select([wake_fd], [], [])  # nothing to read here: wait for work
+            try:
+                os.read(wake_fd, 4096)
+            except BlockingIOError:
+                pass
+
+    def _on_request(self, link: Link, msg: P.Message) -> None:
+        match msg:
+            case P.ActorCall(call_id, actor_key, name, kind, payload):
+                self._last_link = link
+                if actor_key in self.actors:
+                    self.stats.arrived(actor_key, link.id, call_id)
+                self.actor_thread.submit(actor_key, lambda: self._call(link, call_id, actor_key, name, kind, payload))
+            case P.GetData(req_id, keys):
+                self._send_data(link, req_id, keys)
+            case P.Hello():
+                link.peer = msg
+            case P.StatsRequest(req_id):
+                self._reply(link, self._stats_reply(req_id))
+            case _:
+                logger.warning("%s: unexpected %s on %s", self.name, type(msg).__name__, link)
+
+    def _stats_reply(self, req_id: int) -> P.StatsReply:
+        rss, cpu = self._meter.read()
+        names = {key: info.cls_name for key, info in list(self.actor_info.items())}
+        worker = P.WorkerStat(self.name, os.getpid(), rss, cpu, len(self.data), len(names))
+        return P.StatsReply(req_id, worker, self.stats.snapshot(names, names))
+
+    def _send_data(self, link: Link, req_id: int, keys: tuple[str, ...]) -> None:
+        items, missing = [], []
+        ctx = SerialContext(node=self.node)
+        try:
+            for key in keys:
+                if key in self.data:
+                    items.append((key, dumps(self.data[key], ctx, what=f"the result of {key!r}")))
+                elif key in self.actors:
+                    handle = Actor(key, self.address, self.name, self.actor_info[key], self.node)
+                    items.append((key, dumps(handle, ctx, what=f"actor {key!r}")))
+                else:
+                    missing.append(key)
+        except SerializationError as err:
+            self._reply(link, P.DataReply(req_id, (), (), dump_exception(err)))
+            return
+        self.node.send_pins(ctx)
+        self._reply(link, P.DataReply(req_id, tuple(items), tuple(missing)))
+
+    def _reply(self, link: Link, msg: P.Message) -> None:
+        if type(msg) is P.CallOk or type(msg) is P.CallErr:
+            self.stats.finished(link.id, msg.call_id, type(msg) is P.CallErr)
+            if (
+                self._held is None
+                and link is self._last_link
+                and len(msg.payload if type(msg) is P.CallOk else msg.error) < _HOLD_MAX  # type: ignore[union-attr]
+                and threading.current_thread() is self.actor_thread.thread
+                and not self.actor_thread.has_queued()
+                and link.hold()
+            ):
+                # the caller's next request comes soon on this link: keep the reader
+                # thread off it until the actor thread, idle again, reads it itself
+                # (not when more calls are queued: pipelined calls, the actor runs them next)
+                self._held = link
+        try:
+            link.send(msg)
+        except LinkClosed:
+            pass  # the caller went away; nobody is waiting for this
+
+    def _release_held(self) -> None:
+        """The actor thread is busy again (or stopping): the reader thread reads its link."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.unhold()
+
+    # -- actor calls (on the actor thread) -------------------------------------------
+
+    def _call(
+        self, link: Link, call_id: int, key: str, name: str, kind: P.CallKind, payload: bytes
+    ) -> Completion | None:
+        """Run one operation; for an async call, return what says its first step ran."""
+        self.stats.started(key)
+        obj = self.actors.get(key)
+        label = f"{type(obj).__name__}.{name}"
+        try:
+            if obj is None:
+                raise ActorLostError(f"actor {key} is not on worker {self.name}: it was released or lost", self.name)
+            if kind is P.CallKind.GETATTR:
+                value = getattr(obj, name)
+            else:
+                method = getattr(obj, name)
+                if payload == EMPTY_ARGS:  # the common no-argument call: nothing to unpickle
+                    value = method()
+                else:
+                    ctx = SerialContext(node=self.node)
+                    try:
+                        args, kwargs = loads(payload, ctx, what=f"the arguments of {label}")
+                    finally:
+                        self.node.refs.unpin(ctx.unpins)
+                    value = method(*args, **kwargs)
+                if inspect.iscoroutine(value):
+                    # ``async def`` (or a sync wrapper returning a coroutine): its
+                    # body has not started yet; it runs on the event loop
+                    return self._start_async(link, call_id, label, value)
+        except BaseException as err:
+            self._reply(link, P.CallErr(call_id, dump_exception(err)))
+            return None
+        self._send_result(link, call_id, label, value)
+        return None
+
+    def _send_result(self, link: Link, call_id: int, label: str, value: Any) -> None:
+        ctx = SerialContext(node=self.node)
+        try:
+            data = dumps(value, ctx, what=f"the result of {label}")
+        except SerializationError as err:
+            self._reply(link, P.CallErr(call_id, dump_exception(err)))
+            return
+        self.node.send_pins(ctx)
+        self._reply(link, P.CallOk(call_id, data))
+
+    def _start_async(self, link: Link, call_id: int, label: str, coro: Any) -> Completion:
+        """Run an async method on the loop; the completion is set once its first step ran.
+
+        The actor thread does not wait for it: it goes on serving other actors,
+        and keeps this actor's later operations queued until then (``_actor_thread``).
+        """
+        started = Completion()
+
+        async def run() -> None:
+            try:
+                value = await coro
+            except BaseException as err:
+                self._reply(link, P.CallErr(call_id, dump_exception(err)))
+                return
+            self._send_result(link, call_id, label, value)
+
+        def start() -> None:
+            task = self.loop.create_task(run())
+            self._async_calls.add(task)
+            task.add_done_callback(self._async_calls.discard)
+            self.loop.call_soon(started.set_result, None)  # runs after the task's first step
+
+        self.loop.call_soon_threadsafe(start)
+        return started
