@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from localactors import _connection
-from localactors import _protocol as P
-from localactors import _wire as W
+from localactors._wire import codec as W
+from localactors._wire import connection as _connection
+from localactors._wire import protocol as P
 from localactors._wire.connection import Link, LinkClosed, Server, connect
 
 KEY = b"k" * 32

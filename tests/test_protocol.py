@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from localactors import _protocol as P
-from localactors import _wire as W
+from localactors._wire import codec as W
+from localactors._wire import protocol as P
 
 # -- a sample value for every field type, built from the annotations --------------
 

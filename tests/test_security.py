@@ -30,8 +30,8 @@ import pytest
 from helpers import wait_until
 
 from localactors import Client, LocalCluster
-from localactors import _connection as C
-from localactors import _protocol as P
+from localactors._wire import connection as C
+from localactors._wire import protocol as P
 
 
 def raw(address: str) -> socket.socket:

@@ -28,8 +28,8 @@ from localactors import (
     get_worker,
     wait,
 )
-from localactors import _protocol as P
-from localactors import _wire as W
+from localactors._wire import codec as W
+from localactors._wire import protocol as P
 
 T = 30.0  # generous: the CI machine is small and shared
 
