@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from localactors import Client, LocalCluster, progress
-from localactors._client.diagnostics import find_clusters, locate, read_cluster_file
+from localactors._client.cluster_file import find_clusters, locate, read_cluster_file
 
 T = 10  # every blocking call's timeout
 

@@ -11,10 +11,7 @@ from typing import Any
 
 import pytest
 
-import localactors._client.cluster
-import localactors._manager.manager
 from localactors import Client, LocalCluster, WorkerStartError, get_worker
-from localactors._manager.manager import manager_main
 
 T = 60.0  # generous: a bound on a hang, not a performance claim
 
@@ -130,30 +127,19 @@ def test_actor_worker_names_the_current_worker_after_a_restart() -> None:
 # -- workers dying before they register ---------------------------------------------------
 
 
-def _dying_worker(*_: Any) -> None:
+def _dying_worker(config: Any, output: Any) -> None:
+    if config.in_process:
+        raise RuntimeError("this worker cannot start")
     os._exit(3)
 
 
-def _manager_with_dying_workers(*args: Any) -> None:
-    localactors._manager.manager.worker_main = _dying_worker  # type: ignore[assignment]
-    localactors._manager.manager.worker_thread_main = _dying_worker  # type: ignore[assignment]
-    manager_main(*args)
-
-
-def _raise_in_thread(*_: Any) -> None:
-    raise RuntimeError("this worker cannot start")
-
-
 @pytest.mark.parametrize("processes", [True, False])
-def test_workers_dying_before_registering_fail_the_start_fast(processes: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    if processes:
-        # the manager is a spawned process: it patches itself (this module is importable there)
-        monkeypatch.setattr(localactors._client.cluster, "manager_main", _manager_with_dying_workers)
-    else:
-        monkeypatch.setattr(localactors._manager.manager, "worker_thread_main", _raise_in_thread)
+def test_workers_dying_before_registering_fail_the_start_fast(processes: bool) -> None:
+    # the manager imports the entry point by name (this module is importable there)
+    entry = f"{__name__}:_dying_worker"
     start = time.monotonic()
     with pytest.raises(WorkerStartError, match="died before registering") as info:
-        LocalCluster(n_workers=2, processes=processes, timeout=T)
+        LocalCluster(n_workers=2, processes=processes, timeout=T, worker_entry=entry)
     elapsed = time.monotonic() - start
     assert elapsed < T / 2, elapsed  # not the start timeout
     assert "exited with code" in str(info.value)

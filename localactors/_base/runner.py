@@ -20,6 +20,7 @@ outlives ``close()`` (and the leak check reports its thread).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import threading
@@ -33,6 +34,9 @@ class Runner(Protocol):
     """What the cluster and the manager need from a child they started."""
 
     name: str
+
+    @property
+    def pid(self) -> int | None: ...
 
     @property
     def exitcode(self) -> int | None: ...
@@ -104,11 +108,27 @@ def _done() -> None:
     pass
 
 
-def make_runner(
-    in_process: bool, start_method: str, target: Callable[..., object], args: tuple[Any, ...], name: str
-) -> Any:
-    """A not yet started child: a ``multiprocessing`` Process, or a :class:`ThreadRunner`."""
+def resolve_entry(entry: str) -> Callable[..., object]:
+    """The function an entry point names: ``"package.module:function"``."""
+    module, sep, function = entry.partition(":")
+    if not sep or not module or not function:
+        raise ValueError(f"an entry point is written 'module:function', not {entry!r}")
+    target: Callable[..., object] = getattr(importlib.import_module(module), function)
+    return target
+
+
+def run_entry(entry: str, *args: Any) -> None:
+    """A child process's target: import the entry point by name and call it."""
+    resolve_entry(entry)(*args)
+
+
+def make_runner(in_process: bool, start_method: str, entry: str, args: tuple[Any, ...], name: str) -> Runner:
+    """A not yet started child running ``entry`` (``"module:function"``) with ``args``.
+
+    A ``multiprocessing`` Process, or a :class:`ThreadRunner` in-process.
+    """
     if in_process:
-        return ThreadRunner(target, args, name)
+        return ThreadRunner(resolve_entry(entry), args, name)
     ctx: Any = multiprocessing.get_context(start_method)
-    return ctx.Process(target=target, args=args, name=name)
+    process: Runner = ctx.Process(target=run_entry, args=(entry, *args), name=name)
+    return process

@@ -23,6 +23,7 @@ from queue import Empty
 from typing import Any
 
 from .._base import futures as _futures
+from .._base.config import DEFAULT_MAX_IN_FLIGHT
 from .._base.errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
 from .._base.futures import ActorFuture, Completion
 from .._base.serialize import SerialContext, loads
@@ -37,7 +38,6 @@ from .refs import RefTracker
 logger = logging.getLogger("localactors.node")
 
 #: calls a caller may have in flight to one worker before it blocks
-DEFAULT_MAX_IN_FLIGHT = 10_000
 
 #: how long a caller whose link to a worker broke waits for the manager's
 #: notice of that worker's death (it carries the exit code or signal) before

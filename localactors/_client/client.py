@@ -22,11 +22,11 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from .._base import context as _context
+from .._base.config import DEFAULT_MAX_IN_FLIGHT
 from .._base.errors import ClusterClosedError
 from .._base.futures import ActorFuture, Completion, Future
 from .._base.nested import _erred, _rebuild, _skip_erred, _walk
 from .._base.serialize import SerialContext, dumps
-from .._caller.node import DEFAULT_MAX_IN_FLIGHT
 from .._wire import protocol as P
 from .cluster import LocalCluster
 from .core import ClientCore, _recomputing

@@ -23,13 +23,12 @@ import weakref
 from collections.abc import Generator
 from typing import Any
 
+from .._base.config import DEFAULT_MAX_IN_FLIGHT, MANAGER_ENTRY, WORKER_ENTRY, ManagerConfig
 from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
-from .._base.output import OutputSink
 from .._base.runner import make_runner
-from .._caller.node import DEFAULT_MAX_IN_FLIGHT
-from .._manager.manager import ManagerConfig, manager_main
 from .._wire import protocol as P
-from .diagnostics import write_cluster_file
+from .cluster_file import write_cluster_file
+from .output import OutputSink
 
 logger = logging.getLogger("localactors.cluster")
 
@@ -66,6 +65,8 @@ class LocalCluster:
     with ``KilledWorker``; a worker whose RSS exceeds ``memory_limit`` (bytes,
     or a string such as ``"2GiB"``) is killed and replaced; ``max_in_flight``
     bounds the unanswered calls on each worker-to-worker link.
+    ``worker_entry`` names the function each worker starts from, as
+    ``"module:function"``; tests use it to start workers that fail on purpose.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class LocalCluster:
         processes: bool = True,
         forward_output: bool = True,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        worker_entry: str = WORKER_ENTRY,
     ) -> None:
         if not processes and memory_limit is not None:
             raise ValueError("memory_limit is enforced per worker process: it needs processes=True")
@@ -98,6 +100,7 @@ class LocalCluster:
         self.processes = processes  # False: manager and workers are threads of this process
         self.forward_output = forward_output  # workers' stdout/stderr/logging reach us, prefixed
         self.max_in_flight = max_in_flight  # calls unanswered per worker-to-worker link
+        self.worker_entry = worker_entry  # "module:function" each worker starts from
         self._output: Any = None
         self._theirs: Any = None
         self.directory = ""
@@ -175,11 +178,12 @@ class LocalCluster:
             in_process=not self.processes,
             forward_output=self.forward_output,
             max_in_flight=self.max_in_flight,
+            worker_entry=self.worker_entry,
         )
         ours, theirs = ctx.Pipe()
         self._control = ours
         self._process = make_runner(
-            not self.processes, self.start_method, manager_main, (config, theirs), "localactors-manager"
+            not self.processes, self.start_method, MANAGER_ENTRY, (config, theirs), "localactors-manager"
         )
         try:
             self._process.start()

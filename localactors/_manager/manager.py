@@ -29,17 +29,15 @@ import multiprocessing
 import os
 import threading
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from queue import Empty, SimpleQueue
 from typing import Any
 
-from .._base.output import OutputPump
+from .._base.config import ManagerConfig, WorkerConfig
 from .._base.runner import make_runner
-from .._caller.node import DEFAULT_MAX_IN_FLIGHT
 from .._wire import protocol as P
 from .._wire.connection import Link, LinkClosed, Server
-from .._worker.worker import WorkerConfig, worker_main, worker_thread_main
+from .output import OutputPump
 from .relay import Relaying, _RelayGone
 from .scheduler import Scheduler, WorkerState
 from .supervise import Supervision, _Reaped
@@ -50,22 +48,6 @@ logger = logging.getLogger("localactors.manager")
 MEMORY_CHECK_INTERVAL = 0.1
 #: how long workers get to leave on their own at shutdown before SIGTERM (then SIGKILL)
 SHUTDOWN_GRACE = 1.5
-
-
-@dataclass(frozen=True)
-class ManagerConfig:
-    directory: str
-    authkey: bytes
-    n_workers: int
-    threads_per_worker: int = 1
-    resources: tuple[tuple[str, float], ...] = ()
-    memory_limit: int | None = None
-    start_method: str = "spawn"
-    allowed_failures: int = 3
-    log_level: int = logging.WARNING
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  #: per worker-to-worker link
-    in_process: bool = False  #: workers are threads of this process (``processes=False``)
-    forward_output: bool = True  #: workers' stdout/stderr go to the cluster, prefixed
 
 
 def manager_main(config: ManagerConfig, control: Connection) -> None:
@@ -173,20 +155,22 @@ class Manager(Supervision, Relaying):
             max_in_flight=self.config.max_in_flight,
             in_process=self.config.in_process,
         )
-        if self.config.in_process:
-            proc = make_runner(True, "", worker_thread_main, (cfg,), f"localactors-{name}")
-            proc.start()
-        elif self.config.forward_output:
+        output = None
+        if self.config.forward_output and not self.config.in_process:
             (out_r, out_w), (err_r, err_w) = self.ctx.Pipe(duplex=False), self.ctx.Pipe(duplex=False)
-            args = (cfg, (out_w, err_w))
-            proc = make_runner(False, self.config.start_method, worker_main, args, f"localactors-{name}")
-            proc.start()
+            output = (out_w, err_w)
+        proc = make_runner(
+            self.config.in_process,
+            self.config.start_method,
+            self.config.worker_entry,
+            (cfg, output),
+            f"localactors-{name}",
+        )
+        proc.start()
+        if output is not None:
             out_w.close()  # the worker holds the write ends now: EOF comes when it exits
             err_w.close()
-            self.output.watch(name, proc.pid, out_r, err_r)
-        else:
-            proc = make_runner(False, self.config.start_method, worker_main, (cfg, None), f"localactors-{name}")
-            proc.start()
+            self.output.watch(name, proc.pid or 0, out_r, err_r)
         self.processes[name] = proc
 
     # -- main loop ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from .._wire import protocol as P
 from .._wire.connection import Link, LinkClosed, connect
 
 if TYPE_CHECKING:
-    from .manager import ManagerConfig
+    from .._base.config import ManagerConfig
     from .scheduler import WorkerState
 
 

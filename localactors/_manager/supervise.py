@@ -24,7 +24,7 @@ from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .manager import ManagerConfig
+    from .._base.config import ManagerConfig
     from .scheduler import Scheduler, WorkerState
 
 logger = logging.getLogger("localactors.manager")

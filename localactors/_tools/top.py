@@ -20,7 +20,8 @@ import time
 from typing import IO
 
 from .._base.errors import ClusterBrokenError, ClusterClosedError
-from .._client.diagnostics import ClusterRecord, Snapshot, collect, locate
+from .._client.cluster_file import ClusterRecord, locate
+from .._client.diagnostics import Snapshot, collect
 
 
 def _mib(n: int) -> str:

@@ -30,47 +30,41 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from .._base import context as _context
+from .._base.config import WorkerConfig
 from .._base.errors import SerializationError, WorkerLostError, dump_exception
 from .._base.futures import Completion
-from .._base.output import redirect_worker_output
 from .._base.serialize import SerialContext, loads
 from .._caller.actor import Actor
-from .._caller.node import DEFAULT_MAX_IN_FLIGHT, Node
+from .._caller.node import Node
+from .._client.client import Client
 from .._wire import protocol as P
 from .._wire.connection import Server, connect
 from .._wire.link import Link, LinkClosed
 from .actor_thread import ActorThread
 from .calls import CallServing
+from .output import line_buffer_streams, redirect_worker_output
 from .stats import ProcessMeter, StatsBook
 from .taskpool import TaskPool
 
 logger = logging.getLogger("localactors.worker")
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    name: str
-    directory: str
-    authkey: bytes
-    manager_address: str
-    nthreads: int = 1
-    resources: tuple[tuple[str, float], ...] = ()
-    memory_limit: int | None = None
-    log_level: int = logging.WARNING
-    in_process: bool = False  #: a thread of the user's process (``processes=False``)
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  #: calls unanswered per link to another worker
-
-
 def worker_main(config: WorkerConfig, output: tuple[Any, Any] | None = None) -> None:
-    """Entry point of a worker process; ``output``: pipes to the manager for fds 1 and 2."""
+    """Entry point of a worker: a process, or in-process a thread of the user's process.
+
+    ``output``: pipes to the manager for fds 1 and 2 (a process forwarding its output).
+    """
+    if config.in_process:
+        Worker(config).run()  # logging and the streams belong to the user's process
+        return
     if output is not None:
         redirect_worker_output(*output)
         fmt = "%(levelname)s %(name)s: %(message)s"  # the manager prefixes "(worker-1 pid=123) "
     else:
+        line_buffer_streams()  # as prompt as the user's own output
         fmt = f"({config.name} pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=config.log_level, format=fmt)
     worker = Worker(config)
@@ -81,11 +75,6 @@ def worker_main(config: WorkerConfig, output: tuple[Any, Any] | None = None) -> 
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # do not wait for task threads stuck in user code
-
-
-def worker_thread_main(config: WorkerConfig) -> None:
-    """Entry point of an in-process worker: a thread of the user's process."""
-    Worker(config).run()
 
 
 class WorkerNode(Node):
@@ -215,8 +204,6 @@ class Worker(CallServing):
     def get_client(self) -> Any:
         """This worker's own client, made on first use."""
         if self._client is None:
-            from .._client.client import Client
-
             self._client = Client(self.config.manager_address, authkey=self.config.authkey, name=f"{self.name}-client")
         return self._client
 
