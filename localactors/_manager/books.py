@@ -4,14 +4,17 @@ Runs in: the manager process, on its one main thread (no locks needed).
 
 Plain records shared by :mod:`~localactors._manager.scheduler`,
 :mod:`~localactors._manager.placement` and :mod:`~localactors._manager.refcount`;
-they import this module and not each other's. Task states::
+placement and refcount import nothing else of the manager's, so the scheduler
+imports all three without a circle. Task states::
 
     waiting --inputs in memory--> processing --TaskDone--> memory
        |                             |  \\--TaskErred, retries left--> processing
        |                             |   \\--TaskErred / its workers died too often--> erred
        \\--no worker fits---> no-worker --resources freed, worker joined--> processing
 
-    memory --its worker died--> waiting (recomputed) or lost;  any unfinished --cancel--> cancelled
+    processing --its worker died--> waiting (to run elsewhere)
+    memory --its worker died--> waiting (data still wanted, actor with restarts left) or lost
+    any not yet erred, lost or cancelled --cancel--> cancelled
 
 No status crosses the wire: clients learn outcomes from ``KeyDone``,
 ``KeyErred``, ``KeyLost`` and ``KeyReset``.
