@@ -1,130 +1,77 @@
-"""References: who holds which key, and releasing keys nobody references.
+"""References: who holds a handle to which key, and which handles are in flight.
 
 Runs in: the manager process, on its one main thread (no locks needed).
 
-A mixin of :class:`~localactors._scheduler.Scheduler`, which owns the state
-it reads. A key is released when nobody references it: no client or worker
-holds a handle (``RefDelta``), no handle for it is in flight (pins), and no
-waiting task depends on it. Then its worker frees the data or drops the actor.
+A collaborator of :class:`~localactors._manager.scheduler.Scheduler`, which
+applies each ``RefDelta`` through it and releases a key once nothing refers to
+it: no client or worker holds a handle (:meth:`References.hold`), no handle for
+it is in flight (a *pin*, by token, until the receiver has its own handle), and
+no unfinished task depends on it (the scheduler's part). A receiver may retire
+a pin before the sender's ``RefDelta`` registering it arrives: that unpin is
+remembered, and the pin, when it comes, is not counted.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
-
-from .._wire import protocol as P
-
-if TYPE_CHECKING:
-    from .scheduler import Send, Task, WorkerState
+from typing import Any
 
 
 class References:
     """Reference counts per key and holder, pins for handles in flight."""
 
-    send: Send
-    tasks: dict[str, Task]
-    no_worker: dict[str, Task]
-    orphans: dict[str, Task]
-    client_links: set[Any]
-    holders: dict[str, Counter[Any]]  # key -> link -> count
-    pins: dict[str, str]  # token -> key
-    pin_count: Counter[str]
-    early_unpins: set[str]
+    def __init__(self) -> None:
+        self._holders: dict[str, Counter[Any]] = {}  # key -> link -> handles
+        self._pins: dict[str, str] = {}  # token -> key
+        self._pin_count: Counter[str] = Counter()  # key -> pins
+        self._early_unpins: set[str] = set()  # tokens unpinned before their pin came
 
-    if TYPE_CHECKING:
+    def held(self, key: str) -> bool:
+        """Whether a holder or a handle in flight refers to ``key``."""
+        return bool(self._holders.get(key) or self._pin_count.get(key))
 
-        def _state(self, key: str) -> str: ...
+    def holders(self, key: str) -> list[Any]:
+        """The links holding a handle to ``key``."""
+        return [link for link, n in self._holders.get(key, {}).items() if n > 0]
 
-        def _done_message(self, task: Task) -> P.Message: ...
+    def hold(self, link: Any, key: str) -> None:
+        self._holders.setdefault(key, Counter())[link] += 1
 
-        def _give_back(self, ws: WorkerState, task: Task) -> None: ...
-
-    def _notify(self, key: str, msg: P.Message) -> None:
-        for link, n in self.holders.get(key, {}).items():
-            if n > 0 and link in self.client_links:
-                self.send(link, msg)
-
-    def ref_delta(self, link: Any, msg: P.RefDelta) -> None:
-        # increments first, decrements last: a count never dips below the truth
-        for key, d in msg.changes:
-            if d > 0:
-                holders = self.holders.setdefault(key, Counter())
-                holders[link] += 1
-                task = self.tasks.get(key)
-                if (
-                    link in self.client_links
-                    and task is not None
-                    and task.state not in ("waiting", "processing", "no-worker")
-                ):
-                    self.send(link, self._done_message(task))
-        for token, key in msg.pins:
-            if token in self.early_unpins:
-                self.early_unpins.discard(token)
-            else:
-                self.pins[token] = key
-                self.pin_count[key] += 1
-        for token in msg.unpins:
-            pinned = self.pins.pop(token, None)
-            if pinned is None:
-                self.early_unpins.add(token)
-                continue
-            self.pin_count[pinned] -= 1
-            if self.pin_count[pinned] <= 0:
-                del self.pin_count[pinned]
-            self._maybe_release(pinned)
-        for key, d in msg.changes:
-            if d < 0:
-                held = self.holders.get(key)
-                if held is not None:
-                    held[link] -= 1
-                    if held[link] <= 0:
-                        del held[link]
-                    if not held:
-                        del self.holders[key]
-                self._maybe_release(key)
-
-    def drop_holder(self, link: Any) -> None:
-        """A client or worker went away: drop every reference it held."""
-        self.client_links.discard(link)
-        for key in [k for k, h in self.holders.items() if link in h]:
-            holders = self.holders[key]
-            del holders[link]
-            if not holders:
-                del self.holders[key]
-            self._maybe_release(key)
-
-    def _referenced(self, key: str) -> bool:
-        task = self.tasks.get(key)
-        return bool(
-            self.holders.get(key)
-            or self.pin_count.get(key)
-            or (
-                task is not None
-                and any(self._state(d) not in ("memory", "erred", "cancelled") for d in task.dependents)
-            )
-        )
-
-    def _maybe_release(self, key: str) -> None:
-        if not self._referenced(key):
-            self._release(key)
-
-    def _release(self, key: str, force: bool = False) -> None:
-        task = self.tasks.get(key)
-        if task is None:
+    def drop(self, link: Any, key: str) -> None:
+        held = self._holders.get(key)
+        if held is None:
             return
-        if task.state == "processing" and not force:
-            # let it finish; task_done will free the result and the resources
-            del self.tasks[key]
-            if task.spec is not None and task.spec.resources:
-                self.orphans[key] = task
-            return
-        del self.tasks[key]
-        self.no_worker.pop(key, None)
-        ws = task.worker
-        if ws is not None and ws.alive:
-            ws.has.discard(key)
-            if key in ws.actors:
-                ws.actors.discard(key)
-                self._give_back(ws, task)
-            self.send(ws.link, P.FreeKeys((key,)))
+        held[link] -= 1
+        if held[link] <= 0:
+            del held[link]
+        if not held:
+            del self._holders[key]
+
+    def held_by(self, link: Any) -> list[str]:
+        """The keys ``link`` holds handles to."""
+        return [k for k, h in self._holders.items() if link in h]
+
+    def forget(self, link: Any, key: str) -> None:
+        """Drop every handle ``link`` holds to ``key`` (``link`` went away)."""
+        holders = self._holders[key]
+        del holders[link]
+        if not holders:
+            del self._holders[key]
+
+    def pin(self, token: str, key: str) -> None:
+        if token in self._early_unpins:
+            self._early_unpins.discard(token)
+        else:
+            self._pins[token] = key
+            self._pin_count[key] += 1
+
+    def unpin(self, token: str) -> str | None:
+        """Retire the pin ``token``; returns its key, or None if the pin has not come yet."""
+        key = self._pins.pop(token, None)
+        if key is None:
+            self._early_unpins.add(token)
+            return None
+        self._pin_count[key] -= 1
+        if self._pin_count[key] <= 0:
+            del self._pin_count[key]
+        return key

@@ -1,74 +1,54 @@
-"""The manager's bookkeeping: tasks, placement, references, failures.
+"""The manager's bookkeeping: tasks, workers, failures, and when keys are released.
 
 Runs in: the manager process, on its one main thread (no locks needed).
 
 Pure state machine: every handler updates state and sends messages through
-the ``send`` callback it was given; it never blocks. Task states::
-
-    waiting --deps in memory--> processing --TaskDone--> memory
-       |                           |  \\--TaskErred (retries left)--> processing
-       |                           |   \\--TaskErred / worker died too often--> erred
-       \\--no worker fits---> no-worker --resources freed--> processing
-
-Placement lives in :mod:`~localactors._placement`, reference counting and
-release in :mod:`~localactors._refcount`: mixins over this class's state, so
-the manager still talks to one ``Scheduler``.
+the ``send`` callback it was given; it never blocks. The records and the task
+states are in :mod:`~localactors._manager.books`. Two collaborators own their
+own state: :class:`~localactors._manager.placement.Placement` (which worker
+runs a task, free resources, tasks no worker fits) and
+:class:`~localactors._manager.refcount.References` (who holds which key).
+The scheduler releases a key once nothing refers to it: then its worker frees
+the data or drops the actor.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from concurrent.futures import CancelledError
+from typing import Any, NamedTuple
 
 from .._base.errors import ActorLostError, KilledWorker, WorkerLostError, dump_exception
 from .._wire import protocol as P
+from .books import FAILED, NOT_STARTED, UNFINISHED, Send, Task, TaskStatus, WorkerState
 from .placement import Placement
 from .refcount import References
 
+__all__ = ["Scheduler", "WorkerState"]
+
 logger = logging.getLogger("localactors.scheduler")
 
-Send = Callable[[Any, P.Message], None]
+#: a dependent in one of these needs its inputs no more
+_DONE_WITH_INPUTS = frozenset({TaskStatus.MEMORY, TaskStatus.ERRED, TaskStatus.CANCELLED})
 
 
-@dataclass(eq=False)
-class WorkerState:
-    info: P.WorkerInfo
-    link: Any
-    index: int
-    free: dict[str, float] = field(default_factory=dict)
-    processing: set[str] = field(default_factory=set)
-    starting_actors: set[str] = field(default_factory=set)  #: the actor keys in ``processing``
-    has: set[str] = field(default_factory=set)
-    actors: set[str] = field(default_factory=set)
-    alive: bool = True
-    retiring: bool = False
+class _WorkerLoss(NamedTuple):
+    """A worker that just died or left, and how: what errors about it say."""
 
-    @property
-    def name(self) -> str:
-        return self.info.name
+    name: str
+    reason: str
+    exitcode: int | None
+
+    def error(self, cls: type[WorkerLostError], what: str) -> bytes:
+        return dump_exception(cls(f"{what} lost: worker {self.name} {self.reason}", self.name, self.exitcode))
+
+    def killed_worker(self, task: Task) -> bytes:
+        why = f"task {task.key!r} was running on {task.failures} workers that died; last: {self.name} {self.reason}"
+        return dump_exception(KilledWorker(why, self.name, self.exitcode))
 
 
-@dataclass(eq=False)
-class Task:
-    key: str
-    spec: P.TaskSpec | None  # None for scattered data
-    state: str = "waiting"
-    waiting_on: set[str] = field(default_factory=set)
-    dependents: set[str] = field(default_factory=set)
-    worker: WorkerState | None = None
-    actor: P.ActorInfo | None = None
-    type_name: str = ""
-    error: bytes = b""
-    retries_left: int = 0
-    failures: int = 0
-    restarts_left: int = 0
-    restarting: bool = False  #: an actor being re-created after its worker died
-
-
-class Scheduler(Placement, References):
+class Scheduler:
     """Knows every task, every worker and every reference."""
 
     def __init__(self, send: Send, allowed_failures: int = 3) -> None:
@@ -76,24 +56,29 @@ class Scheduler(Placement, References):
         self.allowed_failures = allowed_failures
         self.workers: dict[str, WorkerState] = {}
         self.tasks: dict[str, Task] = {}
-        self.holders: dict[str, Counter[Any]] = {}  # key -> link -> count
-        self.pins: dict[str, str] = {}  # token -> key
-        self.pin_count: Counter[str] = Counter()
-        self.early_unpins: set[str] = set()
-        self.no_worker: dict[str, Task] = {}
         self.client_links: set[Any] = set()
-        self.death_reasons: dict[str, str] = {}  # dead worker's name -> how it died
-        self.dead_addresses: dict[str, str] = {}  # dead worker's address -> its name
-        self.orphans: dict[str, Task] = {}  # released while processing: resources still held
+        self.placement = Placement(self.workers, self.tasks, send, self._erred)
+        self.refs = References()
         self._index = 0
+
+    def status(self, key: str) -> TaskStatus:
+        task = self.tasks.get(key)
+        return task.status if task is not None else TaskStatus.RELEASED
+
+    def broadcast(self, msg: P.Message) -> None:
+        """Send ``msg`` to every client and every live worker."""
+        for link in list(self.client_links):
+            self.send(link, msg)
+        for ws in list(self.workers.values()):
+            self.send(ws.link, msg)
 
     # -- workers -------------------------------------------------------------------
 
     def add_worker(self, info: P.WorkerInfo, link: Any) -> WorkerState:
-        ws = WorkerState(info, link, self._index, dict(info.resources))
+        ws = WorkerState(info, link, self._index)
         self._index += 1
         self.workers[info.name] = ws
-        self._retry_no_worker()
+        self.placement.add_worker(ws)
         return ws
 
     def remove_worker(self, name: str, reason: str, exitcode: int | None = None) -> P.WorkerDied | None:
@@ -106,72 +91,77 @@ class Scheduler(Placement, References):
         if ws is None:
             return None
         ws.alive = False
-        self.death_reasons[name] = reason
-        self.dead_addresses[ws.info.address] = name
-        for key in [k for k, t in self.orphans.items() if t.worker is ws]:
-            del self.orphans[key]
-        rerun: list[Task] = []
-        # 1. what was running there runs elsewhere, unless it keeps killing workers
-        for key in sorted(ws.processing):
-            task = self.tasks.get(key)
-            if task is None or task.worker is not ws:
-                continue
-            task.worker = None
+        self.placement.remove_worker(ws, reason)
+        loss = _WorkerLoss(name, reason, exitcode)
+        rerun = self._requeue_runs(ws, loss)
+        recovered = self._recover_keys(ws, loss)
+        restarting = tuple(task.key for task in recovered if task.actor is not None)
+        for task in rerun + recovered:  # start each over once the inputs it needs are back
+            if task.status is TaskStatus.WAITING:  # not erred meanwhile through a lost input
+                self._wait_for_deps(task)
+        return P.WorkerDied(name, ws.info.address, reason, exitcode, restarting)
+
+    def _requeue_runs(self, ws: WorkerState, loss: _WorkerLoss) -> list[Task]:
+        """What was running on ``ws``: to run elsewhere, unless it keeps killing workers."""
+        rerun = []
+        for task in self._tasks_on(ws, ws.processing):
             if task.spec is None:  # scattered data on its way there: nothing to rerun
-                self._lose(task, WorkerLostError(f"scattered {key!r} lost: worker {name} {reason}", name, exitcode))
+                self._lose(task, loss.error(WorkerLostError, f"scattered {task.key!r}"))
                 continue
             task.failures += 1
             if task.failures > self.allowed_failures:
-                err = KilledWorker(
-                    f"task {key!r} was running on {task.failures} workers that died; last: {name} {reason}",
-                    name,
-                    exitcode,
-                )
-                self._erred(task, dump_exception(err))
+                self._erred(task, loss.killed_worker(task))
             else:
-                task.state = "waiting"
+                task.status = TaskStatus.WAITING
                 rerun.append(task)
-        # 2. what lived there: restart actors that may be, recompute data still wanted, lose the rest
-        restarting: list[str] = []
-        for key in sorted(ws.has | ws.actors):
-            task = self.tasks.get(key)
-            if task is None or task.worker is not ws:
-                continue
-            task.worker = None
+        return rerun
+
+    def _recover_keys(self, ws: WorkerState, loss: _WorkerLoss) -> list[Task]:
+        """What lived on ``ws``: actors to restart and data still wanted, to compute again; the rest is lost."""
+        recovered = []
+        for task in self._tasks_on(ws, ws.has | ws.actors):
             if task.actor is not None and task.restarts_left > 0 and task.spec is not None:
                 task.restarts_left -= 1
                 task.restarting = True
-                task.state = "waiting"
-                restarting.append(key)
-                rerun.append(task)
-            elif task.actor is None and task.spec is not None and self._referenced(key):
-                task.state = "waiting"  # its Futures are still held: compute it again
-                rerun.append(task)
-                self._notify(key, P.KeyReset(key))
-                for dep_key in task.dependents:
-                    dependent = self.tasks.get(dep_key)
-                    if dependent is not None and dependent.state in ("waiting", "no-worker"):
-                        dependent.waiting_on.add(key)
-                        dependent.state = "waiting"
-                        self.no_worker.pop(dep_key, None)
+                task.status = TaskStatus.WAITING
+                recovered.append(task)
+            elif task.actor is None and task.spec is not None and self._referenced(task.key):
+                self._recompute(task)  # its Futures are still held
+                recovered.append(task)
+            elif task.actor is not None:
+                self._lose(task, loss.error(ActorLostError, f"actor {task.key}"))
             else:
-                what = f"actor {key}" if task.actor is not None else f"data of {key!r}"
-                cls = ActorLostError if task.actor is not None else WorkerLostError
-                self._lose(task, cls(f"{what} lost: worker {name} {reason}", name, exitcode))
-        # 3. start each over once the inputs it needs are back
-        for task in rerun:
-            if task.state == "waiting":  # not erred meanwhile through a lost input
-                self._wait_for_deps(task)
-        return P.WorkerDied(name, ws.info.address, reason, exitcode, tuple(restarting))
+                self._lose(task, loss.error(WorkerLostError, f"data of {task.key!r}"))
+        return recovered
 
-    def _lose(self, task: Task, err: BaseException) -> None:
+    def _tasks_on(self, ws: WorkerState, keys: set[str]) -> Iterator[Task]:
+        """The tasks of ``keys`` that ``ws`` still has when their turn comes (in key
+        order: handling one may release or fail another), each taken off ``ws``."""
+        for key in sorted(keys):
+            task = self.tasks.get(key)
+            if task is not None and task.worker is ws:
+                task.worker = None
+                yield task
+
+    def _recompute(self, task: Task) -> None:
+        """``task``'s value died with its worker: its holders and dependents wait for it again."""
+        task.status = TaskStatus.WAITING
+        self._notify(task.key, P.KeyReset(task.key))
+        for dep_key in task.dependents:
+            dependent = self.tasks.get(dep_key)
+            if dependent is not None and dependent.status in NOT_STARTED:
+                dependent.waiting_on.add(task.key)
+                dependent.status = TaskStatus.WAITING
+                self.placement.unpark(dep_key)
+
+    def _lose(self, task: Task, error: bytes) -> None:
         """The key's value is gone for good: tell its holders, fail its dependents."""
-        task.state, task.error, task.worker = "lost", dump_exception(err), None
-        self.no_worker.pop(task.key, None)
+        task.status, task.error, task.worker = TaskStatus.LOST, error, None
+        self.placement.unpark(task.key)
         self._notify(task.key, P.KeyLost(task.key, task.error))
         for dep_key in list(task.dependents):
             dependent = self.tasks.get(dep_key)
-            if dependent is not None and dependent.state in ("waiting", "no-worker"):
+            if dependent is not None and dependent.status in NOT_STARTED:
                 self._erred(dependent, task.error)
 
     def _wait_for_deps(self, task: Task) -> None:
@@ -180,52 +170,41 @@ class Scheduler(Placement, References):
         task.waiting_on = set()
         for dep in task.spec.deps:
             dt = self.tasks.get(dep)
-            if dt is None or dt.state in ("lost", "erred", "cancelled"):
+            if dt is None or dt.status in FAILED:
                 err = WorkerLostError(f"dependency {dep!r} of {task.key!r} is gone")
                 self._erred(task, dt.error if dt is not None and dt.error else dump_exception(err))
                 return
             dt.dependents.add(task.key)
-            if dt.state != "memory":
+            if dt.status is not TaskStatus.MEMORY:
                 task.waiting_on.add(dep)
         if not task.waiting_on:
-            self._schedule(task)
-
-    def broadcast(self, msg: P.Message) -> None:
-        """Send ``msg`` to every client and every live worker."""
-        for link in list(self.client_links):
-            self.send(link, msg)
-        for ws in list(self.workers.values()):
-            self.send(ws.link, msg)
-
-    def _state(self, key: str) -> str:
-        task = self.tasks.get(key)
-        return task.state if task is not None else "released"
+            self.placement.schedule(task)
 
     # -- client requests --------------------------------------------------------------
 
     def submit(self, specs: tuple[P.TaskSpec, ...]) -> None:
         for spec in specs:
             old = self.tasks.get(spec.key)
-            if old is not None and old.state not in ("erred", "lost", "cancelled"):
+            if old is not None and old.status not in FAILED:
                 continue  # the same pure task again: share it
             task = Task(spec.key, spec, retries_left=spec.retries, restarts_left=spec.max_restarts)
             self.tasks[spec.key] = task
             failed = None
             for dep in spec.deps:
                 dt = self.tasks.get(dep)
-                if dt is None or dt.state in ("lost", "cancelled"):
+                if dt is None or dt.status in (TaskStatus.LOST, TaskStatus.CANCELLED):
                     err = WorkerLostError(f"dependency {dep!r} of {spec.key!r} was released or lost")
                     failed = dt.error if dt is not None and dt.error else dump_exception(err)
-                elif dt.state == "erred":
+                elif dt.status is TaskStatus.ERRED:
                     failed = dt.error
                 else:
                     dt.dependents.add(spec.key)
-                    if dt.state != "memory":
+                    if dt.status is not TaskStatus.MEMORY:
                         task.waiting_on.add(dep)
             if failed is not None:
                 self._erred(task, failed)
             elif not task.waiting_on:
-                self._schedule(task)
+                self.placement.schedule(task)
 
     def scatter(self, items: tuple[tuple[str, bytes], ...], workers: tuple[str, ...]) -> None:
         # like submit(workers=...): a worker is named by its name or its address
@@ -235,42 +214,38 @@ class Scheduler(Placement, References):
             live = [w for w in self.workers.values() if w.alive]
         for i, (key, payload) in enumerate(items):
             old = self.tasks.get(key)
-            if old is not None and old.state in ("processing", "memory"):
+            if old is not None and old.status in (TaskStatus.PROCESSING, TaskStatus.MEMORY):
                 continue  # the same value scattered again (hashed key): one copy, or one would leak
             ws = sorted(live, key=lambda w: (len(w.has), w.index))[0] if len(items) == 1 else live[i % len(live)]
-            task = Task(key, None, state="processing", worker=ws)
+            task = Task(key, None, status=TaskStatus.PROCESSING, worker=ws)
             self.tasks[key] = task
             ws.processing.add(key)
             self.send(ws.link, P.PutData(key, payload))
 
     def cancel(self, keys: tuple[str, ...]) -> None:
-        from concurrent.futures import CancelledError
-
         error = dump_exception(CancelledError("cancelled"))
         for key in keys:
             self._cancel(key, error)
 
     def _cancel(self, key: str, error: bytes) -> None:
         task = self.tasks.get(key)
-        if task is None or task.state in ("erred", "cancelled", "lost"):
+        if task is None or task.status in FAILED:
             return
-        self.no_worker.pop(key, None)
-        was = task.state
-        task.state, task.error = "cancelled", error
-        if was == "processing" and task.worker is not None:
+        self.placement.unpark(key)
+        was = task.status
+        task.status, task.error = TaskStatus.CANCELLED, error
+        if was is TaskStatus.PROCESSING and task.worker is not None:
             # still running there: not ours to rerun if that worker dies, but
-            # what it holds comes back when it ends (_adopt_orphan)
-            task.worker.processing.discard(key)
-            task.worker.starting_actors.discard(key)
-            if task.spec is not None and task.spec.resources:
-                self.orphans[key] = task
+            # what it holds comes back when it ends (Placement.run_ended)
+            task.worker.stop_processing(key)
+            self.placement.orphan(task)
         self._notify(key, P.KeyErred(key, error))
         for dep_key in sorted(task.dependents):  # nothing will ever feed them now
             dependent = self.tasks.get(dep_key)
-            if dependent is not None and dependent.state in ("waiting", "no-worker"):
+            if dependent is not None and dependent.status in NOT_STARTED:
                 self._cancel(dep_key, error)
         self._finished_with_deps(task)
-        if was == "memory":
+        if was is TaskStatus.MEMORY:
             self._release(key, force=True)
         else:
             self._maybe_release(key)
@@ -279,15 +254,14 @@ class Scheduler(Placement, References):
 
     def task_done(self, ws: WorkerState, msg: P.TaskDone) -> None:
         task = self.tasks.get(msg.key)
-        ws.processing.discard(msg.key)
-        ws.starting_actors.discard(msg.key)
-        self._adopt_orphan(ws, msg.key)
-        if task is not None and task.state == "memory" and task.worker is ws and msg.actor is None:
+        ws.stop_processing(msg.key)
+        self.placement.run_ended(ws, msg.key)
+        if task is not None and task.status is TaskStatus.MEMORY and task.worker is ws and msg.actor is None:
             return  # a cancelled run of the same key ended here too: the data is the key's, keep it
-        if task is None or task.state != "processing" or task.worker is not ws:
+        if task is None or task.status is not TaskStatus.PROCESSING or task.worker is not ws:
             self.send(ws.link, P.FreeKeys((msg.key,)))  # nobody wants it any more
             return
-        task.state, task.type_name, task.actor = "memory", msg.type_name, msg.actor
+        task.status, task.type_name, task.actor = TaskStatus.MEMORY, msg.type_name, msg.actor
         if msg.actor is not None:
             ws.actors.add(msg.key)  # its resources stay held for the actor's life
             if task.restarting:  # every handle anywhere now reaches the new instance
@@ -295,55 +269,47 @@ class Scheduler(Placement, References):
                 self.broadcast(P.ActorMoved(msg.key, ws.name, ws.info.address))
         else:
             ws.has.add(msg.key)
-            self._give_back(ws, task)
+            self.placement.give_back(ws, task)
         self._notify(msg.key, self._done_message(task))
         for dep_key in list(task.dependents):
             dependent = self.tasks.get(dep_key)
-            if dependent is not None and dependent.state == "waiting":
+            if dependent is not None and dependent.status is TaskStatus.WAITING:
                 dependent.waiting_on.discard(msg.key)
                 if not dependent.waiting_on:
-                    self._schedule(dependent)
+                    self.placement.schedule(dependent)
         self._finished_with_deps(task)
         self._maybe_release(msg.key)
 
     def task_erred(self, ws: WorkerState, msg: P.TaskErred) -> None:
         task = self.tasks.get(msg.key)
-        ws.processing.discard(msg.key)
-        ws.starting_actors.discard(msg.key)
-        self._adopt_orphan(ws, msg.key)
-        if task is None or task.worker is not ws or task.state != "processing":
+        ws.stop_processing(msg.key)
+        self.placement.run_ended(ws, msg.key)
+        if task is None or task.worker is not ws or task.status is not TaskStatus.PROCESSING:
             return
-        self._give_back(ws, task)
+        self.placement.give_back(ws, task)
         if task.spec is not None:
-            gone = {d for d in task.spec.deps if self._state(d) in ("waiting", "processing", "no-worker")}
+            gone = {d for d in task.spec.deps if self.status(d) in UNFINISHED}
             if gone:  # an input died with its worker while this ran: wait for its recomputation
-                task.state, task.worker, task.waiting_on = "waiting", None, gone
+                task.status, task.worker, task.waiting_on = TaskStatus.WAITING, None, gone
                 for d in gone:
                     self.tasks[d].dependents.add(task.key)
                 return
         if task.retries_left > 0:
             task.retries_left -= 1
-            self._schedule(task)
+            self.placement.schedule(task)
             return
         self._erred(task, msg.error)
 
-    def _adopt_orphan(self, ws: WorkerState, key: str) -> None:
-        """A task released while running has ended: give back what it held."""
-        orphan = self.orphans.get(key)
-        if orphan is not None and orphan.worker is ws:
-            del self.orphans[key]
-            self._give_back(ws, orphan)
-
     def _erred(self, task: Task, error: bytes) -> None:
-        task.state, task.error, task.worker = "erred", error, None
-        self.no_worker.pop(task.key, None)
+        task.status, task.error, task.worker = TaskStatus.ERRED, error, None
+        self.placement.unpark(task.key)
         if task.restarting:  # callers waiting for the new instance must hear it will not come
             task.restarting = False
             self.broadcast(P.ActorRestartFailed(task.key, error))
         self._notify(task.key, P.KeyErred(task.key, error))
         for dep_key in list(task.dependents):
             dependent = self.tasks.get(dep_key)
-            if dependent is not None and dependent.state in ("waiting", "no-worker"):
+            if dependent is not None and dependent.status in NOT_STARTED:
                 self._erred(dependent, error)
         self._finished_with_deps(task)
         self._maybe_release(task.key)
@@ -358,8 +324,70 @@ class Scheduler(Placement, References):
                 self._maybe_release(dep)
 
     def _done_message(self, task: Task) -> P.Message:
-        if task.state == "memory" and task.worker is not None:
+        if task.status is TaskStatus.MEMORY and task.worker is not None:
             return P.KeyDone(task.key, task.worker.name, task.worker.info.address, task.type_name, task.actor)
-        if task.state in ("erred", "cancelled"):
+        if task.status in (TaskStatus.ERRED, TaskStatus.CANCELLED):
             return P.KeyErred(task.key, task.error)
         return P.KeyLost(task.key, task.error)
+
+    # -- references ----------------------------------------------------------------------------
+
+    def ref_delta(self, link: Any, msg: P.RefDelta) -> None:
+        # increments first, decrements last: a count never dips below the truth
+        for key, d in msg.changes:
+            if d > 0:
+                self.refs.hold(link, key)
+                task = self.tasks.get(key)
+                if link in self.client_links and task is not None and task.status not in UNFINISHED:
+                    self.send(link, self._done_message(task))  # a new holder of an outcome learns it now
+        for token, key in msg.pins:
+            self.refs.pin(token, key)
+        for token in msg.unpins:
+            pinned = self.refs.unpin(token)
+            if pinned is not None:
+                self._maybe_release(pinned)
+        for key, d in msg.changes:
+            if d < 0:
+                self.refs.drop(link, key)
+                self._maybe_release(key)
+
+    def drop_holder(self, link: Any) -> None:
+        """A client or worker went away: drop every reference it held."""
+        self.client_links.discard(link)
+        for key in self.refs.held_by(link):
+            self.refs.forget(link, key)
+            self._maybe_release(key)
+
+    def _notify(self, key: str, msg: P.Message) -> None:
+        """Tell ``msg`` to every client holding ``key``."""
+        for link in self.refs.holders(key):
+            if link in self.client_links:
+                self.send(link, msg)
+
+    def _referenced(self, key: str) -> bool:
+        task = self.tasks.get(key)
+        return self.refs.held(key) or (
+            task is not None and any(self.status(d) not in _DONE_WITH_INPUTS for d in task.dependents)
+        )
+
+    def _maybe_release(self, key: str) -> None:
+        if not self._referenced(key):
+            self._release(key)
+
+    def _release(self, key: str, force: bool = False) -> None:
+        task = self.tasks.get(key)
+        if task is None:
+            return
+        del self.tasks[key]
+        if task.status is TaskStatus.PROCESSING and not force:
+            # let it finish; task_done will free the result and the resources
+            self.placement.orphan(task)
+            return
+        self.placement.unpark(key)
+        ws = task.worker
+        if ws is not None and ws.alive:
+            ws.has.discard(key)
+            if key in ws.actors:
+                ws.actors.discard(key)
+                self.placement.give_back(ws, task)
+            self.send(ws.link, P.FreeKeys((key,)))
