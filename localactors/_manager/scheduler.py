@@ -59,6 +59,8 @@ class Scheduler:
         self.client_links: set[Any] = set()
         self.placement = Placement(self.workers, self.tasks, send, self._erred)
         self.refs = References()
+        #: tasks released while running: they keep their inputs until the run ends
+        self._released_running: dict[str, Task] = {}
         self._index = 0
 
     def status(self, key: str) -> TaskStatus:
@@ -92,6 +94,8 @@ class Scheduler:
             return None
         ws.alive = False
         self.placement.remove_worker(ws, reason)
+        for key in [k for k, t in self._released_running.items() if t.worker is ws]:
+            self._released_run_ended(key, ws)
         loss = _WorkerLoss(name, reason, exitcode)
         rerun = self._requeue_runs(ws, loss)
         recovered = self._recover_keys(ws, loss)
@@ -256,6 +260,7 @@ class Scheduler:
         task = self.tasks.get(msg.key)
         ws.stop_processing(msg.key)
         self.placement.run_ended(ws, msg.key)
+        self._released_run_ended(msg.key, ws)
         if task is not None and task.status is TaskStatus.MEMORY and task.worker is ws and msg.actor is None:
             return  # a cancelled run of the same key ended here too: the data is the key's, keep it
         if task is None or task.status is not TaskStatus.PROCESSING or task.worker is not ws:
@@ -284,6 +289,7 @@ class Scheduler:
         task = self.tasks.get(msg.key)
         ws.stop_processing(msg.key)
         self.placement.run_ended(ws, msg.key)
+        self._released_run_ended(msg.key, ws)
         if task is None or task.worker is not ws or task.status is not TaskStatus.PROCESSING:
             return
         self.placement.give_back(ws, task)
@@ -313,6 +319,15 @@ class Scheduler:
                 self._erred(dependent, error)
         self._finished_with_deps(task)
         self._maybe_release(task.key)
+
+    def _released_run_ended(self, key: str, ws: WorkerState) -> None:
+        """A run released while it ran is over: its inputs may go now."""
+        task = self._released_running.get(key)
+        if task is None or task.worker is not ws:
+            return
+        del self._released_running[key]
+        if key not in self.tasks:  # submitted again meanwhile: the new task holds its inputs
+            self._finished_with_deps(task)
 
     def _finished_with_deps(self, task: Task) -> None:
         if task.spec is None:
@@ -380,8 +395,9 @@ class Scheduler:
             return
         del self.tasks[key]
         if task.status is TaskStatus.PROCESSING and not force:
-            # let it finish; task_done will free the result and the resources
+            # let it finish; task_done will free the result, the resources and the inputs
             self.placement.orphan(task)
+            self._released_running[key] = task
             return
         self.placement.unpark(key)
         ws = task.worker

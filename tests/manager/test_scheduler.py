@@ -312,6 +312,39 @@ def test_a_result_nobody_holds_is_freed_at_once(books: Books) -> None:
     assert books.take()[-1] == (books.links["a"], P.FreeKeys(("x",)))
 
 
+def test_an_input_is_freed_once_a_dependent_released_while_running_ends(books: Books) -> None:
+    a = books.worker("a")
+    books.submit("x")
+    books.done(a, "x")
+    books.take()
+    books.submit("y", "x")
+    assert books.runs() == [("a", "y")]
+    books.drop("y")  # released while it runs
+    books.drop("x")  # y still runs on x: keep it
+    assert (books.links["a"], P.FreeKeys(("x",))) not in books.take()
+    books.done(a, "y")
+    sent = books.take()
+    assert (books.links["a"], P.FreeKeys(("y",))) in sent
+    assert (books.links["a"], P.FreeKeys(("x",))) in sent
+    assert "x" not in books.sched.tasks
+
+
+def test_an_input_is_freed_once_a_dependent_released_while_running_dies_with_its_worker(books: Books) -> None:
+    a = books.worker("a")
+    books.worker("b")
+    books.submit("x", workers=("a",))
+    books.done(a, "x")
+    books.take()
+    books.submit("y", "x", workers=("b",))
+    assert books.runs() == [("b", "y")]
+    books.drop("y")
+    books.drop("x")
+    books.take()
+    books.sched.remove_worker("b", "killed")
+    assert (books.links["a"], P.FreeKeys(("x",))) in books.take()
+    assert "x" not in books.sched.tasks
+
+
 def test_a_pin_keeps_the_key_until_unpinned_even_if_the_unpin_came_first(books: Books) -> None:
     a = books.worker("a")
     books.submit("x")
