@@ -21,7 +21,9 @@ SKIP: Any = object()
 #: deeper than anyone nests futures: a walk leaves it alone, and pickling judges it
 MAX_DEPTH = 100
 
+_FUTURES = (Future, ActorFuture)
 _SEQUENCES = (list, tuple, set, frozenset)
+_NESTING = (Future, ActorFuture, list, tuple, set, frozenset, dict)  # what a walk must look into
 
 
 def walk(
@@ -38,20 +40,37 @@ def walk(
     becomes ``SKIP``). A container in which nothing changed comes back as
     itself, not a copy. ``on_other`` sees every leaf that is not a future.
     """
-    if isinstance(obj, (Future, ActorFuture)):
+    if isinstance(obj, _FUTURES):
         return on_future(obj)
     if depth > MAX_DEPTH:
         return obj
     if isinstance(obj, _SEQUENCES):
-        items = [walk(o, on_future, on_other, depth + 1) for o in obj]
-        if all(new is old for new, old in zip(items, obj)):
+        items: list[Any] | None = None  # copied at the first change only: most walks change nothing
+        for i, o in enumerate(obj):
+            if on_other is None and not isinstance(o, _NESTING):
+                continue  # a plain leaf (the common case on the actor call path): no call
+            new = walk(o, on_future, on_other, depth + 1)
+            if new is not o:
+                if items is None:
+                    items = list(obj)  # the same order as this iteration, sets included
+                items[i] = new
+        if items is None:
             return obj
         return type(obj)(o for o in items if o is not SKIP)
     if isinstance(obj, dict):
-        entries = [(k, walk(v, on_future, on_other, depth + 1)) for k, v in obj.items()]
-        if all(new is old for (_, new), old in zip(entries, obj.values())):
-            return obj
-        return {k: v for k, v in entries if v is not SKIP}
+        entries: dict[Any, Any] | None = None
+        for k, v in obj.items():
+            if on_other is None and not isinstance(v, _NESTING):
+                continue
+            new = walk(v, on_future, on_other, depth + 1)
+            if new is not v:
+                if entries is None:
+                    entries = dict(obj)
+                if new is SKIP:
+                    del entries[k]
+                else:
+                    entries[k] = new
+        return obj if entries is None else entries
     if on_other is not None:
         on_other(obj)
     return obj

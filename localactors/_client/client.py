@@ -53,6 +53,7 @@ from .cluster import LocalCluster
 from .core import ClientCore
 from .diagnostics import actor_table, collect
 from .fetch import gather_plan, run_awaiting, run_blocking
+from .info import scheduler_info
 from .spec import funcname, make_spec
 
 #: how long ``scheduler_info()`` waits for the manager's answer
@@ -333,26 +334,11 @@ class Client:
         if self._awaits():
             return self._scheduler_info_async(comp)
         comp.wait_done(INFO_TIMEOUT)
-        return self._info(comp.outcome())
+        return scheduler_info(self.core.address, comp.outcome())
 
     async def _scheduler_info_async(self, comp: Completion) -> dict[str, Any]:
         await comp.await_done(INFO_TIMEOUT)
-        return self._info(comp.outcome())
-
-    def _info(self, reply: P.InfoReply) -> dict[str, Any]:
-        workers = {}
-        for w in reply.workers:
-            workers[w.name] = {
-                "name": w.name,
-                "address": w.address,
-                "pid": w.pid,
-                "nthreads": w.nthreads,
-                "resources": dict(w.resources),
-                "memory_limit": w.memory_limit,
-                "memory": _rss(w.pid),
-                "metrics": {"memory": _rss(w.pid)},  # where dask.distributed keeps it
-            }
-        return {"type": "localactors", "address": self.core.address, "workers": workers}
+        return scheduler_info(self.core.address, comp.outcome())
 
     def close(self, timeout: float = 5.0) -> Any:
         """Close the client (and the cluster it started); idempotent."""
@@ -388,16 +374,6 @@ class Client:
                 self._close(2.0)
             except Exception:
                 pass
-
-
-def _rss(pid: int) -> int:
-    """Resident memory of a worker process, in bytes (same machine: ask the OS)."""
-    import psutil
-
-    try:
-        return int(psutil.Process(pid).memory_info().rss)
-    except psutil.Error:
-        return 0
 
 
 async def _ready(value: Any) -> Any:
