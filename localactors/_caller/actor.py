@@ -26,6 +26,7 @@ from .._base.futures import ActorFuture, Future
 from .._base.nested import futures_in, replace
 from .._base.serialize import EMPTY_ARGS, SerialContext, current_context, dumps
 from .._wire import protocol as P
+from .node import Node
 
 
 class Actor:
@@ -37,8 +38,13 @@ class Actor:
     """
 
     __slots__ = ("__weakref__", "_address", "_info", "_key", "_node", "_worker")
+    _key: str
+    _address: str
+    _worker: str
+    _info: P.ActorInfo
+    _node: Node  # the calling side of this process (a client's, or a worker's)
 
-    def __init__(self, key: str, address: str, worker: str, info: P.ActorInfo, node: Any) -> None:
+    def __init__(self, key: str, address: str, worker: str, info: P.ActorInfo, node: Node | None) -> None:
         if node is None:
             raise ClusterClosedError("no client or worker in this process to call the actor through")
         object.__setattr__(self, "_key", key)
