@@ -43,6 +43,14 @@ class Counter:
     def fail(self) -> None:
         raise KeyError("actor")
 
+    async def call_on_the_loop(self, other: Any) -> tuple[bool, int]:
+        """In a worker's event loop, a call's ``result()`` is awaitable, as in a client's."""
+        pending = other.add(1).result(timeout=T)
+        return inspect.isawaitable(pending), await pending
+
+    def call_on_the_actor_thread(self, other: Any) -> int:
+        return int(other.add(1).result(timeout=T))
+
 
 def run(main: Callable[[], Awaitable[Any]]) -> Any:
     async def bounded() -> Any:
@@ -170,6 +178,13 @@ def test_actor_futures_follow_the_rule(cluster: LocalCluster, client: Client) ->
             assert await asyncio.to_thread(getattr, acounter, "n") == 5
 
     run(main)
+
+
+def test_a_workers_event_loop_plays_an_async_clients_loop_for_its_calls(client: Client) -> None:
+    caller = client.submit(Counter, actor=True).result(timeout=T)
+    other = client.submit(Counter, actor=True).result(timeout=T)
+    assert caller.call_on_the_loop(other).result(timeout=T) == (True, 1)
+    assert caller.call_on_the_actor_thread(other).result(timeout=T) == 2  # blocks there (serving others)
 
 
 def _fail_the_next_fetch(monkeypatch: pytest.MonkeyPatch, core: Any, notice: threading.Event) -> list[float]:
