@@ -90,7 +90,7 @@ def test_wait_and_as_completed_on_actor_futures_alone() -> None:
     done, not_done = wait(futures, timeout=T)
     assert done == set(futures) and not not_done
     got = list(as_completed(futures, with_results=True, raise_errors=False))
-    assert {f._label for f, _ in got} == {"0", "1", "2"}
+    assert {f.label for f, _ in got} == {"0", "1", "2"}
 
 
 def test_wait_on_nothing_returns_at_once() -> None:

@@ -98,7 +98,7 @@ def test_scatter_to_a_worker_named_by_address(client: Client, cluster: LocalClus
     for info in cluster.workers:
         [fut] = client.scatter([info.name + "-data"], workers=info.address, hash=False)
         assert client.submit(where, fut, workers=info.address).result(timeout=T) == info.name
-        assert fut._state.worker == info.name
+        assert fut.state.worker == info.name
         [fut] = client.scatter([info.name + "-data"], workers=[info.name], hash=False)
         assert fut.result(timeout=T) == info.name + "-data"
 

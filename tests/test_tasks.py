@@ -687,13 +687,13 @@ def test_task_pool_lends_the_slot_of_a_waiting_task() -> None:
     handoff, done = Completion(), Completion()
 
     def waiter() -> None:
-        handoff._wait(T)  # blocks: with one thread, `setter` could never run without the loan
+        handoff.wait_done(T)  # blocks: with one thread, `setter` could never run without the loan
         done.set_result(handoff.value)
 
     try:
         pool.submit(waiter)
         pool.submit(lambda: handoff.set_result("from the second task"))
-        done._wait(T)
+        done.wait_done(T)
         assert done.value == "from the second task"
         assert seen and set(seen) == {"init"}  # every pool thread ran the initializer
         _pool_threads_settle(pool, 1)  # the lent thread goes once it is idle

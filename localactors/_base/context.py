@@ -7,7 +7,8 @@ A worker process registers itself here when it starts; ``get_worker()`` and
 in-process (``LocalCluster(processes=False)``) several workers share the
 user's process, and only the thread knows which worker it belongs to. In
 the user's process the most recent client is the default node for handles
-unpickled outside any message (e.g. by hand).
+unpickled outside any message (e.g. by hand); :func:`future_owner` says which
+client holds the task Futures unpickled here.
 """
 
 from __future__ import annotations
@@ -91,3 +92,18 @@ def default_node(address: str | None = None) -> Any:
                 return core
     ref = _process["client"]
     return ref() if ref is not None else None
+
+
+def future_owner(node: Any = None) -> Any:
+    """The client core that holds task Futures unpickled by ``node`` (default: :func:`default_node`).
+
+    A client's Futures belong to itself; a worker's to its own client
+    (``get_client()`` there), which it starts on first use. ``None`` when no
+    client can hold them.
+    """
+    if node is None:
+        node = default_node()
+    worker = getattr(node, "worker", None)  # a worker's node knows its worker
+    if worker is not None:
+        return worker.get_client().core
+    return node if node is not None and hasattr(node, "future") else None

@@ -2,9 +2,12 @@
 
 Runs in: every process that calls (clients, and workers calling actors).
 
-Both take task futures and actor futures alike. In an asynchronous client's
-loop ``wait`` returns an awaitable; on an actor thread both keep serving other
-actors through the thread's nested waiter instead of blocking it.
+Both take task futures and actor futures alike. ``wait`` follows the one
+sync/async rule (``blocking.awaits_here``): in the event loop of an
+asynchronous client whose futures it waits for, it returns an awaitable;
+``as_completed`` blocks in ``for`` and awaits in ``async for``. On an actor
+thread both keep serving other actors through the thread's nested waiter
+instead of blocking it.
 """
 
 from __future__ import annotations
@@ -16,15 +19,9 @@ from collections.abc import Iterable, Iterator
 from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
-from .futures import (
-    ActorFuture,
-    Completion,
-    Future,
-    _blocked,
-    _in_loop_thread,
-    _local,
-    _resolve_waiter,
-)
+from .blocking import blocked, nested_waiter
+from .completion import Completion, resolve_waiter
+from .futures import ActorFuture, Future
 
 
 class DoneAndNotDone(NamedTuple):
@@ -35,8 +32,12 @@ class DoneAndNotDone(NamedTuple):
 ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION = "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION"
 
 
+def _completion(f: Future | ActorFuture) -> Completion:
+    return f.state if isinstance(f, Future) else f
+
+
 def _errored(f: Any) -> bool:
-    return f.done() and (f._state.error if isinstance(f, Future) else f.error) is not None
+    return f.done() and _completion(f).error is not None
 
 
 def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED) -> Any:
@@ -49,7 +50,7 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
     if isinstance(fs, (Future, ActorFuture)):
         fs = [fs]
     fs = list(fs)
-    if any(_awaitable_here(f) for f in fs):
+    if any(f.in_async_context() for f in fs):
         return _wait_async(fs, timeout, return_when)
     event = threading.Event()
     lock = threading.Lock()
@@ -64,7 +65,7 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
         return len(done) == len(fs)
 
     def on_done(f: Any) -> None:
-        # O(1) per callback: rescanning every future here made waiting on n futures O(n^2)
+        # O(1) per callback: never rescan every future here
         if return_when == FIRST_COMPLETED or (return_when == FIRST_EXCEPTION and _errored(f)):
             event.set()
             return
@@ -83,7 +84,7 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"wait: condition {return_when} not met after {timeout} s")
-            waiter = getattr(_local, "nested_waiter", None)
+            waiter = nested_waiter()
             if waiter is not None:
                 # serve other actors while waiting: wait on any pending future
                 while cursor < len(fs) and fs[cursor].done():
@@ -94,28 +95,14 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
                         break
                     time.sleep(0.01)
                     continue
-                pending = fs[cursor]
-                comp = pending._state if isinstance(pending, Future) else pending
-                waiter(comp, remaining)
+                waiter(_completion(fs[cursor]), remaining)
             elif event.is_set():
                 time.sleep(0.01)  # done once, but a future was reset: poll until check() holds
             else:
-                with _blocked():
+                with blocked():
                     event.wait(remaining)
     done = {f for f in fs if f.done()}
     return DoneAndNotDone(done, set(fs) - done)
-
-
-def _awaitable_here(f: Any) -> bool:
-    """Was ``f`` made by async code running on this thread's loop?"""
-    if isinstance(f, Future):
-        return bool(f._core.asynchronous) and _in_loop_thread(f._core)
-    if isinstance(f, ActorFuture) and f._loop is not None:
-        try:
-            return asyncio.get_running_loop() is f._loop
-        except RuntimeError:
-            return False
-    return False
 
 
 async def _wait_async(fs: list[Any], timeout: float | None, return_when: str) -> DoneAndNotDone:
@@ -142,9 +129,10 @@ async def _wait_async(fs: list[Any], timeout: float | None, return_when: str) ->
 
 
 async def _done_of(f: Any) -> None:
-    await (f._state if isinstance(f, Future) else f)._await_done()
-    if return_error := (f._state.error if isinstance(f, Future) else f.error):
-        raise return_error
+    comp = _completion(f)
+    await comp.await_done()
+    if comp.error is not None:
+        raise comp.error
 
 
 class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
@@ -184,7 +172,7 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
             waiters, self._waiters = self._waiters, []
         for loop, waiter in waiters:
             try:
-                loop.call_soon_threadsafe(_resolve_waiter, waiter)
+                loop.call_soon_threadsafe(resolve_waiter, waiter)
             except RuntimeError:
                 pass  # that loop is closed: nobody is iterating there any more
 
@@ -203,7 +191,7 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
         if remaining is not None and remaining <= 0:
             raise TimeoutError(f"as_completed: not all done after {self._timeout} s")
         try:
-            with _blocked():
+            with blocked():
                 return self._queue.get(block, remaining)
         except Empty:
             raise TimeoutError(f"as_completed: not all done after {self._timeout} s") from None
@@ -223,13 +211,13 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
     def __next__(self) -> Any:
         if self.is_empty():
             raise StopIteration
-        waiter = getattr(_local, "nested_waiter", None)
+        waiter = nested_waiter()
         if waiter is not None:
             while True:
                 try:
                     return self._emit(self._queue.get_nowait())
                 except Empty:
-                    waiter(_AnyOf(self._queue), 0.05)
+                    waiter(_Never(), 0.05)  # serve other actors for a while, then look again
         return self._emit(self._take(True))
 
     def __aiter__(self) -> as_completed:
@@ -273,10 +261,7 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
         return self._emit(future)
 
 
-class _AnyOf(Completion):
-    """Never set: used only to give a nested waiter a bounded wait."""
+class _Never(Completion):
+    """Never set: gives a nested waiter a bounded wait (it polls ``as_completed``'s queue)."""
 
     __slots__ = ()
-
-    def __init__(self, _queue: Any) -> None:
-        super().__init__()

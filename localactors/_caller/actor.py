@@ -3,8 +3,9 @@
 Runs in: any calling process (clients, tasks, other actors).
 
 A method call sends the request at once and returns an :class:`ActorFuture`;
-an attribute read blocks and returns the value (in asynchronous code it
-returns an awaitable instead). The proxy knows its actor's public members
+an attribute read blocks and returns the value, except where the node says
+calls return awaitables (``Node.in_async_context``: an asynchronous client's
+event loop, or a worker's), where it returns the ``ActorFuture`` to await. The proxy knows its actor's public members
 from the worker's report after construction, so a misspelt name fails here,
 immediately, with ``AttributeError``.
 
@@ -22,8 +23,10 @@ from typing import Any
 from .._base.context import default_node
 from .._base.errors import ClusterClosedError
 from .._base.futures import ActorFuture, Future
+from .._base.nested import futures_in, replace
 from .._base.serialize import EMPTY_ARGS, SerialContext, current_context, dumps
 from .._wire import protocol as P
+from .node import Node
 
 
 class Actor:
@@ -35,8 +38,13 @@ class Actor:
     """
 
     __slots__ = ("__weakref__", "_address", "_info", "_key", "_node", "_worker")
+    _key: str
+    _address: str
+    _worker: str
+    _info: P.ActorInfo
+    _node: Node  # the calling side of this process (a client's, or a worker's)
 
-    def __init__(self, key: str, address: str, worker: str, info: P.ActorInfo, node: Any) -> None:
+    def __init__(self, key: str, address: str, worker: str, info: P.ActorInfo, node: Node | None) -> None:
         if node is None:
             raise ClusterClosedError("no client or worker in this process to call the actor through")
         object.__setattr__(self, "_key", key)
@@ -107,9 +115,7 @@ class Actor:
             # the pending call keeps this proxy (so the actor) alive: dropping the
             # last handle right after a fire-and-forget call must not let the
             # release, which goes through the manager, overtake the call.
-            with fut._lock:  # (set after sending: under the lock, not after a reply)
-                if not fut._event.is_set():
-                    fut._keep = self
+            fut.keep_until_done(self)  # (after sending: it is dropped again if the reply came first)
         return fut
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -149,51 +155,29 @@ class _Method:
         actor = self._actor
         if not args and not kwargs:
             return actor._send(self._name, P.CallKind.METHOD, EMPTY_ARGS)
-        if _has_futures(args) or _has_futures(kwargs):
-            if actor._node.in_async_context() and not _all_done((args, kwargs)):
+        found = futures_in((args, kwargs))
+        if found:
+            if actor._node.in_async_context() and not all(_ready(f) for f in found):
                 # resolving would block the event loop (for ever, if the future
                 # needs this loop); sending later would let later calls overtake
                 raise TypeError(
                     f"{actor._info.cls_name}.{self._name}: in async code, await futures before passing them "
                     "to an actor method (their values are sent, and these are not ready)"
                 )
-            args, kwargs = _resolve((args, kwargs))
+            args, kwargs = replace((args, kwargs), _value)
         ctx = SerialContext(node=actor._node)
         payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}")
         return actor._send(self._name, P.CallKind.METHOD, payload, ctx)
 
 
-def _has_futures(obj: Any, depth: int = 0) -> bool:
-    if isinstance(obj, (Future, ActorFuture)):
-        return True
-    if depth > 100:  # deeper than anyone nests futures: let pickling judge it
-        return False
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return any(_has_futures(o, depth + 1) for o in obj)
-    if isinstance(obj, dict):
-        return any(_has_futures(o, depth + 1) for o in obj.values())
-    return False
+def _ready(f: Future | ActorFuture) -> bool:
+    """Can ``f`` give its value without blocking? (A task's value is a round trip away.)"""
+    return isinstance(f, ActorFuture) and f.done()
 
 
-def _all_done(obj: Any) -> bool:
-    """Are all futures in ``obj`` ready to give their values without blocking?"""
-    if isinstance(obj, ActorFuture):
-        return obj.done()
-    if isinstance(obj, Future):
-        return False  # fetching a task's value means a round trip to its worker
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return all(_all_done(o) for o in obj)
-    if isinstance(obj, dict):
-        return all(_all_done(o) for o in obj.values())
-    return True
-
-
-def _resolve(obj: Any) -> Any:
-    """Replace futures (in lists, tuples, sets and dicts) by their values."""
-    if isinstance(obj, (Future, ActorFuture)):
-        return obj.result()
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return type(obj)(_resolve(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _resolve(v) for k, v in obj.items()}
-    return obj
+def _value(f: Future | ActorFuture) -> Any:
+    """``f``'s value, waiting for it in this thread (never an awaitable)."""
+    if isinstance(f, ActorFuture):
+        f.wait_done(None)
+        return f.outcome()
+    return f.result()

@@ -5,8 +5,27 @@ Runs in: the user's process (and in workers, via ``get_client()``).
 ``submit`` pickles in the calling thread (so a bad argument fails right
 there) and sends one ``SubmitTasks`` to the manager; the manager's
 ``KeyDone`` marks the key's shared :class:`TaskState`; ``result()`` fetches
-the value straight from the worker holding it. The names and shapes follow
-``dask.distributed.Client`` so that code moves between the two unchanged.
+the value straight from the worker holding it (``fetch.py``). The names and
+shapes follow ``dask.distributed.Client`` so that code moves between the two
+unchanged.
+
+Blocking or awaitable: the one rule, as in dask.distributed. A method that
+waits returns an awaitable exactly when the object it is called on belongs
+to an asynchronous client (``Client(asynchronous=True)``) and it is called
+from that client's event-loop thread; everywhere else it blocks: a
+synchronous client's, even inside a running loop (as in Jupyter), and an
+asynchronous client's called from any other thread. It holds for every
+method that waits: ``Client.scatter``, ``gather``, ``cancel``,
+``scheduler_info``, ``actor_stats`` and ``close``; ``Future.result``,
+``exception`` and ``cancel``; ``ActorFuture.result`` and ``exception``;
+reading an ``Actor``'s attribute; ``wait`` and ``progress`` (decided by
+their futures' client). An actor *method* call never waits: it returns an
+``ActorFuture`` at once, which async code awaits. ``as_completed`` blocks in
+``for`` and awaits in ``async for``. An ``ActorFuture`` belongs to the loop
+of the code that made the call; an asynchronous client not awaited yet, to
+the loop that runs it; in a worker, the worker's event loop (where async
+actor methods run) plays that loop for the handles and calls made there.
+One function decides it all: ``_base/blocking.awaits_here``.
 """
 
 from __future__ import annotations
@@ -22,18 +41,23 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from .._base import context as _context
+from .._base.blocking import awaits_here
+from .._base.completion import Completion
 from .._base.config import DEFAULT_MAX_IN_FLIGHT
 from .._base.errors import ClusterClosedError
-from .._base.futures import ActorFuture, Completion, Future
-from .._base.nested import _erred, _rebuild, _skip_erred, _walk
+from .._base.futures import ActorFuture, Future
+from .._base.nested import futures_in
 from .._base.serialize import SerialContext, dumps
 from .._wire import protocol as P
 from .cluster import LocalCluster
-from .core import ClientCore, _recomputing
-from .spec import _funcname, make_spec
+from .core import ClientCore
+from .diagnostics import actor_table, collect
+from .fetch import gather_plan, run_awaiting, run_blocking
+from .info import scheduler_info
+from .spec import funcname, make_spec
 
-#: a gather under way: (structure, key -> holder asked, values so far, requests)
-_Gathering = tuple[Any, dict[str, "str | None"], dict[str, Any], list[tuple[list[Future], Completion]]]
+#: how long ``scheduler_info()`` waits for the manager's answer
+INFO_TIMEOUT = 30.0
 
 _client_ids = itertools.count()
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -124,6 +148,13 @@ class Client:
             raise ClusterClosedError("the client is not started (await it first)")
         return self._core
 
+    def _awaits(self) -> bool:
+        """Should a method return an awaitable here? The one rule (module docstring)."""
+        core = self._core
+        if core is None:  # an asynchronous client not awaited yet belongs to the loop that runs it
+            return self.asynchronous and awaits_here(_running_loop())
+        return core.in_async_context()
+
     # -- tasks --------------------------------------------------------------------
 
     def submit(
@@ -146,9 +177,7 @@ class Client:
         Futures among the arguments (also in lists, tuples and dicts) are
         dependencies: the task runs after them and receives their values.
         """
-        pending: list[Any] = []
-        _walk((args, kwargs), pending)
-        waits = [f for f in pending if isinstance(f, ActorFuture) and not f.done()]
+        waits = [f for f in futures_in((args, kwargs)) if isinstance(f, ActorFuture) and not f.done()]
         spec, ctx = make_spec(
             self.core, fn, args, kwargs, key, pure, workers, resources, allow_other_workers, retries,
             actor or actors, max_restarts,
@@ -176,7 +205,7 @@ class Client:
         self, fn: Any, args: Any, kwargs: Any, waits: list[ActorFuture], key: str | None, *rest: Any
     ) -> Future:
         """Some arguments are actor calls still running: send when they finish."""
-        key = key or f"{_funcname(fn)}-{uuid.uuid4().hex}"
+        key = key or f"{funcname(fn)}-{uuid.uuid4().hex}"
         fut = self.core.future(key)
         remaining = [len(waits)]
         lock = threading.Lock()
@@ -191,7 +220,7 @@ class Client:
                 self.core.send_pins(ctx)
                 self.core.send(P.SubmitTasks((spec,)))
             except BaseException as err:
-                fut._state.set_exception(err)
+                fut.state.set_exception(err)
 
         for w in waits:
             w.add_done_callback(go)
@@ -257,7 +286,7 @@ class Client:
             result = type(data)(futures) if not isinstance(data, set) else list(futures)
         else:
             result = futures[0]
-        if self.asynchronous:
+        if self._awaits():
             return _ready(result)
         return result
 
@@ -271,68 +300,17 @@ class Client:
         """
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
-        found: list[Any] = []
-        _walk(futures, found)
-        if self.asynchronous and self.core.in_async_context():
-            return self._gather_async(futures, found, errors)
-        while True:
-            for f in found:
-                (f._state if isinstance(f, Future) else f)._wait(timeout)
-            started = self._start_gather(futures, errors)
-            if started is None:
-                return None
-            for _, comp in started[3]:
-                comp._wait(timeout)
-            again, value = self._finish_gather(started)
-            if not again:
-                return value
-
-    async def _gather_async(self, futures: Any, found: list[Any], errors: str = "raise") -> Any:
-        while True:
-            for f in found:
-                await (f._state if isinstance(f, Future) else f)._await_done()
-            started = self._start_gather(futures, errors)
-            if started is None:
-                return None
-            for _, comp in started[3]:
-                await comp._await_done()
-            again, value = self._finish_gather(started)
-            if not again:
-                return value
-
-    def _start_gather(self, futures: Any, errors: str) -> _Gathering | None:
-        """Every future is done: drop the failed ones if asked, start the fetches."""
-        if errors == "skip":
-            if _erred(futures):
-                return None
-            futures = _skip_erred(futures)
-        found: list[Any] = []
-        _walk(futures, found)
-        task_futures = [f for f in found if isinstance(f, Future)]
-        asked = {f.key: f._state.address for f in task_futures}
-        values, requests = self.core.fetch_many(task_futures)
-        return futures, asked, values, requests
-
-    def _finish_gather(self, started: _Gathering) -> tuple[bool, Any]:
-        """``(True, None)`` to go round again (a holder died and its keys are
-        being computed again), else ``(False, the rebuilt structure)``."""
-        futures, asked, values, requests = started
-        failed = [(fs, comp.error) for fs, comp in requests if comp.error is not None]
-        if failed and all(_recomputing(err, fs, asked[fs[0].key]) for fs, err in failed):
-            return True, None
-        return False, _rebuild(futures, self.core.finish_fetch(values, requests))
+        plan = gather_plan(self.core, futures, errors)
+        if self._awaits():
+            return run_awaiting(self.core, plan, timeout)
+        return run_blocking(self.core, plan, timeout)
 
     def cancel(self, futures: Any, timeout: float | None = 30.0) -> Any:
         """Cancel futures (nested in lists, tuples, dicts); their dependents too.
 
         Returns once the manager has cancelled them; awaitable in async code.
         """
-        found: list[Any] = []
-        _walk(futures, found)
-        result = self.core.cancel([f for f in found if isinstance(f, Future)], timeout)
-        if self.asynchronous and result is None:
-            return _ready(None)
-        return result
+        return self.core.cancel([f for f in futures_in(futures) if isinstance(f, Future)], timeout)
 
     # -- cluster ------------------------------------------------------------------------
 
@@ -343,41 +321,28 @@ class Client:
         "max_latency", "queued", "running"}}``; latencies in seconds, from a
         call's arrival at the worker to its reply. Awaitable in async code.
         """
-        from .diagnostics import actor_stats
+        if self._awaits():
+            return self._actor_stats_async(timeout)
+        return actor_table(collect(self, timeout))
 
-        return actor_stats(self, timeout)
+    async def _actor_stats_async(self, timeout: float) -> dict[str, dict[str, Any]]:
+        return actor_table(await asyncio.to_thread(collect, self, timeout))
 
     def scheduler_info(self) -> Any:
         """``{"workers": {name: {...}}}`` with pid, nthreads, resources and memory."""
-        if self.asynchronous:
-            return self._scheduler_info_async()
         comp = self.core.request(lambda r: P.InfoRequest(r))
-        comp._wait(30)
-        return self._info(comp.value)
+        if self._awaits():
+            return self._scheduler_info_async(comp)
+        comp.wait_done(INFO_TIMEOUT)
+        return scheduler_info(self.core.address, comp.outcome())
 
-    async def _scheduler_info_async(self) -> dict[str, Any]:
-        comp = self.core.request(lambda r: P.InfoRequest(r))
-        await comp._await_done()
-        return self._info(comp.value)
-
-    def _info(self, reply: P.InfoReply) -> dict[str, Any]:
-        workers = {}
-        for w in reply.workers:
-            workers[w.name] = {
-                "name": w.name,
-                "address": w.address,
-                "pid": w.pid,
-                "nthreads": w.nthreads,
-                "resources": dict(w.resources),
-                "memory_limit": w.memory_limit,
-                "memory": _rss(w.pid),
-                "metrics": {"memory": _rss(w.pid)},  # where dask.distributed keeps it
-            }
-        return {"type": "localactors", "address": self.core.address, "workers": workers}
+    async def _scheduler_info_async(self, comp: Completion) -> dict[str, Any]:
+        await comp.await_done(INFO_TIMEOUT)
+        return scheduler_info(self.core.address, comp.outcome())
 
     def close(self, timeout: float = 5.0) -> Any:
         """Close the client (and the cluster it started); idempotent."""
-        if self.asynchronous:
+        if self._awaits():
             return asyncio.to_thread(self._close, timeout)
         self._close(timeout)
         return None
@@ -411,15 +376,12 @@ class Client:
                 pass
 
 
-def _rss(pid: int) -> int:
-    """Resident memory of a worker process, in bytes (same machine: ask the OS)."""
-    import psutil
-
-    try:
-        return int(psutil.Process(pid).memory_info().rss)
-    except psutil.Error:
-        return 0
-
-
 async def _ready(value: Any) -> Any:
     return value
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -5,39 +5,36 @@ Runs in: the user's process (and in workers, under their ``get_client()``).
 It holds the manager link and reads it in its reader thread: ``KeyDone``,
 ``KeyErred``, ``KeyLost`` and ``KeyReset`` update the shared
 :class:`TaskState` of each key; replies complete pending requests. Futures
-and actor handles point here, and it fetches task values straight from the
-workers holding them, waiting out a recomputation when a holder died.
+and actor handles point here (a Future knows it as a ``FutureOwner``); it
+fetches task values straight from the workers holding them (``fetch.py``),
+and decides for them whether a call blocks or returns an awaitable
+(:meth:`ClientCore.in_async_context`, the one rule).
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
-import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
-from .._base.futures import CANCELLED, LOST, Completion, Future, TaskState
-from .._base.serialize import SerialContext, loads
-from .._caller.actor import Actor
+from .._base.blocking import awaits_here
+from .._base.errors import ClusterBrokenError, ClusterClosedError, load_exception
+from .._base.futures import CANCELLED, ERROR, Completion, Future, TaskState
 from .._caller.node import Node
 from .._wire import protocol as P
 from .._wire.connection import Link, LinkClosed, connect, in_reader_thread
-
-if TYPE_CHECKING:
-    from .client import Client
+from .fetch import fetch_plan, run_awaiting, run_blocking
 
 
 class ClientCore(Node):
     """The machinery under a :class:`Client`; futures and actors point here."""
 
-    def __init__(self, client: Client, address: str, authkey: bytes, name: str, direct: bool) -> None:
+    def __init__(self, client: object, address: str, authkey: bytes, name: str, direct: bool) -> None:
         super().__init__(name, authkey, direct)
-        self._client_ref = weakref.ref(client)
+        self._client_ref = weakref.ref(client)  # the Client facade, not kept alive by its core
         self.address = address
         self.states: weakref.WeakValueDictionary[str, TaskState] = weakref.WeakValueDictionary()
         self._requests: dict[int, Completion] = {}
@@ -51,16 +48,13 @@ class ClientCore(Node):
         link.start_reader(self._on_manager_message, self._on_manager_close)
 
     @property
-    def client(self) -> Client | None:
+    def client(self) -> Any:
+        """The ``Client`` this core is under (``None`` once it is gone)."""
         return self._client_ref()
 
     def in_async_context(self) -> bool:
-        if not self.asynchronous or self.loop is None:
-            return False
-        try:
-            return asyncio.get_running_loop() is self.loop
-        except RuntimeError:
-            return False
+        """Return awaitables here? Yes in this asynchronous client's event loop (the one rule)."""
+        return self.asynchronous and awaits_here(self.loop)
 
     def worker_name(self, address: str) -> str:
         return self._workers.get(address) or os.path.basename(address)
@@ -100,12 +94,11 @@ class ClientCore(Node):
                     if isinstance(exc, CancelledError):
                         state.cancel(exc)  # even if it had finished: its data is being released
                     else:
-                        state.set_exception(exc, "error")
+                        state.set_exception(exc, ERROR)
             case P.KeyLost(key, error):
                 state = self.states.get(key)
-                if state is not None and not state.set_exception(load_exception(error), LOST):
-                    state.status = LOST  # it had finished: the data is gone now
-                    state.error = load_exception(error)
+                if state is not None:
+                    state.lose(load_exception(error))  # even if it had finished: the data is gone now
             case P.InfoReply(req_id) | P.Ack(req_id):
                 comp = self._requests.pop(req_id, None)
                 if comp is not None:
@@ -128,7 +121,7 @@ class ClientCore(Node):
             self.mark_broken(ClusterBrokenError("the manager went away"))
         err = self.broken or ClusterClosedError("the client is closed")
         for state in list(self.states.values()):
-            state.set_exception(err, "error")
+            state.set_exception(err, ERROR)
         for comp in list(self._requests.values()):
             comp.set_exception(err)
         self.close_peers()
@@ -149,91 +142,13 @@ class ClientCore(Node):
             self.states[key] = state
         return Future(key, self, state)
 
-    def _value(self, fut: Future, items: dict[str, bytes], missing: tuple[str, ...]) -> Any:
-        if fut.key in missing or fut.key not in items:
-            raise WorkerLostError(f"the data of {fut.key!r} is gone from worker {fut._state.worker}")
-        ctx = SerialContext(node=self)
-        try:
-            return loads(items[fut.key], ctx, what=f"the result of {fut.key!r}")
-        finally:
-            self.refs.unpin(ctx.unpins)
+    def fetch(self, fut: Future, timeout: float | None) -> Any:
+        """``fut``'s value, blocking up to ``timeout`` seconds (``Future.result()``)."""
+        return run_blocking(self, fetch_plan(self, fut), timeout)
 
-    def _actor_of(self, fut: Future) -> Actor | None:
-        state = fut._state
-        if state.actor is None:
-            return None
-        assert state.address is not None and state.worker is not None
-        return Actor(fut.key, state.address, state.worker, state.actor, self)
-
-    def fetch_one(self, fut: Future, timeout: float | None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            actor = self._actor_of(fut)
-            if actor is not None:
-                return actor
-            address = fut._state.address
-            assert address is not None
-            comp = self.request_data(address, (fut.key,))
-            comp._wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if comp.error is not None:
-                if not _recomputing(comp.error, [fut], address):
-                    raise comp.error
-                # the holder died and the manager is computing the key again: wait for it
-                fut._state._wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                if fut._state.error is not None:
-                    raise fut._state.error
-                continue
-            items, missing = comp.value
-            return self._value(fut, items, missing)
-
-    async def afetch_one(self, fut: Future) -> Any:
-        actor = self._actor_of(fut)
-        if actor is not None:
-            return actor
-        address = fut._state.address
-        assert address is not None
-        comp = self.request_data(address, (fut.key,))
-        await comp._await_done()
-        if comp.error is not None:
-            if not _recomputing(comp.error, [fut], address):
-                raise comp.error
-            await fut._state._await_done()  # computed again after its holder died
-            if fut._state.error is not None:
-                raise fut._state.error
-            return await self.afetch_one(fut)
-        items, missing = comp.value
-        return self._value(fut, items, missing)
-
-    def fetch_many(self, futures: list[Future]) -> tuple[dict[str, Any], list[tuple[list[Future], Completion]]]:
-        """Start fetching: actor handles at once, data grouped by worker."""
-        values: dict[str, Any] = {}
-        by_worker: dict[str, list[Future]] = {}
-        for fut in futures:
-            if fut.key in values:
-                continue
-            if fut._state.error is not None:
-                raise fut._state.error
-            actor = self._actor_of(fut)
-            if actor is not None:
-                values[fut.key] = actor
-            else:
-                assert fut._state.address is not None
-                by_worker.setdefault(fut._state.address, []).append(fut)
-        requests = [
-            (fs, self.request_data(address, tuple(dict.fromkeys(f.key for f in fs))))
-            for address, fs in by_worker.items()
-        ]
-        return values, requests
-
-    def finish_fetch(self, values: dict[str, Any], requests: list[tuple[list[Future], Completion]]) -> dict[str, Any]:
-        for fs, comp in requests:
-            if comp.error is not None:
-                raise comp.error
-            items, missing = comp.value
-            for fut in fs:
-                if fut.key not in values:
-                    values[fut.key] = self._value(fut, items, missing)
-        return values
+    async def afetch(self, fut: Future, timeout: float | None) -> Any:
+        """``fut``'s value, awaited (``Future.result()`` and ``await fut`` in async code)."""
+        return await run_awaiting(self, fetch_plan(self, fut), timeout)
 
     def cancel(self, futures: Iterable[Future], timeout: float | None = 30.0) -> Any:
         """Cancel the futures' keys; returns once the manager has (as dask does).
@@ -243,14 +158,14 @@ class ClientCore(Node):
         futures = list(futures)
         comp = self.request(lambda r: P.Cancel(tuple(f.key for f in futures), r))
         if self.in_async_context():
-            return self._acancel(futures, comp)
+            return self._acancel(futures, comp, timeout)
         if not in_reader_thread():  # a done-callback must not wait for a reply its own thread reads
-            comp._wait(timeout)
+            comp.wait_done(timeout)
         _mark_cancelled(futures)
         return None
 
-    async def _acancel(self, futures: list[Future], comp: Completion) -> None:
-        await comp._await_done()
+    async def _acancel(self, futures: list[Future], comp: Completion, timeout: float | None) -> None:
+        await comp.await_done(timeout)
         _mark_cancelled(futures)
 
     def close(self) -> None:
@@ -274,25 +189,5 @@ class ClientCore(Node):
 def _mark_cancelled(futures: list[Future]) -> None:
     # the manager's KeyErred came before its Ack; this covers keys it no longer knew
     for fut in futures:
-        if fut._state.status != CANCELLED:
-            fut._state.cancel(CancelledError(f"{fut.key} was cancelled"))
-
-
-#: how long a failed fetch waits for the manager's word on the worker that left
-DEATH_NOTICE_GRACE = 5.0
-
-
-def _recomputing(error: BaseException, futures: list[Future], address: str | None) -> bool:
-    """Did a fetch fail because its worker died, with the manager now recomputing?
-
-    The manager's ``KeyReset`` precedes its death notice, and the failed fetch
-    waited for that notice, so by now the states say so.
-    """
-    if not isinstance(error, WorkerLostError):
-        return False
-    if address is not None and futures:
-        # the fetch may have failed before the notice came (a node waits for it only
-        # briefly, and the manager may be slow to reap a leaving worker): wait for it
-        # here, bounded, as the KeyResets we look for precede it
-        futures[0]._core.await_death_notice(address, DEATH_NOTICE_GRACE)
-    return any(not f._state.done() or f._state.address != address for f in futures)
+        if fut.state.status != CANCELLED:
+            fut.state.cancel(CancelledError(f"{fut.key} was cancelled"))

@@ -18,27 +18,19 @@ import threading
 import time
 from typing import IO, Any
 
-from .._base.futures import ActorFuture, Future
+from .._base.futures import CANCELLED, ERROR, LOST, Future
+from .._base.nested import futures_in
 
 
-def _flatten(obj: Any, out: list[Any]) -> None:
-    if isinstance(obj, (Future, ActorFuture)):
-        out.append(obj)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _flatten(v, out)
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for v in obj:
-            _flatten(v, out)
-    else:
-        raise TypeError(f"progress() takes futures (or lists and dicts of them), not {type(obj).__name__}")
+def _not_a_future(obj: Any) -> None:
+    raise TypeError(f"progress() takes futures (or lists and dicts of them), not {type(obj).__name__}")
 
 
 def _group(f: Any) -> str:
     if isinstance(f, Future):
         prefix, _, token = f.key.rpartition("-")
         return prefix if prefix and len(token) >= 8 else f.key
-    return str(f._label) or "actor call"
+    return str(f.label) or "actor call"
 
 
 class _Tally:
@@ -62,7 +54,7 @@ class _Tally:
             f.add_done_callback(lambda fut, g=_group(f): self._finished(g, fut))
 
     def _finished(self, group: str, fut: Any) -> None:
-        erred = fut.status in ("error", "lost", "cancelled") if isinstance(fut, Future) else fut.error is not None
+        erred = fut.status in (ERROR, LOST, CANCELLED) if isinstance(fut, Future) else fut.error is not None
         with self._lock:
             self.done[group] += 1
             self.errors[group] += erred
@@ -109,21 +101,20 @@ def progress(
     """Show text progress bars (one per function or method) until the futures are done.
 
     Takes task ``Future``\\ s and ``ActorFuture``\\ s, loose or in lists and
-    dicts. Blocks in synchronous code; in a coroutine it returns an
-    awaitable. Raises ``TimeoutError`` after ``timeout`` seconds. Errors do
+    dicts. Blocks, drawing as it goes; in the event loop of the futures'
+    asynchronous client it returns an awaitable instead (the one rule: a
+    synchronous client's progress blocks even where a loop runs, as in
+    Jupyter). Raises ``TimeoutError`` after ``timeout`` seconds. Errors do
     not stop it: they are counted (``| 2 erred``) and stay on the futures.
     """
-    found: list[Any] = []
-    _flatten(futures, found)
+    found = futures_in(futures, on_other=_not_a_future)
     tally = _Tally(found)
     screen = _Screen(file if file is not None else sys.stdout)
     start = time.monotonic()
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        _run(tally, screen, start, interval, timeout, width)
-        return None
-    return _arun(tally, screen, start, interval, timeout, width)
+    if any(f.in_async_context() for f in found):
+        return _arun(tally, screen, start, interval, timeout, width)
+    _run(tally, screen, start, interval, timeout, width)
+    return None
 
 
 def _run(tally: _Tally, screen: _Screen, start: float, interval: float, timeout: float | None, width: int) -> None:

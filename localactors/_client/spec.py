@@ -1,4 +1,4 @@
-"""Turning a call into a :class:`~localactors._protocol.TaskSpec`: pickle it, name its key.
+"""Turning a call into a :class:`~localactors._wire.protocol.TaskSpec`: pickle it, name its key.
 
 Runs in: the user's process (and in workers, under their ``get_client()``).
 
@@ -11,33 +11,33 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._base.serialize import SerialContext, dumps
+from .._caller.node import Node
 from .._wire import protocol as P
 
-if TYPE_CHECKING:
-    from .core import ClientCore
 
-
-def _funcname(fn: Any) -> str:
+def funcname(fn: Any) -> str:
+    """``fn``'s name, fit for a key (its prefix groups the key's tasks in ``progress``)."""
     name = getattr(fn, "__name__", None) or type(fn).__name__
     return str(name).replace("<", "").replace(">", "")
 
 
 def make_spec(
-    core: ClientCore, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None, pure: bool,
+    node: Node, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None, pure: bool,
     workers: Any, resources: dict[str, float] | None, allow_other_workers: bool, retries: int,
     actor: bool, max_restarts: int,
 ) -> tuple[P.TaskSpec, SerialContext]:  # fmt: skip
-    ctx = SerialContext(node=core, collect_deps=True)
-    payload = dumps((fn, args, kwargs), ctx, what=f"the call of {_funcname(fn)}")
+    """The ``TaskSpec`` of ``fn(*args, **kwargs)``, pickled with ``node`` owning its handles."""
+    ctx = SerialContext(node=node, collect_deps=True)
+    payload = dumps((fn, args, kwargs), ctx, what=f"the call of {funcname(fn)}")
     if key is None:
         if pure and not actor:
             token = hashlib.blake2b(payload, digest_size=16).hexdigest()
         else:
             token = uuid.uuid4().hex
-        key = f"{_funcname(fn)}-{token}"
+        key = f"{funcname(fn)}-{token}"
     if isinstance(workers, str):
         workers = (workers,)
     spec = P.TaskSpec(
