@@ -91,10 +91,9 @@ def _targets(node: ast.Import | ast.ImportFrom, source: str, is_package: bool) -
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return any(
-        (isinstance(n, ast.Name) and n.id == "TYPE_CHECKING") or (isinstance(n, ast.Attribute) and n.attr == "TYPE_CHECKING")
-        for n in ast.walk(test)
-    )
+    names = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(test) if isinstance(n, ast.Attribute)}
+    return "TYPE_CHECKING" in names
 
 
 def imports_of(path: Path, text: str | None = None) -> list[Import]:
@@ -294,20 +293,15 @@ def test_the_package_docstring_states_this_rule() -> None:
     doc = localactors.__doc__ or ""
     stated: dict[str, frozenset[str] | None] = {}
     for line in doc.splitlines():
-        m = re.match(r"^\s{4}(_wire|_base|_caller|_manager|_client|_worker|_tools\S*)\s+(.+?)\s{2,}", line + "  ")
+        m = re.match(r"^ {4}(_[a-z]+) +(.+?) {2,}\S", line)
         if not m:
             continue
         words = m.group(2).split()
-        layers = m.group(1).split(",")
-        if words[0] == "anything":
-            rule = None
-        elif words[0] == "stdlib":
-            rule = frozenset()
+        if words == ["anything"]:
+            stated[m.group(1)] = None
         else:
-            rule = frozenset(w.strip(",") for w in words)
-        for layer in layers:
-            stated[layer] = rule
-    expected = {k: v for k, v in MAY_IMPORT.items() if k.startswith("_") and k not in ("__init__", "__main__")}
+            stated[m.group(1)] = frozenset() if words == ["stdlib", "only"] else frozenset(words)
+    expected = {k: v for k, v in MAY_IMPORT.items() if k.startswith("_") and not k.startswith("__")}
     assert stated == expected, f"the package docstring's layer table disagrees with tests/test_layers.py: {stated}"
 
 
