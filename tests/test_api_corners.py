@@ -1,4 +1,4 @@
-"""Closed gaps: a live ``LocalCluster.workers``, ``gather(errors="skip")``,
+"""Corners of the dask-shaped API: a live ``LocalCluster.workers``, ``gather(errors="skip")``,
 ``scatter(workers=<address>)``, ``Actor.worker`` after a restart, and a fast,
 named failure when workers die before registering."""
 
