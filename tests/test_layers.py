@@ -318,5 +318,7 @@ sys.exit(1 if bad else 0)
 
 
 def test_the_users_process_does_not_import_manager_or_worker_code() -> None:
-    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120, cwd=PACKAGE.parent
+    )
     assert done.returncode == 0, f"the user's process imported manager or worker modules:\n{done.stdout}{done.stderr}"
