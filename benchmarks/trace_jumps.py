@@ -187,7 +187,7 @@ def main() -> None:
             task = [rec.record(lambda: client.submit(inc, 41, pure=False).result(timeout=30)) for _ in range(runs)]
     finally:
         sys.setprofile(None)
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
     print("file-to-file jumps (calls and returns) on every thread; in-process cluster, 1 worker")
     if not quieted:
         print(
