@@ -1,24 +1,62 @@
 """localactors: stateful actors and tasks on one machine, the dask.distributed way.
 
-Data flow (``Client`` in the user's process; one manager; N workers)::
+Three kinds of process; each arrow names the message (``_wire/protocol.py``) and
+the module at each end (``client/core`` is ``localactors/_client/core.py``)::
 
-      user process                      manager process            worker process(es)
-    +-----------------+   SubmitTasks   +-----------------+  RunTask  +---------------------+
-    | Client          | --------------> | Scheduler       | --------> | task pool (threads) |
-    |  Future  <------|-- KeyDone ------|  tasks, refs,   | <-------- | data {key: value}   |
-    |                 |   RefDelta ---> |  placement      | TaskDone  |                     |
-    |  Actor proxy    |                 +-----------------+           | actor thread        |
-    |   .method() ----|------- ActorCall (direct link) --------------> |  -> sync methods    |
-    |  ActorFuture <--|------- CallOk / CallErr ---------------------- |  -> starts async on |
-    |  .result() -----|------- GetData / DataReply ------------------> |     the event loop  |
-    +-----------------+                                               +---------------------+
-                          workers call each other's actors and fetch
-                          dependencies over direct worker-worker links
+     user's process                      manager process                     each worker process
+    +---------------------+             +---------------------+             +---------------------+
+    | LocalCluster        | starts, then| Manager             |    starts   | Worker              |
+    |   client/cluster    | ==========> |   manager/manager   | ==========> |   worker/worker     |
+    |                     | <==========>|                     |   by entry  |                     |
+    |                     | control pipe|                     |  point name |                     |
+    |   client/output     | <--Output---|   manager/output    | <--pipes--- |   worker/output     |
+    |                     |             |                     |             |                     |
+    | Client              | SubmitTasks | Scheduler           |   RunTask   | task pool           |
+    |   client/client     | ----------> |   manager/scheduler | ----------> |   worker/worker     |
+    |   client/core       | <---------- |                     | <---------- |   worker/taskpool   |
+    |   base/futures      |   KeyDone   |                     |   TaskDone  |                     |
+    |                     |             |                     |             |                     |
+    | refs thread         |   RefDelta  |                     |   RefDelta  | refs thread         |
+    |   caller/node       | ----------> |   manager/refcount  | <---------- |   caller/node       |
+    |   caller/node       | <---------- |   manager/supervise | ----------> |   caller/node       |
+    |                     |  WorkerDied |                     |  WorkerDied |                     |
+    |                     |  ActorMoved |                     |  ActorMoved |                     |
+    |                     |             +---------------------+             |                     |
+    | Future.result()     |                     GetData                     |                     |
+    |   client/core       |    ----------------------------------------->   |   worker/calls      |
+    |   caller/peer       |    <-----------------------------------------   |   (the thread that  |
+    |                     |                    DataReply                    |   reads the link)   |
+    | Actor proxy         |                    ActorCall                    |                     |
+    |   caller/actor      |    ----------------------------------------->   |   worker/calls      |
+    |   caller/node,peer  |    <-----------------------------------------   |   worker/           |
+    | ActorFuture         |                 CallOk, CallErr                 |     actor_thread    |
+    |   base/futures      |                                                 |                     |
+    |   wire/shared_read  |                                                 |                     |
+    +---------------------+                                                 +---------------------+
 
-Every link is an authenticated AF_UNIX connection in a private directory.
-With ``Client(direct_to_workers=False)`` the direct links run through the
-manager instead. The manager keeps the books (who holds what, who refers to
-what) and is off the path of every actor call.
+Every arrow but the control pipe is an authenticated AF_UNIX link
+(``wire/connection``) carrying framed messages (``wire/link``, ``wire/codec``);
+each link has a reader thread in each process. Workers call each other's actors
+and fetch each other's data over the same direct links. With
+``Client(direct_to_workers=False)`` the direct links run through the manager
+(``RelayTo``/``RelayFrom``, ``manager/relay``). The manager keeps the books (who
+holds what, who refers to what) and is off the path of every actor call and
+every result.
+
+Layers: a subpackage imports only the layers its row names (its own included),
+counting imports under ``TYPE_CHECKING`` and inside functions, and no module
+imports in a cycle (``tests/test_layers.py`` enforces both)::
+
+    layer      may import                   holds
+    _wire      stdlib only                  messages, codec, framed link, authenticated connection
+    _base      _wire                        errors, serialization, futures, waiting, context, config, runner
+    _caller    _base _wire                  node, peer links, reference tracking, the Actor proxy
+    _manager   _base _wire                  the manager process (started by entry-point name)
+    _client    _caller _base _wire          the user's process: Client, LocalCluster
+    _worker    _client _caller _base _wire  a worker process (it hosts its own client, as in dask)
+    _tools     anything                     ``demo``, ``top``; so may __init__, __main__, testing
+
+docs/architecture.md walks one actor call and one task through these modules.
 """
 
 import logging

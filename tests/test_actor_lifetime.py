@@ -16,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import psutil
+from helpers import wait_until
 
 from localactors import Actor, Client, get_worker
 
@@ -128,14 +127,6 @@ def on(client: Client, worker: str) -> dict[str, Any]:
     return result
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = T) -> None:
-    """Poll a condition decided in another process, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)  # polling a remote condition, not synchronising
-
-
 def make(client: Client, label: str, **kw: Any) -> tuple[Any, Actor]:
     future = client.submit(Tracked, label, actor=True, **kw)
     return future, future.result(timeout=T)
@@ -193,7 +184,7 @@ def test_a_call_on_a_dropped_temporary_proxy_still_runs(client: Client) -> None:
         # proxy and future are dropped at once: the call must keep the actor until it ran
         client.submit(Tracked, "temporary", actor=True, workers=[where]).result(timeout=T).note(i)
     settle(client)
-    eventually(lambda: len(on(client, where)["notes"]) - before == 50, "all 50 calls ran")
+    wait_until(lambda: len(on(client, where)["notes"]) - before == 50, T, "all 50 calls ran")
     assert on(client, where)["notes"][before:] == list(range(50))
 
 
@@ -211,7 +202,7 @@ def test_a_handle_held_by_another_actor_keeps_the_actor(client: Client) -> None:
     assert key in on(client, names[0])["keys"]
     assert holder.use_all().result(timeout=T) == [1]
     holder.forget().result(timeout=T)  # the last handle was in the holder's worker
-    eventually(lambda: key not in on(client, names[0])["keys"], "the worker drops the actor")
+    wait_until(lambda: key not in on(client, names[0])["keys"], T, "the worker drops the actor")
     assert "held-by-actor" in on(client, names[0])["dropped"]
 
 
@@ -224,7 +215,7 @@ def test_a_handle_in_a_task_result_keeps_the_actor(client: Client) -> None:
     settle(client)
     assert key in on(client, worker)["keys"]
     del boxed
-    eventually(lambda: (settle(client), key not in on(client, worker)["keys"])[1], "the actor is dropped")
+    wait_until(lambda: (settle(client), key not in on(client, worker)["keys"])[1], T, "the actor is dropped")
 
 
 def test_a_handle_in_flight_to_a_task_keeps_the_actor(client: Client) -> None:
@@ -241,7 +232,7 @@ def test_a_handle_in_flight_to_a_task_keeps_the_actor(client: Client) -> None:
     gate.open()
     assert task.result(timeout=T) == 1
     del task, blocker
-    eventually(lambda: (settle(client), key not in on(client, worker)["keys"])[1], "dropped after the task")
+    wait_until(lambda: (settle(client), key not in on(client, worker)["keys"])[1], T, "dropped after the task")
 
 
 def test_a_handle_in_flight_to_an_actor_method_keeps_the_actor(client: Client) -> None:
@@ -257,7 +248,7 @@ def test_a_handle_in_flight_to_an_actor_method_keeps_the_actor(client: Client) -
     assert key in on(client, names[0])["keys"]
     gate.open()
     assert call.result(timeout=T) == 1
-    eventually(lambda: key not in on(client, names[0])["keys"], "dropped after the call returned")
+    wait_until(lambda: key not in on(client, names[0])["keys"], T, "dropped after the call returned")
 
 
 def test_a_pending_dependent_task_keeps_the_actor(client: Client) -> None:
@@ -273,7 +264,7 @@ def test_a_pending_dependent_task_keeps_the_actor(client: Client) -> None:
     gate.open()
     assert task.result(timeout=T) == 1
     del task, blocker
-    eventually(lambda: (settle(client), key not in on(client, worker)["keys"])[1], "dropped after the task")
+    wait_until(lambda: (settle(client), key not in on(client, worker)["keys"])[1], T, "dropped after the task")
 
 
 # ---------------------------------------------------------------- memory
@@ -301,5 +292,5 @@ def test_memory_comes_back_after_a_thousand_actors(client: Client) -> None:
     def back() -> bool:
         return _rss(pids) - before < 100 << 20
 
-    eventually(back, f"worker RSS back near {before >> 20} MiB (now {_rss(pids) >> 20} MiB)", timeout=60)
+    wait_until(back, 60, lambda: f"worker RSS back near {before >> 20} MiB (now {_rss(pids) >> 20} MiB)")
     assert all(not any(k.startswith("Big-") for k in on(client, w)["keys"]) for w in workers)

@@ -22,6 +22,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from helpers import wait_until
 
 from localactors import (
     FIRST_COMPLETED,
@@ -235,15 +236,12 @@ def worker_names(client: Client) -> list[str]:
 
 def wait_for_no_actors(client: Client) -> None:
     """Let earlier tests' actors be released, so placement starts from zero."""
-    import time
 
-    deadline = time.monotonic() + T
-    while True:
-        counts = [client.submit(actor_count, workers=[w], pure=False).result(timeout=T) for w in worker_names(client)]
-        if not any(counts):
-            return
-        assert time.monotonic() < deadline, f"actors never released: {counts}"
+    def counts() -> list[int]:
         gc.collect()
+        return [client.submit(actor_count, workers=[w], pure=False).result(timeout=T) for w in worker_names(client)]
+
+    wait_until(lambda: not any(counts()), T, lambda: f"actors never released: {counts()}", interval=0)
 
 
 # ================================================================ creation and placement

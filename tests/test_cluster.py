@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import START_METHODS
+from helpers import gated, wait_until
 
 from localactors import Client, ClusterClosedError, LocalCluster, get_client, get_worker, wait
 from localactors._wire.connection import connect
@@ -38,13 +39,6 @@ def fan_out(n: int) -> int:
     return sum(client.gather(client.map(inc, range(n), pure=False), timeout=T))
 
 
-def gated(path: str) -> str:
-    deadline = time.monotonic() + T
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return path
-
-
 class Counter:
     def __init__(self) -> None:
         self.n = 0
@@ -61,12 +55,12 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if not _gone(p)]
+
+
 def _wait_gone(pids: list[int], timeout: float = T) -> None:
-    deadline = time.monotonic() + timeout
-    while not all(_gone(p) for p in pids):
-        alive = [p for p in pids if not _gone(p)]
-        assert time.monotonic() < deadline, f"still alive: {alive}"
-        time.sleep(0.02)  # polling a condition with a deadline
+    wait_until(lambda: not _alive(pids), timeout, lambda: f"still alive: {_alive(pids)}")
 
 
 # -- both start methods ---------------------------------------------------------------------

@@ -10,24 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
+from helpers import eventually
 
 from localactors import Client, LocalCluster, progress
 from localactors._client.cluster_file import find_clusters, locate, read_cluster_file
 
 T = 10  # every blocking call's timeout
-
-
-def eventually(check: Callable[[], object], timeout: float = T) -> object:
-    """Poll ``check`` until it returns something truthy (a deadline, not a sleep-to-sync)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 class Talker:
@@ -62,7 +52,7 @@ def test_worker_output_and_logging_reach_us_prefixed(client: Client, capsys: pyt
         out, err = out + o, err + e
         return "hello\n" in out and "logged: hello" in err
 
-    assert eventually(arrived), (out, err)
+    assert eventually(arrived, T), (out, err)
     assert prefix + "hello\n" in out
     assert prefix + "to stderr: hello\n" in err
     assert prefix + "WARNING talker: logged: hello\n" in err
@@ -81,7 +71,7 @@ def test_last_words_of_a_dying_worker_arrive(capsys: pytest.CaptureFixture[str])
             seen += capsys.readouterr().out
             return "last words" in seen
 
-        assert eventually(arrived), seen
+        assert eventually(arrived, T), seen
         assert f"({talker.worker} pid={pid}) last words, no newline\n" in seen
 
 
@@ -96,7 +86,7 @@ def test_forward_output_false_leaves_the_descriptors_alone(capfd: pytest.Capture
             seen += capfd.readouterr().out
             return "plain" in seen
 
-        assert eventually(arrived), seen
+        assert eventually(arrived, T), seen
         assert "plain\n" in seen and "pid=" not in seen.split("plain")[0][-30:]
 
 
@@ -139,7 +129,7 @@ def test_actor_stats_show_the_queue() -> None:
             s = c.actor_stats()[gated.key]
             return s if s["queued"] == 3 and s["running"] == 1 else None
 
-        assert eventually(queued), c.actor_stats()
+        assert eventually(queued, T), c.actor_stats()
         GATE.set()
         assert first.result(timeout=T) == "released"
         assert [f.result(timeout=T) for f in rest] == [1, 1, 1]
@@ -152,7 +142,7 @@ def test_actor_stats_forget_released_actors(client: Client) -> None:
     key = talker.key
     assert key in client.actor_stats()
     del talker
-    assert eventually(lambda: key not in client.actor_stats())
+    assert eventually(lambda: key not in client.actor_stats(), T)
 
 
 @pytest.mark.localactors  # the plugin runs this async test; no pytest-asyncio needed

@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
+from helpers import gated, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,10 +64,7 @@ def block_on(path: str, value: Any = None, started: str | None = None) -> Any:
     """Run until ``path`` exists (a test's way to hold a task in "processing")."""
     if started is not None:
         Path(started).touch()
-    deadline = time.monotonic() + T
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return value
+    return gated(path, value, T)
 
 
 def append_line(path: str, text: str) -> str:
@@ -457,7 +455,7 @@ def test_cancel_running_task_gives_its_resources_back(tmp_path: Path) -> None:
     with LocalCluster(n_workers=1, resources={"GPU": 1}) as cluster, Client(cluster) as client:
         started = str(tmp_path / "started")
         running = client.submit(block_on, gate, "first", started, resources={"GPU": 1})
-        _await_file(started)
+        wait_until(lambda: os.path.exists(started), T, f"{started} appears")
         queued = client.submit(inc, 1, resources={"GPU": 1})
         running.cancel()
         assert running.cancelled()
@@ -583,14 +581,12 @@ def test_get_client_in_the_user_process_returns_the_client(client: Client) -> No
 
 
 def _assert_freed_everywhere(client: Client, key: str) -> None:
-    deadline = time.monotonic() + T
     names = list(client.scheduler_info()["workers"])
-    while True:
-        held = [n for n in names if key in client.submit(worker_keys, time.monotonic(), workers=n).result(timeout=T)]
-        if not held:
-            return
-        assert time.monotonic() < deadline, f"{key} still held by {held}"
-        time.sleep(0.05)  # polling a condition with a deadline
+
+    def held() -> list[str]:
+        return [n for n in names if key in client.submit(worker_keys, time.monotonic(), workers=n).result(timeout=T)]
+
+    wait_until(lambda: not held(), T, lambda: f"{key} still held by {held()}", interval=0.05)
 
 
 def test_result_is_freed_on_the_worker_when_the_last_future_goes(client: Client) -> None:
@@ -607,13 +603,6 @@ def test_result_is_freed_on_the_worker_when_the_last_future_goes(client: Client)
     _assert_freed_everywhere(client, key)
 
 
-def _await_file(path: str) -> None:
-    deadline = time.monotonic() + T
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)  # polling a condition with a deadline
-
-
 def _rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
@@ -628,20 +617,10 @@ def test_memory_really_comes_back_after_release(client: Client) -> None:
     assert _rss(pid) > base + size * 0.9
     assert client.scheduler_info()["workers"]["worker-0"]["memory"] > size
     del fut
-    deadline = time.monotonic() + T
-    while _rss(pid) > base + size * 0.25:
-        assert time.monotonic() < deadline, f"worker RSS still {_rss(pid)} (base {base})"
-        time.sleep(0.05)  # polling a condition with a deadline
+    wait_until(lambda: _rss(pid) <= base + size * 0.25, T, lambda: f"worker RSS still {_rss(pid)} (base {base})")
 
 
 # -- the worker's task pool, in-process ---------------------------------------------------------
-
-
-def _pool_threads_settle(pool: Any, most: int) -> None:
-    deadline = time.monotonic() + T
-    while len(pool.threads) > most:
-        assert time.monotonic() < deadline, pool.threads
-        time.sleep(0.01)  # polling a condition with a deadline
 
 
 def test_task_pool_runs_at_most_nthreads_at_once() -> None:
@@ -665,10 +644,7 @@ def test_task_pool_runs_at_most_nthreads_at_once() -> None:
     try:
         for _ in range(5):
             pool.submit(job)
-        deadline = time.monotonic() + T
-        while running[0] < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)  # polling a condition with a deadline
+        wait_until(lambda: running[0] >= 2, T, "two jobs run at once")
         release.set()
         for _ in range(5):
             assert finished.acquire(timeout=T)
@@ -696,7 +672,7 @@ def test_task_pool_lends_the_slot_of_a_waiting_task() -> None:
         done.wait_done(T)
         assert done.value == "from the second task"
         assert seen and set(seen) == {"init"}  # every pool thread ran the initializer
-        _pool_threads_settle(pool, 1)  # the lent thread goes once it is idle
+        wait_until(lambda: len(pool.threads) <= 1, T, lambda: f"threads left: {pool.threads}")  # the lent one goes
     finally:
         pool.shutdown(wait=True)
 

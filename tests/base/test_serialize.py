@@ -1,5 +1,5 @@
-"""Unit tests of ``_serialize`` (pickle, cloudpickle fallback, clear errors) and of
-how ``_errors`` carries a remote exception across a process boundary."""
+"""Unit tests of ``_base/serialize.py`` (pickle, cloudpickle fallback, clear errors) and of
+how ``_base/errors.py`` carries a remote exception across a process boundary."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests of ``_protocol``: every message round-trips; big payloads go out of band."""
+"""Unit tests of ``_wire/protocol.py`` and ``_wire/codec.py``: every message round-trips; big payloads out of band."""
 
 from __future__ import annotations
 

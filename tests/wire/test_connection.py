@@ -1,4 +1,4 @@
-"""Unit tests of ``_connection``: authenticated links, framing, readers, close."""
+"""Unit tests of ``_wire/connection.py`` and ``_wire/link.py``: authenticated links, framing, readers, close."""
 
 from __future__ import annotations
 

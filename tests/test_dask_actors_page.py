@@ -1,13 +1,12 @@
-"""The seed document's examples, verbatim but for the import line.
+"""The examples of the dask.distributed "Actors" documentation page, verbatim but for the import line.
 
-Seed: shared/seed-dask-actors.txt (the dask.distributed "Actors" page). Two
-changes, both forced: ``from dask.distributed import Client`` becomes
+Two changes, both forced: ``from dask.distributed import Client`` becomes
 ``from localactors import Client``, and the Waiter (written there as
 ``def Waiter(object):`` -- a typo for ``class`` -- on a Tornado event) uses
-``asyncio.Event``. The seed's lines carry no timeouts; pytest-timeout bounds
+``asyncio.Event``. The page's lines carry no timeouts; pytest-timeout bounds
 each test instead, and a hang fails it.
 
-The classes are defined at module level exactly as in the seed.
+The classes are defined at module level exactly as on the page.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Closed gaps: a live ``LocalCluster.workers``, ``gather(errors="skip")``,
+"""Corners of the dask-shaped API: a live ``LocalCluster.workers``, ``gather(errors="skip")``,
 ``scatter(workers=<address>)``, ``Actor.worker`` after a restart, and a fast,
 named failure when workers die before registering."""
 
@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from helpers import eventually, wait_until
 
 from localactors import Client, LocalCluster, WorkerStartError, get_worker
 
@@ -46,14 +47,12 @@ def test_cluster_workers_follow_scale_and_replacement() -> None:
         # a worker that dies is replaced: the view shows the replacement, not the dead one
         victim = cluster.workers[0]
         os.kill(victim.pid, 9)
-        deadline = time.monotonic() + T
-        while time.monotonic() < deadline:
+
+        def replaced() -> bool:
             now = cluster.workers
-            if len(now) == 2 and victim.name not in {w.name for w in now}:
-                break
-            time.sleep(0.05)
-        now = cluster.workers
-        assert len(now) == 2 and victim.name not in {w.name for w in now}
+            return len(now) == 2 and victim.name not in {w.name for w in now}
+
+        wait_until(replaced, T, lambda: f"{victim.name} replaced in {cluster.workers}", interval=0.05)
         cluster.scale(1)
         assert len(cluster.workers) == 1
     assert len(cluster.workers) == 1  # closed: the last view, without asking anyone
@@ -112,14 +111,15 @@ def test_actor_worker_names_the_current_worker_after_a_restart() -> None:
         old_name, old_pid = actor.worker, actor.pid().result(timeout=T)
         assert old_name in {w.name for w in cluster.workers}
         os.kill(old_pid, 9)
-        deadline = time.monotonic() + T
-        new_pid = old_pid
-        while new_pid == old_pid and time.monotonic() < deadline:
+
+        def restarted() -> int | None:
             try:
-                new_pid = actor.pid().result(timeout=T)
+                pid: int = actor.pid().result(timeout=T)
             except Exception:  # the calls in flight at the death fail; later ones reach the new one
-                time.sleep(0.05)
-        assert new_pid != old_pid
+                return None
+            return pid if pid != old_pid else None
+
+        new_pid = wait_until(restarted, T, "the actor answers from a new process", interval=0.05)
         assert actor.worker != old_name
         assert {w.name: w.pid for w in cluster.workers}[actor.worker] == new_pid
 
@@ -196,9 +196,7 @@ def test_a_returned_future_outlives_the_task_that_made_it(client: Client) -> Non
     inner = outer.result(timeout=T)
     key = inner.key
     del outer  # the worker frees the outer result, and with it its own Future for the inner key
-    deadline = time.monotonic() + T
-    while time.monotonic() < deadline and client.core.refs.count(key) != 1:
-        time.sleep(0.01)
+    eventually(lambda: client.core.refs.count(key) == 1, T)  # let the release arrive; the checks follow
     assert inner.result(timeout=T) == 11  # our reference keeps it alive
     assert client.submit(inc, inner).result(timeout=T) == 12
 
@@ -218,7 +216,4 @@ def test_a_returned_future_is_released_when_nobody_holds_it(client: Client, clus
         checks = [client.submit(holds, key, workers=w.name, pure=False) for w in cluster.workers]
         return any(client.gather(checks, timeout=T))
 
-    deadline = time.monotonic() + T
-    while anywhere() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not anywhere()
+    wait_until(lambda: not anywhere(), T, "the value is freed everywhere")
