@@ -237,9 +237,8 @@ def _dumps_shared(obj: object, ctx: SerialContext, what: str, prefix: str) -> by
         _restart(ctx, kinds, buffers)
         persistent = False
         data = _cloudpickle(obj, what, _collector(kinds, buffers))
-    if not buffers and not persistent:
-        if len(data) < THRESHOLD:
-            return data
+    if not buffers and not persistent and len(data) < THRESHOLD:
+        return data
     if len(data) >= THRESHOLD:  # large in band (long lists, strings...): the stream goes too
         kinds.append(shm.STREAM)
         buffers.append(data)

@@ -162,7 +162,9 @@ def share(inband: bytes, kinds: list[int], buffers: list[Any], prefix: str) -> S
     return payload
 
 
-def write_segment(prefix: str, views: list[memoryview], spans: tuple[tuple[int, int, int], ...], size: int) -> str | None:
+def write_segment(
+    prefix: str, views: list[memoryview], spans: tuple[tuple[int, int, int], ...], size: int
+) -> str | None:
     """Write ``views`` at their offsets into a new segment; its name, or None (no room)."""
     folder = directory()
     name = f"{prefix}-{os.getpid()}-{next(_seq)}-{os.urandom(4).hex()}"
