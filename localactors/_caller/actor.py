@@ -159,9 +159,7 @@ class _Method:
                 )
             args, kwargs = _resolve((args, kwargs))
         ctx = SerialContext(node=actor._node)
-        payload = dumps(
-            (args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}", shared=True
-        )
+        payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}", shared=True)
         return actor._send(self._name, P.CallKind.METHOD, payload, ctx)
 
 
