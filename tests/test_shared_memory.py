@@ -229,9 +229,7 @@ def test_no_room_falls_back_to_the_socket_with_one_log_line(
     assert len([r for r in caplog.records if r.name == "localactors.shm"]) == 1
 
 
-def test_a_64_mb_shm_directory_sends_100_mb_through_the_socket(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_a_64_mb_shm_directory_sends_100_mb_through_the_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     small = tmp_path / "shm"
     small.mkdir()
     mounted = subprocess.run(
