@@ -315,7 +315,10 @@ def release_created() -> None:
         names = list(_created)
         _created.clear()
     folder = directory()
+    mine = f"-{os.getpid()}-"  # a forked child inherits the set: never the parent's in-flight ones
     for name in names:
+        if name[19 : 19 + len(mine)] != mine:
+            continue
         try:
             os.unlink(os.path.join(folder, name))
         except OSError:
