@@ -157,8 +157,26 @@ def memory(pids: list[int]) -> tuple[float, float]:
     return rss, uss
 
 
-def measure(system_cls: type[System], counts: Counts, log: Callable[[str], None]) -> Results:
-    """Every workload on one system, then (for localactors) the pipe and the scaling runs."""
+def python_calls(fn: Callable[[], object], n: int) -> float:
+    """Python-level function calls per ``fn()`` in this thread, counted by cProfile."""
+    import cProfile
+    import pstats
+
+    for _ in range(50):
+        fn()
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(n):
+        fn()
+    profile.disable()
+    return float(pstats.Stats(profile).total_calls) / n  # type: ignore[attr-defined]
+
+
+def measure(system_cls: type[System], counts: Counts, log: Callable[[str], None], main_fn: Any = None) -> Results:
+    """Every workload on one system, then (for localactors) the pipe and the scaling runs.
+
+    ``main_fn``: a no-op function defined in ``__main__`` (pickled by value).
+    """
     out: Results = {}
     is_local = system_cls is LocalActorsSystem
     if not is_local:
@@ -208,6 +226,10 @@ def measure(system_cls: type[System], counts: Counts, log: Callable[[str], None]
                 [counts.pipelined / direct.pipelined(counts.pipelined) for _ in range(counts.rate_reps)],
                 counts.pipelined,
             )
+            # a count that noise cannot move: the calling thread's Python calls per round trip
+            n_prof = max(100, counts.latency // 2)
+            out["pycalls_pipe"] = value(python_calls(direct.round_trip, n_prof), "calls")
+            out["pycalls_call"] = value(python_calls(fns["call"], n_prof), "calls")
     finally:
         for p in pipes:
             p.close()
@@ -235,21 +257,44 @@ def measure(system_cls: type[System], counts: Counts, log: Callable[[str], None]
     out["noop_tasks"] = rate(
         [n_tasks / timed(lambda: s.map_wait(noop, range(n_tasks))) for _ in range(counts.rate_reps)], n_tasks
     )
-
-    log("large argument")
-    big = bytes(counts.big_mb * MB)
-    s.result(s.call(counter, "size", big))
-    seconds = [timed(lambda: s.result(s.call(counter, "size", big))) for _ in range(counts.big_reps)]
-    out["big_argument"] = rate([len(big) / t / 1e9 for t in seconds], len(big), unit="GB/s")
-    if is_local:
-        # what bounds it: one copy of the same bytes into a fresh buffer, in this
-        # process and this minute; a bytes argument is copied 4 times on its way
-        # (pickled, written into the socket, read out of it, unpickled)
-        out["memcpy"] = rate(
-            [len(big) / timed(lambda: bytearray(big)) / 1e9 for _ in range(max(3, counts.big_reps))],
-            len(big),
-            unit="GB/s",
+    if main_fn is not None:
+        s.map_wait(main_fn, range(10))
+        out["noop_tasks_main"] = rate(
+            [n_tasks / timed(lambda: s.map_wait(main_fn, range(n_tasks))) for _ in range(counts.rate_reps)], n_tasks
         )
+
+    log("large data")
+    big = b"\x01" * (counts.big_mb * MB)
+    n_big = len(big)
+
+    def gbps(fn: Callable[[], object]) -> dict[str, Any]:
+        fn()
+        return rate([n_big / timed(fn) / 1e9 for _ in range(counts.big_reps)], n_big, unit="GB/s")
+
+    # each beside what bounds it: one copy of the same bytes into a fresh buffer,
+    # in this process and this minute (taken between the transfers)
+    copies: list[float] = []
+
+    def copy() -> None:
+        copies.append(n_big / timed(lambda: bytearray(big)) / 1e9)
+
+    copy()
+    out["big_argument"] = gbps(lambda: s.result(s.call(counter, "size", big)))
+    copy()
+    out["big_result"] = gbps(lambda: s.result(s.call(counter, "blob", n_big)))
+    copy()
+    try:
+        import numpy as np
+    except ImportError:
+        np = None
+    if np is not None:
+        arr = np.ones(n_big, dtype=np.uint8)
+        out["numpy_argument"] = gbps(lambda: s.result(s.call(counter, "size", arr)))
+        copy()
+        out["numpy_result"] = gbps(lambda: s.result(s.call(counter, "array", n_big)))
+        copy()
+    if is_local:
+        out["memcpy"] = rate(copies, n_big, unit="GB/s")
 
     if is_local:
         scaling(s, counter, counts, out, log)

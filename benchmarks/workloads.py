@@ -23,8 +23,22 @@ class Counter:
         self.n += 1
         return self.n
 
-    def size(self, data: bytes) -> int:
+    def size(self, data: Any) -> int:
         return len(data)
+
+    def blob(self, n: int) -> bytes:
+        """``n`` bytes, made once: the result's transfer is timed, not its making."""
+        if len(getattr(self, "_blob", b"")) != n:
+            self._blob = b"\x01" * n
+        return self._blob
+
+    def array(self, n: int) -> Any:
+        """A NumPy array of ``n`` bytes, made once."""
+        import numpy as np
+
+        if getattr(getattr(self, "_array", None), "nbytes", -1) != n:
+            self._array = np.ones(n, dtype=np.uint8)
+        return self._array
 
     def pid(self) -> int:
         return os.getpid()

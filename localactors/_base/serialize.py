@@ -8,6 +8,17 @@ classes) or when the pickle refers to ``__main__`` (which a worker may not be
 able to import). Anything neither can pickle fails *here*, in the caller,
 with a :class:`SerializationError` naming the offending type.
 
+With ``shared=True`` (a payload with one receiver: an actor call's arguments
+or result, a data reply), buffers of 1 MiB and more leave the pickle: NumPy
+arrays (and anything else pickle protocol 5 hands out as a buffer), large
+``bytes`` and ``bytearray`` and any ``memoryview``. They are written once into
+a shared-memory segment (:mod:`~localactors._wire.shm`) and the payload is a
+:class:`~localactors._wire.shm.Shared` naming it; :func:`loads` builds NumPy
+arrays and ``memoryview`` objects on the receiver's mapping without a copy,
+and copies once into the ``bytes`` or ``bytearray`` it must own. Payloads that
+go through the manager (task specs, scattered data) stay plain ``bytes``: the
+manager keeps them for retries, and a pure task's key hashes them.
+
 Handles (``Future``, ``Actor``) consult the active :class:`SerialContext`
 while being pickled or unpickled: that is how a future in a task's arguments
 becomes a dependency, and how an actor handle in flight keeps its actor alive.
@@ -16,11 +27,14 @@ becomes a dependency, and how an actor handle in flight keeps its actor alive.
 from __future__ import annotations
 
 import contextvars
+import io
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .._wire import shm
+from .._wire.shm import THRESHOLD, Shared
 from .errors import SerializationError
 
 _MAIN_MARK = b"__main__"
@@ -67,12 +81,17 @@ def _describe(obj: object) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
-def dumps(obj: object, ctx: SerialContext | None = None, what: str = "object") -> bytes:
-    """Pickle ``obj``; raise :class:`SerializationError` naming what failed."""
+def dumps(obj: object, ctx: SerialContext | None = None, what: str = "object", shared: bool = False) -> bytes:
+    """Pickle ``obj``; raise :class:`SerializationError` naming what failed.
+
+    ``shared``: the payload goes to one receiver, straight (not through the
+    manager): its large buffers may travel in shared memory.
+    """
     ctx = ctx if ctx is not None else SerialContext()
     token = _current.set(ctx)  # not ``with using()``: a generator context costs more than the pickle
     try:
-        data = _dumps(obj, ctx, what)
+        prefix = _prefix(ctx.node) if shared else None
+        data = _dumps(obj, ctx, what) if prefix is None else _dumps_shared(obj, ctx, what, prefix)
     finally:
         _current.reset(token)
     if ctx.foreign_pins:
@@ -97,10 +116,150 @@ def _dumps(obj: object, ctx: SerialContext, what: str) -> bytes:
     ctx.deps.clear()
     ctx.pins.clear()
     ctx.foreign_pins.clear()
+    return _cloudpickle(obj, what)
+
+
+_prefixes: dict[bytes, str] = {}
+
+
+def _prefix(node: Any) -> str | None:
+    """The shared-memory prefix of ``node``'s cluster (None: no segments from here)."""
+    authkey = getattr(node, "authkey", None)
+    if type(authkey) is not bytes or not authkey:
+        return None
+    prefix = _prefixes.get(authkey)
+    if prefix is None:
+        prefix = _prefixes[authkey] = shm.prefix_for(authkey)
+        shm.trust(authkey)
+    return prefix
+
+
+def _has_big(obj: Any, depth: int = 0) -> bool:
+    """A quick look (three levels of tuples, lists and dicts) for large bytes or any memoryview."""
+    t = type(obj)
+    if t is bytes or t is bytearray:
+        return len(obj) >= THRESHOLD
+    if t is memoryview:
+        return True
+    if depth >= 3:
+        return False
+    if t is dict:
+        obj = obj.values()
+    elif t is not tuple and t is not list:
+        return False
+    for item in obj:
+        t = type(item)
+        if t is bytes or t is bytearray:
+            if len(item) >= THRESHOLD:
+                return True
+        elif (t is tuple or t is list or t is dict or t is memoryview) and _has_big(item, depth + 1):
+            return True
+    return False
+
+
+class _OutOfBand(pickle.Pickler):
+    """A pickler that leaves large bytes, bytearrays and memoryviews out of the stream."""
+
+    def __init__(self, file: Any, kinds: list[int], buffers: list[Any]) -> None:
+        super().__init__(file, protocol=5, buffer_callback=_collector(kinds, buffers))
+        self.kinds = kinds
+        self.buffers = buffers
+        self.seen: dict[int, int] = {}
+        self.used = False
+
+    def persistent_id(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is bytes or t is bytearray:
+            if len(obj) < THRESHOLD:
+                return None
+            kind = shm.BYTES if t is bytes else shm.BYTEARRAY
+        elif t is memoryview:
+            if not obj.c_contiguous:
+                return None  # plain pickle will say it cannot
+            if obj.nbytes < THRESHOLD:
+                self.used = True
+                return ("v", obj.tobytes(), obj.format, obj.shape)
+            kind = shm.VIEW
+        else:
+            return None
+        self.used = True
+        index = self.seen.get(id(obj))
+        if index is None:
+            index = self.seen[id(obj)] = len(self.buffers)
+            self.kinds.append(kind)
+            self.buffers.append(obj)
+        return index
+
+
+def _collector(kinds: list[int], buffers: list[Any]) -> Callable[[pickle.PickleBuffer], bool]:
+    def collect(buf: pickle.PickleBuffer) -> bool:
+        if buf.raw().nbytes < THRESHOLD:
+            return True  # small: in band
+        kinds.append(shm.PICKLE_BUFFER)
+        buffers.append(buf)
+        return False
+
+    return collect
+
+
+def _dumps_shared(obj: object, ctx: SerialContext, what: str, prefix: str) -> bytes:
+    kinds: list[int] = []
+    buffers: list[Any] = []
+    t = type(obj)
+    persistent = False
+    data = b""
+    if (t is tuple or t is list or t is dict or t is bytes or t is bytearray or t is memoryview) and _has_big(obj):
+        persistent = True
+    else:
+        try:
+            data = pickle.dumps(obj, protocol=5, buffer_callback=_collector(kinds, buffers))
+            if _MAIN_MARK in data:
+                data = b""
+        except RecursionError as err:
+            raise SerializationError(f"{what} is nested too deeply to pickle ({err})") from None
+        except Exception:  # (a memoryview, or something only cloudpickle takes)
+            persistent = True
+    if persistent:
+        _restart(ctx, kinds, buffers)
+        file = io.BytesIO()
+        pickler = _OutOfBand(file, kinds, buffers)
+        try:
+            pickler.dump(obj)
+            data = file.getvalue()
+            if _MAIN_MARK in data:
+                data = b""
+        except RecursionError as err:
+            raise SerializationError(f"{what} is nested too deeply to pickle ({err})") from None
+        except Exception:
+            data = b""
+        persistent = pickler.used
+    if not data:
+        _restart(ctx, kinds, buffers)
+        persistent = False
+        data = _cloudpickle(obj, what, _collector(kinds, buffers))
+    if not buffers and not persistent and len(data) < THRESHOLD:
+        return data
+    if len(data) >= THRESHOLD:  # large in band (long lists, strings...): the stream goes too
+        kinds.append(shm.STREAM)
+        buffers.append(data)
+        data = b""
+    return shm.share(data, kinds, buffers, prefix)
+
+
+def _restart(ctx: SerialContext, kinds: list[int], buffers: list[Any]) -> None:
+    """Before pickling again: start the handle bookkeeping and the buffers afresh."""
+    ctx.deps.clear()
+    ctx.pins.clear()
+    ctx.foreign_pins.clear()
+    kinds.clear()
+    buffers.clear()
+
+
+def _cloudpickle(obj: object, what: str, buffer_callback: Any = None) -> bytes:
     import cloudpickle
 
     try:
-        return bytes(cloudpickle.dumps(obj, protocol=5))
+        return bytes(cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback))
     except RecursionError as err:
         raise SerializationError(f"{what} is nested too deeply to pickle ({err})") from None
     except Exception as err:
@@ -136,11 +295,61 @@ def loads(data: bytes | memoryview, ctx: SerialContext | None = None, what: str 
     """Unpickle ``data`` under ``ctx``; raise :class:`SerializationError` on failure."""
     token = _current.set(ctx if ctx is not None else SerialContext())
     try:
+        if type(data) is Shared:
+            return _load_shared(data, what)
         return pickle.loads(data)
+    except SerializationError:
+        raise
     except Exception as err:
         raise SerializationError(f"cannot unpickle {what}: {type(err).__name__}: {err}") from err
     finally:
         _current.reset(token)
+
+
+class _InBand(pickle.Unpickler):
+    def __init__(self, file: Any, objects: list[Any], buffers: list[memoryview]) -> None:
+        super().__init__(file, buffers=buffers)
+        self.objects = objects
+
+    def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is int:
+            return self.objects[pid]
+        if type(pid) is tuple and len(pid) == 4 and pid[0] == "v":
+            view = memoryview(bytearray(pid[1]))
+            try:
+                return view.cast(pid[2], pid[3])
+            except (TypeError, ValueError):
+                return view
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
+def _load_shared(data: Shared, what: str) -> Any:
+    """Rebuild a payload whose buffers came beside it: zero-copy where the object allows."""
+    if data.error:
+        raise SerializationError(f"cannot unpickle {what}: {data.error}")
+    stream: bytes | memoryview = data
+    objects: list[Any] = []
+    buffers: list[Any] = []
+    again = data.loaded  # the same payload unpickled twice: no two objects may share memory
+    data.loaded = True
+    for (kind, _, _), view in zip(data.spans, data.views):
+        if again and (kind == shm.PICKLE_BUFFER or kind == shm.VIEW):
+            view = memoryview(bytearray(view))
+        if kind == shm.PICKLE_BUFFER:
+            buffers.append(view)
+            objects.append(None)
+        elif kind == shm.BYTES:
+            objects.append(bytes(view))  # the receiver owns it: the one copy
+        elif kind == shm.BYTEARRAY:
+            objects.append(bytearray(view))
+        elif kind == shm.VIEW:
+            objects.append(view)
+        else:
+            stream = view
+            objects.append(None)
+    if len(objects) != len(data.spans):
+        raise SerializationError(f"cannot unpickle {what}: {len(data.views)} buffers for {len(data.spans)} spans")
+    return _InBand(io.BytesIO(stream), objects, buffers).load()
 
 
 EMPTY_ARGS = pickle.dumps(((), {}), protocol=5)

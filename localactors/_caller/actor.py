@@ -166,7 +166,7 @@ class _Method:
                 )
             args, kwargs = replace((args, kwargs), _value)
         ctx = SerialContext(node=actor._node)
-        payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}")
+        payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}", shared=True)
         return actor._send(self._name, P.CallKind.METHOD, payload, ctx)
 
 

@@ -284,6 +284,10 @@ class LocalCluster:
         self._theirs = None
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
+        if self.authkey:
+            from .._wire import shm
+
+            shm.sweep(shm.prefix_for(self.authkey))  # whatever a killed process left behind
         self.status = "closed"
         _live.discard(self)
 

@@ -227,6 +227,9 @@ class Manager(Supervision, Relaying):
         finally:
             server.close()
             self._shutdown_workers(0.3 if self.parent_gone else SHUTDOWN_GRACE)
+            from .._wire import shm
+
+            shm.sweep(shm.prefix_for(self.config.authkey))  # segments nobody will read now
 
     def _maybe_ready(self) -> None:
         if not self.ready_sent and len(self.scheduler.workers) >= self.target:

@@ -165,6 +165,9 @@ class Supervision:
         else:
             code = proc.exitcode
             reason = exit_reason(code, ws.retiring)
+            from .._wire import shm
+
+            shm.sweep(shm.prefix_for(self.config.authkey), proc.pid)  # what it wrote and never sent
         reason = self.kill_reasons.pop(ws.name, reason)
         if code not in (0, None) or not ws.retiring:
             logger.warning("%s %s", ws.name, reason)

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
+from . import shm
 from .link import Link, LinkClosed
 from .shared_read import in_reader_thread
 
@@ -61,6 +62,7 @@ def connect(address: str, authkey: bytes, name: str) -> Link:
     except BaseException:
         conn.close()
         raise
+    shm.trust(authkey)  # this cluster's shared-memory segments may be mapped here
     return Link(conn, name)
 
 
@@ -100,6 +102,7 @@ class Server:
             logger.warning("%s: dropped a peer that failed authentication (%s: %s)", self.name, type(err).__name__, err)
             conn.close()
             return
+        shm.trust(self._authkey)  # this cluster's shared-memory segments may be mapped here
         self._on_link(Link(conn, f"{self.name}-in"))
 
     def close(self) -> None:

@@ -109,7 +109,7 @@ class CallServing:
         try:
             for key in keys:
                 if key in self.data:
-                    items.append((key, dumps(self.data[key], ctx, what=f"the result of {key!r}")))
+                    items.append((key, dumps(self.data[key], ctx, what=f"the result of {key!r}", shared=True)))
                 elif key in self.actors:
                     handle = Actor(key, self.address, self.name, self.actor_info[key], self.node)
                     items.append((key, dumps(handle, ctx, what=f"actor {key!r}")))
@@ -185,7 +185,7 @@ class CallServing:
     def _send_result(self, link: Link, call_id: int, label: str, value: Any) -> None:
         ctx = SerialContext(node=self.node)
         try:
-            data = dumps(value, ctx, what=f"the result of {label}")
+            data = dumps(value, ctx, what=f"the result of {label}", shared=True)
         except SerializationError as err:
             self._reply(link, P.CallErr(call_id, dump_exception(err)))
             return

@@ -74,7 +74,14 @@ def worker_main(config: WorkerConfig, output: tuple[Any, Any] | None = None) -> 
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)  # do not wait for task threads stuck in user code
+        _exit_now()  # do not wait for task threads stuck in user code
+
+
+def _exit_now() -> None:
+    from .._wire import shm
+
+    shm.release_created()  # os._exit skips atexit: unlink the segments no receiver took
+    os._exit(0)
 
 
 class WorkerNode(Node):
@@ -223,7 +230,7 @@ class Worker(CallServing):
     def _exit_soon(self, delay: float) -> None:
         """Make sure this process ends within ``delay`` s, even if user code holds the loop."""
         if self.own_process:  # never in-process: that would end the user's program
-            timer = threading.Timer(delay, os._exit, args=(0,))
+            timer = threading.Timer(delay, _exit_now)
             timer.name = f"localactors-deadline-{self.name}"
             timer.daemon = True
             timer.start()
