@@ -28,6 +28,7 @@ from .._base.futures import ActorFuture, Completion, Future
 from .._base.nested import _erred, _rebuild, _skip_erred, _walk
 from .._base.serialize import SerialContext, dumps
 from .._wire import protocol as P
+from . import lifecycle as _lifecycle
 from .cluster import LocalCluster
 from .core import ClientCore, _recomputing
 from .spec import _funcname, make_spec
@@ -102,6 +103,7 @@ class Client:
         self._core.max_in_flight = self._max_in_flight
         self.status = "running"
         _live_clients.add(self)
+        _lifecycle.track_client(self)  # closed at interpreter exit if the user does not
         _context.set_default_client(self._core)
 
     async def _astart(self) -> Client:
