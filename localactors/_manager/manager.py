@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
@@ -61,7 +62,13 @@ def manager_main(config: ManagerConfig, control: Connection) -> None:
         logging.basicConfig(
             level=config.log_level, format=f"(manager pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
         )
-    Manager(config, control).run()
+    manager = Manager(config, control)
+    try:
+        manager.run()
+    finally:
+        if manager.parent_gone and not config.in_process:
+            # the process that made the directory died without closing: its key must not outlive it
+            shutil.rmtree(config.directory, ignore_errors=True)
 
 
 _PARENT_GONE = "parent-gone"
