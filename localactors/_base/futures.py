@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from . import interrupt as _interrupt
 from .errors import ClusterClosedError
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _blocking_wait(comp: Completion, timeout: float | None) -> bool:
             # read the reply in this thread if nobody else is reading the link:
             # it saves waking the reader thread and then being woken by it
             deadline = None if timeout is None else time.monotonic() + timeout
-            done = link.read_until(comp, timeout)
+            done = _interrupt.read_until(link, comp, timeout)  # Ctrl-C-safe in the main thread
             if done:
                 return True
             if done is not None and deadline is not None:
