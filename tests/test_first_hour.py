@@ -1,0 +1,211 @@
+"""The first hour of a real user (issue 10), reproduced with real processes.
+
+Each test runs a child script from tests/scripts/ (or a real terminal under
+tmux) the way a user would, with ``TMPDIR`` pointed at a directory of the
+test's own so that what the script leaves in the temp directory is seen, and
+only that.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from helpers import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "tests" / "scripts"
+TIMEOUT = 60
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONUNBUFFERED")}
+    env["PYTHONPATH"] = str(ROOT)  # this tree, not whatever copy is installed
+    env["TMPDIR"] = str(tmp)
+    return env
+
+
+def _tmp(tmp_path: Path) -> Path:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    return tmp
+
+
+def _run(script: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *args],
+        capture_output=True,
+        text=True,
+        env=_env(tmp),
+        cwd=str(tmp),
+        timeout=TIMEOUT,
+    )
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _field(out: str, name: str) -> list[str]:
+    return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith(name + " ")]
+
+
+# --------------------------------------------------------- 1. forgetting close()
+
+
+@pytest.mark.parametrize("mode", ["client", "cluster", "raise"])
+def test_a_script_that_never_closes_exits_promptly_and_leaves_nothing(tmp_path: Path, mode: str) -> None:
+    tmp = _tmp(tmp_path)
+    proc = _run("forget_close.py", tmp, mode)
+    finished = time.time()
+    assert "result 1" in proc.stdout, proc.stderr
+    exit_time = finished - float(_field(proc.stdout, "end")[0])
+    assert exit_time < 5.0, f"took {exit_time:.1f} s to exit after its last line"
+    if mode == "raise":
+        assert proc.returncode == 1
+        assert proc.stderr.rstrip().endswith("ValueError: the user's own bug"), proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""
+    pids = [int(p) for p in _field(proc.stdout, "manager") + _field(proc.stdout, "worker")]
+    assert len(pids) == 3
+    wait_until(lambda: all(_gone(p) for p in pids), 5.0, "the cluster's processes are gone")
+    assert not os.path.exists(_field(proc.stdout, "dir")[0])
+    assert os.listdir(tmp) == []
+
+
+# --------------------------------------------------------- 2. Ctrl-C
+
+
+def test_ctrl_c_interrupts_the_wait_only(tmp_path: Path) -> None:
+    """SIGINT to the script's whole process group, as a terminal sends it, during a long result()."""
+    tmp = _tmp(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "interrupt.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(tmp),
+        cwd=str(tmp),
+        start_new_session=True,  # its own process group: ours must not get the signal
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # each line as the script prints it (it flushes)
+            lines.append(line.rstrip("\n"))
+            if line.startswith("waiting"):
+                os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(TIMEOUT)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert lines == ["before 1", "waiting", "interrupted", "after 2", "long True", "workers 2", "closed"], stderr
+    assert proc.returncode == 0
+    assert "KeyboardInterrupt" not in stderr  # no manager or worker died of it
+    assert os.listdir(tmp) == []
+
+
+def test_ctrl_c_storm_never_breaks_the_client(tmp_path: Path) -> None:
+    """Hundreds of SIGINTs while the main thread reads and dispatches replies: each is a KeyboardInterrupt
+    in the caller, and the client goes on working (no message half read, no link closed)."""
+    proc = _run("interrupt_storm.py", _tmp(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "ok"
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux): no terminal")
+def test_ctrl_c_in_a_real_terminal(tmp_path: Path) -> None:
+    """A real pseudo-terminal: tmux types Ctrl-C while the script waits; the terminal signals its foreground
+    process group (the script, and the manager and workers unless they have a group of their own)."""
+    tmp = _tmp(tmp_path)
+    session = f"localactors-test-{os.getpid()}"
+    env = " ".join(f"{k}={v}" for k, v in (("PYTHONPATH", ROOT), ("TMPDIR", tmp)))
+    command = f"env {env} {sys.executable} {SCRIPTS / 'interrupt.py'}; echo EXIT=$?"
+    tmux = ["tmux", "-L", session]  # a server of our own: no user's tmux is touched
+
+    def screen() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", "-J", "-S", "-100", "-t", session],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        ).stdout
+
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-s", session, "-x", "200", "-y", "50", command], check=True, timeout=TIMEOUT
+    )
+    try:
+        subprocess.run([*tmux, "set-option", "-t", session, "remain-on-exit", "on"], timeout=TIMEOUT)
+        wait_until(lambda: "waiting" in screen(), TIMEOUT, "the script is blocked in result()", interval=0.05)
+        subprocess.run([*tmux, "send-keys", "-t", session, "C-c"], check=True, timeout=TIMEOUT)
+        wait_until(lambda: "EXIT=" in screen(), TIMEOUT, "the script ended", interval=0.05)
+        text = screen()
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=TIMEOUT)
+    for expected in ("interrupted", "after 2", "long True", "workers 2", "closed", "EXIT=0"):
+        assert expected in text, text
+    assert "KeyboardInterrupt" not in text
+    assert os.listdir(tmp) == []
+
+
+# --------------------------------------------------------- 5. the main guard
+
+
+def test_a_script_without_the_main_guard_gets_one_clear_line(tmp_path: Path) -> None:
+    tmp = _tmp(tmp_path)
+    proc = _run("no_guard.py", tmp)
+    assert proc.returncode == 1
+    last = proc.stderr.rstrip().splitlines()[-1]
+    assert 'no_guard.py:11: start the cluster under `if __name__ == "__main__":`' in last, proc.stderr
+    assert "start_method=" in last
+    assert len(proc.stderr.splitlines()) < 25  # one traceback of the user's process, no child's
+    assert "AssertionError" not in proc.stderr and "ClusterBrokenError" not in proc.stderr
+    assert os.listdir(tmp) == []  # nothing started, no private directory made
+
+
+# --------------------------------------------------------- 7. the user's process SIGKILLed
+
+
+def test_a_sigkilled_script_leaves_no_process_and_no_key(tmp_path: Path) -> None:
+    tmp = _tmp(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "sigkilled.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(tmp),
+        cwd=str(tmp),
+    )
+    out = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith("ready"):
+                break
+        directory = _field("".join(out), "dir")[0]
+        assert os.path.exists(os.path.join(directory, "cluster.json"))
+        proc.kill()
+        proc.wait(TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(TIMEOUT)
+    pids = [int(p) for p in _field("".join(out), "manager") + _field("".join(out), "worker")]
+    assert len(pids) == 3
+    wait_until(lambda: all(_gone(p) for p in pids), 10.0, "the manager and workers left")
+    wait_until(lambda: not os.path.exists(directory), 5.0, "the private directory (with the key) is removed")
+    assert os.listdir(tmp) == []
