@@ -77,7 +77,8 @@ def code_blocks(page: str) -> list[tuple[str, int, str, str | None, int]]:
         body = "\n".join(line[len(m.group("indent")) :] for line in m.group("body").splitlines())
         line = text[: m.start()].count("\n") + 1
         continues = CONTINUES.search(before[0])
-        found.append((page, line, body, skip.group("reason") if skip else None, int(continues["n"]) if continues else 0))
+        reason = skip.group("reason") if skip else None
+        found.append((page, line, body, reason, int(continues["n"]) if continues else 0))
     return found
 
 
@@ -101,7 +102,9 @@ def _script(index: int) -> str:
 
 
 @pytest.mark.parametrize(
-    "index", [i for i, b in enumerate(ALL_BLOCKS) if b[3] is None], ids=lambda i: f"{ALL_BLOCKS[i][0]}:{ALL_BLOCKS[i][1]}"
+    "index",
+    [i for i, b in enumerate(ALL_BLOCKS) if b[3] is None],
+    ids=lambda i: f"{ALL_BLOCKS[i][0]}:{ALL_BLOCKS[i][1]}",
 )
 def test_python_block_runs_as_written(index: int, tmp_path: Path) -> None:
     """Each block runs as a fresh script (a block with tests runs under pytest), in a plain environment."""

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
