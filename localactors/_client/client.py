@@ -120,6 +120,11 @@ class Client:
     def __repr__(self) -> str:
         return f"<Client {self._name} {self.status}>"
 
+    def _repr_html_(self) -> str:
+        from .html import client_html
+
+        return client_html(self)
+
     @property
     def core(self) -> ClientCore:
         if self._core is None:
