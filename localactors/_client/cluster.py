@@ -119,6 +119,11 @@ class LocalCluster:
     def __repr__(self) -> str:
         return f"<LocalCluster {self.status} workers={len(self._workers)} dir={self.directory!r}>"
 
+    def _repr_html_(self) -> str:
+        from .html import cluster_html
+
+        return cluster_html(self)
+
     @property
     def workers(self) -> tuple[P.WorkerInfo, ...]:
         """The live workers, in start order (asks the manager: a live view).
