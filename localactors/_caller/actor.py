@@ -67,6 +67,11 @@ class Actor:
     def __repr__(self) -> str:
         return f"<Actor: {self._info.cls_name}, key={self._key}>"
 
+    def _repr_html_(self) -> str:
+        from .._client.html import actor_html
+
+        return actor_html(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Actor) and other._key == self._key
 
