@@ -216,6 +216,11 @@ class ActorFuture(Completion):
     def __repr__(self) -> str:
         return f"<ActorFuture: {self._label} status={self.status}>"
 
+    def _repr_html_(self) -> str:
+        from .._client.html import actor_future_html
+
+        return actor_future_html(self)
+
     def result(self, timeout: float | None = None) -> Any:
         """The call's return value; blocks up to ``timeout`` seconds."""
         self._wait(timeout)
@@ -266,6 +271,11 @@ class Future:
 
     def __repr__(self) -> str:
         return f"<Future: {self._state.status}, key: {self.key}>"
+
+    def _repr_html_(self) -> str:
+        from .._client.html import future_html
+
+        return future_html(self)
 
     @property
     def status(self) -> str:
