@@ -13,12 +13,12 @@ is printed, once.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from typing import IO, Any
 
 from .._base.futures import ActorFuture, Future
+from .display import Screen, make_screen
 
 
 def _flatten(obj: Any, out: list[Any]) -> None:
@@ -83,22 +83,6 @@ class _Tally:
         return out
 
 
-class _Screen:
-    def __init__(self, file: IO[str]) -> None:
-        self.file = file
-        self.live = bool(getattr(file, "isatty", lambda: False)())
-        self._drawn = 0
-
-    def draw(self, lines: list[str], final: bool) -> None:
-        if not self.live and not final:
-            return
-        if self.live and self._drawn:
-            self.file.write(f"\x1b[{self._drawn}F")  # back to the first line we drew
-        self.file.write("".join(f"{line}\x1b[K\n" if self.live else f"{line}\n" for line in lines))
-        self.file.flush()
-        self._drawn = len(lines)
-
-
 def progress(
     *futures: Any,
     file: IO[str] | None = None,
@@ -116,17 +100,29 @@ def progress(
     found: list[Any] = []
     _flatten(futures, found)
     tally = _Tally(found)
-    screen = _Screen(file if file is not None else sys.stdout)
+    screen = make_screen(file)  # a terminal, a stream, or a notebook's output area
     start = time.monotonic()
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not _awaited(found):  # decided by the client, not by whether a loop runs (a notebook's always does)
         _run(tally, screen, start, interval, timeout, width)
         return None
     return _arun(tally, screen, start, interval, timeout, width)
 
 
-def _run(tally: _Tally, screen: _Screen, start: float, interval: float, timeout: float | None, width: int) -> None:
+def _awaited(futures: list[Any]) -> bool:
+    """Do these futures belong to an asynchronous client whose loop is running this code?"""
+    for f in futures:
+        if isinstance(f, Future):
+            if f._core.asynchronous and f._core.in_async_context():
+                return True
+        elif f._loop is not None:
+            try:
+                return asyncio.get_running_loop() is f._loop
+            except RuntimeError:
+                return False
+    return False
+
+
+def _run(tally: _Tally, screen: Screen, start: float, interval: float, timeout: float | None, width: int) -> None:
     deadline = None if timeout is None else start + timeout
     while not tally.all_done.is_set():
         remaining = interval if deadline is None else min(interval, deadline - time.monotonic())
@@ -139,7 +135,7 @@ def _run(tally: _Tally, screen: _Screen, start: float, interval: float, timeout:
 
 
 async def _arun(
-    tally: _Tally, screen: _Screen, start: float, interval: float, timeout: float | None, width: int
+    tally: _Tally, screen: Screen, start: float, interval: float, timeout: float | None, width: int
 ) -> None:
     deadline = None if timeout is None else start + timeout
     while not tally.all_done.is_set():
