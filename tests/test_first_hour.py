@@ -8,6 +8,8 @@ only that.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import signal
@@ -207,4 +209,77 @@ def test_a_sigkilled_script_leaves_no_process_and_no_key(tmp_path: Path) -> None
     assert len(pids) == 3
     wait_until(lambda: all(_gone(p) for p in pids), 10.0, "the manager and workers left")
     wait_until(lambda: not os.path.exists(directory), 5.0, "the private directory (with the key) is removed")
+    assert os.listdir(tmp) == []
+
+
+# --------------------------------------------------------- 4. a real notebook kernel
+
+
+def test_a_notebook_in_a_real_kernel(tmp_path: Path) -> None:
+    """tests/notebooks/first_hour.ipynb in a real ipykernel: an actor class defined in a cell, a sync client,
+    a worker's print, progress (blocking, drawn as a display), the HTML reprs, an interrupt (the kernel's
+    SIGINT to its process group) during a long result() after which the next cell's call works, and an async
+    client whose progress is awaited."""
+    nbformat = pytest.importorskip("nbformat", reason="the test extra installs nbformat")
+    nbclient = pytest.importorskip("nbclient", reason="the test extra installs nbclient")
+    pytest.importorskip("ipykernel", reason="the test extra installs ipykernel")
+    import threading
+
+    tmp = _tmp(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    nb = nbformat.read(str(ROOT / "tests" / "notebooks" / "first_hour.ipynb"), as_version=4)
+    runner = nbclient.NotebookClient(
+        nb, timeout=TIMEOUT, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(work)}}
+    )
+    env = {**_env(tmp), "WORKDIR": str(work)}
+    started = work / "started"
+    interrupter_done = threading.Event()
+
+    def interrupt_once_started() -> None:
+        try:
+            wait_until(started.exists, TIMEOUT, "the long cell started")
+            done = runner.km.interrupt_kernel()  # what Jupyter's "Interrupt kernel" does
+            if inspect.isawaitable(done):  # nbclient's kernel manager is the asynchronous one
+                asyncio.run(done)
+        finally:
+            interrupter_done.set()
+
+    with runner.setup_kernel(env=env):
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            if "started" in cell.source:
+                threading.Thread(target=interrupt_once_started, daemon=True).start()
+                runner.execute_cell(cell, index)
+                assert interrupter_done.wait(TIMEOUT)
+            else:
+                runner.execute_cell(cell, index)
+
+    def text(cell: object) -> str:
+        parts = []
+        for out in cell.outputs:  # type: ignore[attr-defined]
+            parts.append(out.get("text", ""))
+            for kind in ("text/plain", "text/html"):
+                parts.append(out.get("data", {}).get(kind, ""))
+            if out.output_type == "error":
+                parts.append(f"{out.ename}: {out.evalue}")
+        return "\n".join(parts)
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    outputs = [text(c) for c in code]
+    everything = "\n".join(outputs)
+    assert "first 1" in outputs[2], outputs[2]
+    assert "hello from a worker" in everything  # the worker's print, forwarded into the notebook
+    progress_cell = code[4]
+    assert any(o.output_type == "display_data" for o in progress_cell.outputs), progress_cell.outputs
+    assert "square" in outputs[4] and "100%" in outputs[4] and "20/20" in outputs[4]
+    assert "progress returned, all done: True 2470" in outputs[4]
+    assert "Client" in outputs[5] and "<table>" in outputs[5] and "actors:</strong> 1" in outputs[5]
+    assert "Actor: Counter" in outputs[6]
+    assert "KeyboardInterrupt" in outputs[7], outputs[7]
+    assert "after 2" in outputs[8] and "long True" in outputs[8], outputs[8]
+    assert "async [1, 2, 3, 4, 5]" in outputs[9], outputs[9]
+    assert "closed" in outputs[10]
+    assert "Traceback" not in everything.replace(outputs[7], "")  # only the interrupted cell has one
     assert os.listdir(tmp) == []
