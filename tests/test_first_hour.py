@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -283,3 +284,108 @@ def test_a_notebook_in_a_real_kernel(tmp_path: Path) -> None:
     assert "closed" in outputs[10]
     assert "Traceback" not in everything.replace(outputs[7], "")  # only the interrupted cell has one
     assert os.listdir(tmp) == []
+
+
+# --------------------------------------------------------- 7. small things
+
+
+def test_forward_output_false_prefixes_logging_lines_too(tmp_path: Path) -> None:
+    proc = _run("quiet_worker.py", _tmp(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "printed by the actor" in proc.stdout  # the worker's own fd 1, line-buffered in a plain env
+    line = next(line for line in proc.stderr.splitlines() if "logged by the actor" in line)
+    assert re.match(r"\(worker-0 pid=\d+\) WARNING user\.actor: logged by the actor$", line), line
+
+
+def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "localactors", *args], capture_output=True, text=True, env=_env(tmp), timeout=TIMEOUT
+    )
+
+
+def test_version_and_help_speak_to_users(tmp_path: Path) -> None:
+    tmp = _tmp(tmp_path)
+    version = _cli(tmp, "--version")
+    assert version.returncode == 0 and re.match(r"localactors \d+\.\d+\.\d+ \(Python 3\.\d+", version.stdout)
+    helped = _cli(tmp, "--help")
+    assert helped.returncode == 0
+    for text in ("localactors demo", "localactors top", "--list", "Stateful actors and tasks on one machine"):
+        assert text in helped.stdout
+    top_help = _cli(tmp, "top", "--help").stdout
+    assert "--pid" in top_help and "q" in top_help and "--list" in top_help
+    nothing = _cli(tmp, "top", "--once")
+    assert nothing.returncode == 1 and "no running localactors cluster of yours" in nothing.stderr
+
+
+def test_console_command_is_declared() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '[project.scripts]\nlocalactors = "localactors.__main__:main"' in text
+
+
+def test_tox_fails_on_a_missing_interpreter() -> None:
+    text = (ROOT / "tox.ini").read_text()
+    assert re.search(r"^skip_missing_interpreters = false$", text, re.M)
+    assert "py310" in text and "py313" in text
+
+
+def _start(script: str, tmp: Path) -> tuple[subprocess.Popen[str], dict[str, list[str]]]:
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / script)], stdout=subprocess.PIPE, text=True, env=_env(tmp), cwd=str(tmp)
+    )
+    assert proc.stdout is not None
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if line.startswith("ready"):
+            break
+    text = "".join(out)
+    return proc, {name: _field(text, name) for name in ("dir", "manager", "worker")}
+
+
+def test_top_lists_clusters_and_chooses_by_pid(tmp_path: Path) -> None:
+    """Two programs each running a cluster: top does not guess, --list shows both, --pid picks one."""
+    tmp = _tmp(tmp_path)
+    first, first_fields = _start("sigkilled.py", tmp)
+    second, _ = _start("sigkilled.py", tmp)
+    try:
+        listed = _cli(tmp, "top", "--list")
+        assert listed.returncode == 0
+        assert str(first.pid) in listed.stdout and str(second.pid) in listed.stdout
+        ambiguous = _cli(tmp, "top", "--once")
+        assert ambiguous.returncode == 1 and "choose one with --pid" in ambiguous.stderr
+        chosen = _cli(tmp, "top", "--once", "--pid", str(first.pid))
+        assert chosen.returncode == 0, chosen.stderr
+        assert chosen.stdout.startswith(f"localactors top - {first_fields['dir'][0]} (started by pid {first.pid})")
+        wrong = _cli(tmp, "top", "--once", "--pid", "1")
+        assert wrong.returncode == 1 and "no running cluster was started by pid 1" in wrong.stderr
+    finally:
+        for proc in (first, second):
+            proc.kill()
+            proc.wait(TIMEOUT)
+    wait_until(lambda: os.listdir(tmp) == [], 10.0, "both clusters cleaned up after their programs died")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux): no terminal")
+def test_top_in_a_terminal_quits_on_q(tmp_path: Path) -> None:
+    tmp = _tmp(tmp_path)
+    proc, _ = _start("sigkilled.py", tmp)
+    session = f"localactors-top-{os.getpid()}"
+    tmux = ["tmux", "-L", session]
+    command = f"env PYTHONPATH={ROOT} TMPDIR={tmp} {sys.executable} -m localactors top --interval 0.2; echo EXIT=$?"
+
+    def screen() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True, timeout=TIMEOUT
+        ).stdout
+
+    try:
+        subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "200", "-y", "50", command], timeout=TIMEOUT)
+        subprocess.run([*tmux, "set-option", "-t", session, "remain-on-exit", "on"], timeout=TIMEOUT)
+        wait_until(lambda: "WORKER" in screen(), TIMEOUT, "top drew its screen", interval=0.05)
+        subprocess.run([*tmux, "send-keys", "-t", session, "q"], check=True, timeout=TIMEOUT)
+        wait_until(lambda: "EXIT=0" in screen(), TIMEOUT, "q quit top", interval=0.05)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=TIMEOUT)
+        proc.kill()
+        proc.wait(TIMEOUT)
+    wait_until(lambda: os.listdir(tmp) == [], 10.0, "the cluster cleaned up after its program died")
