@@ -389,3 +389,28 @@ def test_top_in_a_terminal_quits_on_q(tmp_path: Path) -> None:
         proc.kill()
         proc.wait(TIMEOUT)
     wait_until(lambda: os.listdir(tmp) == [], 10.0, "the cluster cleaned up after its program died")
+
+
+def test_the_guard_check_spares_runners_whose_main_children_do_not_rerun(tmp_path: Path) -> None:
+    """`python -m unittest` runs its own unguarded __main__; spawn's children skip it, and so does the check."""
+    tmp = _tmp(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "test_unit.py").write_text(
+        "import unittest\n"
+        "from localactors import Client\n\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_sum(self):\n"
+        "        with Client(n_workers=1) as client:\n"
+        "            self.assertEqual(client.submit(sum, [1, 2]).result(timeout=30), 3)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "unittest", "test_unit"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp),
+        cwd=str(work),
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(tmp) == []

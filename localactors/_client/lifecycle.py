@@ -126,6 +126,11 @@ def unguarded_call_site(skip: int = 0) -> str | None:
     path = getattr(main, "__file__", None)
     if not path:
         return None  # the REPL, `python -c`, a notebook: spawn's children do not run it again
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if spec_name is not None and (spec_name == "__main__" or spec_name.endswith(".__main__")):
+        return None  # `python -m package` (pytest, unittest): as multiprocessing.spawn, children skip it
+    if spec_name is None and os.path.splitext(os.path.basename(path))[0] == "ipython":
+        return None  # multiprocessing.spawn skips it too
     path = os.path.abspath(path)
     frame = sys._getframe(skip + 1)
     outer = None
