@@ -18,13 +18,20 @@ from localactors import Client
 class Waiter:
     def __init__(self):
         self.event = asyncio.Event()
+        self.arrived = asyncio.Condition()
         self.waiting = 0
 
     async def wait(self):
-        self.waiting += 1
+        async with self.arrived:
+            self.waiting += 1
+            self.arrived.notify_all()
         await self.event.wait()  # suspends this call only; the actor stays free
         self.waiting -= 1
         return "released"
+
+    async def until_waiting(self, n):  # returns once n callers wait: no polling
+        async with self.arrived:
+            await self.arrived.wait_for(lambda: self.waiting >= n)
 
     async def set(self):
         self.event.set()
@@ -38,8 +45,7 @@ def main():
         waiter = client.submit(Waiter, actor=True).result()
 
         waits = [waiter.wait() for _ in range(3)]  # three callers start waiting
-        while waiter.count_waiting().result() < 3:  # the actor answers while they wait
-            pass
+        waiter.until_waiting(3).result(timeout=30)  # the actor answers while they wait
         print("waiting:", waiter.count_waiting().result())  # 3
         print("any released yet?", any(w.done() for w in waits))  # False
 

@@ -45,7 +45,7 @@ def main():
         for i, _ in enumerate(as_completed(futures), 1):
             if i % 5 == 0:  # a running estimate, read while tasks still run
                 print(f"after {i:2d} batches: pi ~ {acc.estimate().result():.4f}")
-        print(f"final: pi ~ {acc.estimate().result():.4f} from {acc.total} darts")  # 3.1405 from 400000 darts
+        print(f"final: pi ~ {acc.estimate().result():.4f} from {acc.total} darts")  # 3.1433 from 400000 darts (seeded)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from localactors import Client, LocalCluster
-from localactors.testing import check_no_leaks, localactors_threads
+from localactors._client.lifecycle import live_clients, live_clusters
+from localactors.testing import check_no_leaks, close_opened_since, localactors_threads, opened_since
 
 faulthandler.enable(file=sys.stderr)
 
@@ -31,11 +32,14 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a localactors thread or a child process behind."""
     threads = localactors_threads() | {t for t in threading.enumerate() if not t.name.startswith("localactors-")}
     before = _children()
+    clients, clusters = set(live_clients()), set(live_clusters())
     yield
+    opened = opened_since(clients, clusters)  # by what the test made: a Client, a LocalCluster
+    close_opened_since(clients, clusters)  # so that the next test starts clean
     new = sorted(_children() - before)
     # forkserver's server and the resource tracker are shared and live as long as the session
     new = [pid for pid in new if not any(s in " ".join(_cmdline(pid)) for s in ("forkserver", "resource_tracker"))]
-    leaks = check_no_leaks(threads, new)
+    leaks = opened + check_no_leaks(threads, new)
     if leaks:
         pytest.fail(f"left behind after {request.node.name}: {', '.join(leaks)}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -52,3 +53,71 @@ def test_api_reference_builds_offline(tmp_path: Path) -> None:
     for name in ("LocalCluster", "Client", "actor_stats", "progress", "ActorFuture", "processes"):
         assert name in main, name
     assert "localactors_async_client" in (out / "localactors" / "testing.html").read_text()
+
+
+# ----------------------------------------------------------------- every code block runs as written
+
+#: the pages whose ```python blocks must run as written (README and all of docs/)
+CODE_PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
+NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>[^>]*?)\s*-->\s*$")
+CONTINUES = re.compile(r"<!--\s*continues block (?P<n>\d+)\s*-->\s*$")
+
+
+def code_blocks(page: str) -> list[tuple[str, int, str, str | None, int]]:
+    """``(page, line, code, reason not run or None, n)`` per ```python block: it continues the page's
+    ``n``-th block (1-based; 0: it stands alone)."""
+    text = (ROOT / page).read_text()
+    found = []
+    for m in FENCE.finditer(text):
+        if m.group("lang").strip() != "python":
+            continue
+        before = text[: m.start()].rstrip().splitlines()[-1:] or [""]
+        skip = NOT_RUN.search(before[0])
+        body = "\n".join(line[len(m.group("indent")) :] for line in m.group("body").splitlines())
+        line = text[: m.start()].count("\n") + 1
+        continues = CONTINUES.search(before[0])
+        reason = skip.group("reason") if skip else None
+        found.append((page, line, body, reason, int(continues["n"]) if continues else 0))
+    return found
+
+
+ALL_BLOCKS = [b for page in CODE_PAGES for b in code_blocks(page)]
+
+
+def test_every_python_block_either_runs_or_says_why_not() -> None:
+    assert len(ALL_BLOCKS) >= 15
+    for page, line, _, reason, _ in ALL_BLOCKS:
+        assert reason is None or len(reason) > 10, f"{page}:{line}: say why the block is not run"
+
+
+def _script(index: int) -> str:
+    """The block's code, after the code of the block it continues (``<!-- continues block N -->``)."""
+    page, _, code, _, continues = ALL_BLOCKS[index]
+    if continues:
+        first = next(i for i, b in enumerate(ALL_BLOCKS) if b[0] == page)
+        assert first + continues - 1 < index, "a block continues an earlier block of its page"
+        return _script(first + continues - 1) + "\n\n" + code
+    return code
+
+
+@pytest.mark.parametrize(
+    "index",
+    [i for i, b in enumerate(ALL_BLOCKS) if b[3] is None],
+    ids=lambda i: f"{ALL_BLOCKS[i][0]}:{ALL_BLOCKS[i][1]}",
+)
+def test_python_block_runs_as_written(index: int, tmp_path: Path) -> None:
+    """Each block runs as a fresh script (a block with tests runs under pytest), in a plain environment."""
+    page, line, *_ = ALL_BLOCKS[index]
+    code = _script(index)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "PYTHONPATH": str(ROOT)}
+    if re.search(r"^(async )?def test_", code, re.M):
+        path = tmp_path / "test_block.py"
+        path.write_text(code)
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path)]
+    else:
+        path = tmp_path / "block.py"
+        path.write_text(code)
+        command = [sys.executable, str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, f"{page}:{line} does not run as written:\n{result.stdout}\n{result.stderr}"

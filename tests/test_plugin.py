@@ -128,7 +128,9 @@ def test_cycle_unchecked(localactors_client):
 """,
     )
     result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(["*localactors left behind:*", "*actor Node-* (Node) on worker-0: still referenced*"])
+    result.stdout.fnmatch_lines(
+        ["*localactors left behind:*", "*actor Node key=Node-* on worker-0: still alive on the cluster*"]
+    )
 
 
 def test_unclosed_client_fails_the_test(pytester: pytest.Pytester) -> None:
@@ -143,9 +145,61 @@ def test_forgets_to_close(localactors_cluster):
 """,
     )
     result.assert_outcomes(passed=1, errors=1)  # the test itself passed; its teardown failed
-    result.stdout.fnmatch_lines(["*localactors left behind:*", "*thread localactors-*forgotten*"])
-    for client in __import__("localactors._client.client", fromlist=["x"])._live_clients:
-        client.close()  # tidy up after the inner test, for our own leak check
+    result.stdout.fnmatch_lines(
+        ["*localactors left behind:*", "*Client forgotten: opened in the test and never closed*"]
+    )
+    assert "thread localactors-" not in result.stdout.str()  # named by what the user made, not by a thread
+
+
+def test_leaked_handles_are_named_by_class_and_key_quickly(pytester: pytest.Pytester) -> None:
+    """Handles kept in a module-level list and in a class attribute, a LocalCluster left open: each
+    reported by what the test made, without a wait of seconds per leaking test."""
+    import time
+
+    start = time.monotonic()
+    result = run(
+        pytester,
+        """
+KEPT = []
+
+class Registry:
+    counter = None
+
+@pytest.mark.localactors(n_workers=1, processes=False)
+def test_module_list(localactors_client):
+    KEPT.append(localactors_client.submit(Counter, actor=True, key="Counter-in-a-list").result(timeout=10))
+
+@pytest.mark.localactors(n_workers=1, processes=False)
+def test_class_attribute(localactors_client):
+    Registry.counter = localactors_client.submit(Counter, actor=True, key="Counter-in-a-class").result(timeout=10)
+
+@pytest.mark.localactors(n_workers=1, processes=False)
+def test_forgotten_cluster(localactors_cluster):
+    KEPT.append(LocalCluster(n_workers=1, processes=False))
+
+@pytest.mark.localactors(n_workers=1, processes=False)
+def test_clean(localactors_client):
+    counter = localactors_client.submit(Counter, actor=True).result(timeout=10)
+    assert counter.increment().result(timeout=10) == 1
+
+@pytest.mark.localactors(n_workers=1, processes=False)
+def test_failing_test_is_not_a_leak_too(localactors_client):
+    counter = localactors_client.submit(Counter, actor=True).result(timeout=10)
+    assert counter.increment().result(timeout=10) == 2
+""",
+    )
+    elapsed = time.monotonic() - start
+    result.assert_outcomes(passed=4, failed=1, errors=3)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*actor Counter key=Counter-in-a-list: a handle is still alive in the test process*",
+            "*actor Counter key=Counter-in-a-class: a handle is still alive in the test process*",
+            "*LocalCluster *: started in the test and never closed*",
+        ]
+    )
+    assert "ERROR at teardown of test_failing_test_is_not_a_leak_too" not in out
+    assert elapsed < 10, f"{elapsed:.1f} s for 5 in-process tests, 3 of them leaking"
 
 
 def test_processes_are_checked(pytester: pytest.Pytester) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import interrupt
 from .blocking import blocked, hooks
 
 logger = logging.getLogger("localactors.futures")
@@ -154,7 +155,7 @@ class Completion:
                 # read the reply in this thread if nobody else is reading the link:
                 # it saves waking the reader thread and then being woken by it
                 deadline = None if timeout is None else time.monotonic() + timeout
-                done = link.read_until(self, timeout)
+                done = interrupt.read_until(link, self, timeout)  # Ctrl-C-safe in the main thread
                 if done:
                     return True
                 if done is not None and deadline is not None:

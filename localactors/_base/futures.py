@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Protocol
 
-from . import blocking
+from . import blocking, html
 from .blocking import awaits_here, set_block_hook
 from .completion import CANCELLED, ERROR, FINISHED, LOST, PENDING, Completion
 from .context import future_owner
@@ -64,6 +64,9 @@ class ActorFuture(Completion):
 
     def __repr__(self) -> str:
         return f"<ActorFuture: {self.label} status={self.status}>"
+
+    def _repr_html_(self) -> str:
+        return html.actor_future_html(self)
 
     def in_async_context(self) -> bool:
         """Does a blocking method return an awaitable here (the one rule, for this call's loop)?"""
@@ -186,6 +189,9 @@ class Future:
 
     def __repr__(self) -> str:
         return f"<Future: {self.state.status}, key: {self.key}>"
+
+    def _repr_html_(self) -> str:
+        return html.future_html(self.key, self.status, self.state.error)
 
     @property
     def status(self) -> str:

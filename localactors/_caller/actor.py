@@ -20,6 +20,7 @@ import os
 import uuid
 from typing import Any
 
+from .._base import html
 from .._base.context import default_node
 from .._base.errors import ClusterClosedError
 from .._base.futures import ActorFuture, Future
@@ -74,6 +75,10 @@ class Actor:
 
     def __repr__(self) -> str:
         return f"<Actor: {self._info.cls_name}, key={self._key}>"
+
+    def _repr_html_(self) -> str:
+        info = self._info
+        return html.actor_html(info.cls_name, self._key, self._worker, info.methods, info.attributes)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Actor) and other._key == self._key

@@ -49,6 +49,7 @@ from .._base.futures import ActorFuture, Future
 from .._base.nested import futures_in
 from .._base.serialize import SerialContext, dumps
 from .._wire import protocol as P
+from . import lifecycle as _lifecycle
 from .cluster import LocalCluster
 from .core import ClientCore
 from .diagnostics import actor_table, collect
@@ -126,6 +127,7 @@ class Client:
         self._core.max_in_flight = self._max_in_flight
         self.status = "running"
         _live_clients.add(self)
+        _lifecycle.track_client(self)  # closed at interpreter exit if the user does not
         _context.set_default_client(self._core)
 
     async def _astart(self) -> Client:
@@ -141,6 +143,11 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self._name} {self.status}>"
+
+    def _repr_html_(self) -> str:
+        from .html import client_html
+
+        return client_html(self)
 
     @property
     def core(self) -> ClientCore:

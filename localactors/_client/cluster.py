@@ -27,6 +27,7 @@ from .._base.config import DEFAULT_MAX_IN_FLIGHT, MANAGER_ENTRY, WORKER_ENTRY, M
 from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
 from .._base.runner import make_runner
 from .._wire import protocol as P
+from . import lifecycle as _lifecycle
 from .cluster_file import write_cluster_file
 from .output import OutputSink
 
@@ -118,6 +119,11 @@ class LocalCluster:
     def __repr__(self) -> str:
         return f"<LocalCluster {self.status} workers={len(self._workers)} dir={self.directory!r}>"
 
+    def _repr_html_(self) -> str:
+        from .html import cluster_html
+
+        return cluster_html(self)
+
     @property
     def workers(self) -> tuple[P.WorkerInfo, ...]:
         """The live workers, in start order (asks the manager: a live view).
@@ -161,6 +167,8 @@ class LocalCluster:
     # -- start ---------------------------------------------------------------
 
     def _start(self) -> None:
+        if self.processes:
+            _lifecycle.check_main_guard(self.start_method)  # one clear line, before anything starts
         self.directory = tempfile.mkdtemp(prefix="localactors-")  # mode 0700
         os.chmod(self.directory, 0o700)
         self.authkey = os.urandom(32)
@@ -206,6 +214,7 @@ class LocalCluster:
         _, self.manager_address, self._workers = reply
         self.status = "running"
         _live.add(self)
+        _lifecycle.track_cluster(self)  # closed at interpreter exit if the user does not
         write_cluster_file(self.directory, self.manager_address, self.authkey)  # for `localactors top`
         if self.forward_output and self.processes:
             self._output = OutputSink(self.manager_address, self.authkey, f"cluster-{os.getpid()}->manager")

@@ -13,13 +13,13 @@ is printed, once.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from typing import IO, Any
 
 from .._base.futures import CANCELLED, ERROR, LOST, Future
 from .._base.nested import futures_in
+from .display import Screen, make_screen
 
 
 def _not_a_future(obj: Any) -> None:
@@ -75,22 +75,6 @@ class _Tally:
         return out
 
 
-class _Screen:
-    def __init__(self, file: IO[str]) -> None:
-        self.file = file
-        self.live = bool(getattr(file, "isatty", lambda: False)())
-        self._drawn = 0
-
-    def draw(self, lines: list[str], final: bool) -> None:
-        if not self.live and not final:
-            return
-        if self.live and self._drawn:
-            self.file.write(f"\x1b[{self._drawn}F")  # back to the first line we drew
-        self.file.write("".join(f"{line}\x1b[K\n" if self.live else f"{line}\n" for line in lines))
-        self.file.flush()
-        self._drawn = len(lines)
-
-
 def progress(
     *futures: Any,
     file: IO[str] | None = None,
@@ -109,7 +93,7 @@ def progress(
     """
     found = futures_in(futures, on_other=_not_a_future)
     tally = _Tally(found)
-    screen = _Screen(file if file is not None else sys.stdout)
+    screen = make_screen(file)  # a terminal, a stream, or a notebook's output area
     start = time.monotonic()
     if any(f.in_async_context() for f in found):
         return _arun(tally, screen, start, interval, timeout, width)
@@ -117,7 +101,7 @@ def progress(
     return None
 
 
-def _run(tally: _Tally, screen: _Screen, start: float, interval: float, timeout: float | None, width: int) -> None:
+def _run(tally: _Tally, screen: Screen, start: float, interval: float, timeout: float | None, width: int) -> None:
     deadline = None if timeout is None else start + timeout
     while not tally.all_done.is_set():
         remaining = interval if deadline is None else min(interval, deadline - time.monotonic())
@@ -130,7 +114,7 @@ def _run(tally: _Tally, screen: _Screen, start: float, interval: float, timeout:
 
 
 async def _arun(
-    tally: _Tally, screen: _Screen, start: float, interval: float, timeout: float | None, width: int
+    tally: _Tally, screen: Screen, start: float, interval: float, timeout: float | None, width: int
 ) -> None:
     deadline = None if timeout is None else start + timeout
     while not tally.all_done.is_set():

@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
+import signal
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -52,11 +54,21 @@ SHUTDOWN_GRACE = 1.5
 
 def manager_main(config: ManagerConfig, control: Connection) -> None:
     """Entry point of the manager (a process, or a thread in-process)."""
+    if not config.in_process:
+        # a terminal's Ctrl-C reaches the whole foreground process group: it is meant for
+        # the user's wait, not for us (our workers inherit the ignored disposition too)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not config.in_process:  # in-process, logging belongs to the user
         logging.basicConfig(
             level=config.log_level, format=f"(manager pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
         )
-    Manager(config, control).run()
+    manager = Manager(config, control)
+    try:
+        manager.run()
+    finally:
+        if manager.parent_gone and not config.in_process:
+            # the process that made the directory died without closing: its key must not outlive it
+            shutil.rmtree(config.directory, ignore_errors=True)
 
 
 _PARENT_GONE = "parent-gone"

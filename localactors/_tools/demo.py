@@ -32,12 +32,18 @@ def square(x: int) -> int:
 def main() -> None:
     from .. import Client, as_completed
 
+    print("localactors demo: a cluster on this machine, an actor on it, and some tasks.")
+    print("Each step shows the code (after >>>) and what it returned.\n")
     t0 = time.perf_counter()
     with Client() as client:
         workers = client.scheduler_info()["workers"]
-        print(f"started a LocalCluster with {len(workers)} workers in {time.perf_counter() - t0:.2f} s")
+        pids = ", ".join(str(w["pid"]) for w in workers.values())
+        print(
+            f"Client() started a LocalCluster in {time.perf_counter() - t0:.2f} s: a manager and "
+            f"{len(workers)} worker processes (pids {pids})"
+        )
 
-        print("\n# actors: the seed's Counter")
+        print("\n# an actor: a Counter object that lives on a worker; each call runs there, in order")
         future = client.submit(Counter, actor=True)  # create a Counter on a worker
         counter = future.result()  # a pointer to that object
         print(">>> counter\n" + repr(counter))
@@ -55,10 +61,13 @@ def main() -> None:
         futures = [counter.increment() for _ in range(n)]
         last = futures[-1].result()
         rate = n / (time.perf_counter() - t)
-        print(f"\n{n} calls one at a time: {rt * 1e6:.0f} us each; {n} pipelined: {rate:,.0f} calls/s")
+        print(
+            f"\nspeed: {n} calls one at a time took {rt * 1e6:.0f} us each; "
+            f"{n} sent at once, then waited for: {rate:,.0f} calls/s"
+        )
         print(f"counter.n == {counter.n} (== {last})")
 
-        print("\n# tasks: map, futures as arguments, gather, as_completed")
+        print("\n# tasks: plain functions run on the workers (map, futures as arguments, gather, as_completed)")
         squares = client.map(square, range(10))
         total = client.submit(sum, squares)
         print(">>> client.gather(squares)\n" + repr(client.gather(squares)))
@@ -68,4 +77,6 @@ def main() -> None:
         # an actor future passed to a task arrives as its value
         print(">>> client.submit(square, counter.add(1)).result()")
         print(repr(client.submit(square, counter.add(1)).result()))
-    print("\ncluster closed")
+    print("\nThe cluster is closed (the `with` block ended): no process left behind.")
+    print("Next: docs/tutorial.md walks from this counter to actors calling actors;")
+    print("while a program of yours runs, `localactors top` shows its workers and actors live.")

@@ -3,9 +3,10 @@
 Runs in: its own process, attached to a cluster another process started.
 
 It finds the cluster through the ``cluster.json`` the cluster keeps in its
-private directory (see ``_diagnostics``): ``--dir``, else
-``$LOCALACTORS_CLUSTER``, else the newest cluster of this user in the temp
-directory. It connects as one more client, asks every worker for its
+private directory (see ``cluster_file``): ``--dir``, else
+``$LOCALACTORS_CLUSTER``, else ``--pid`` (the program that started it), else
+the only cluster of this user in the temp directory; with several it lists
+them and asks for ``--pid`` rather than guess. ``q`` quits. It connects as one more client, asks every worker for its
 statistics each ``--interval`` seconds, and redraws: one row per worker
 (CPU, memory, results held, actors) and one per actor (calls, calls per
 second since the last screen, errors, mean and max latency, queue depth).
@@ -14,13 +15,14 @@ second since the last screen, errors, mean and max latency, queue depth).
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import sys
 import time
-from typing import IO
+from typing import IO, Any
 
 from .._base.errors import ClusterBrokenError, ClusterClosedError
-from .._client.cluster_file import ClusterRecord, locate
+from .._client.cluster_file import ENV_VAR, ClusterRecord, find_clusters, read_cluster_file
 from .._client.diagnostics import Snapshot, collect
 
 
@@ -70,19 +72,116 @@ def render(
     return "\n".join(lines)
 
 
-def run(directory: str | None = None, interval: float = 1.0, once: bool = False, out: IO[str] | None = None) -> int:
-    """Attach and draw until interrupted (or once); returns an exit status."""
+def _program(pid: int) -> str:
+    import psutil
+
+    try:
+        return " ".join(psutil.Process(pid).cmdline()) or "?"
+    except psutil.Error:
+        return "?"
+
+
+def describe(records: list[ClusterRecord]) -> str:
+    """One line per cluster: the pid and command line of the program that started it."""
+    lines = [f"{'PID':>8}  {'STARTED':<8}  {'DIRECTORY':<28}  PROGRAM"]
+    for r in records:
+        started = time.strftime("%H:%M:%S", time.localtime(r.started))
+        lines.append(f"{r.pid:>8}  {started:<8}  {r.directory:<28}  {_program(r.pid)[:80]}")
+    return "\n".join(lines)
+
+
+def list_clusters(out: IO[str] | None = None) -> int:
+    """``localactors top --list``: this user's running clusters, newest first."""
+    out = out if out is not None else sys.stdout
+    records = find_clusters()
+    if not records:
+        print("no running localactors cluster of yours", file=out)
+        return 0
+    print(describe(records), file=out)
+    return 0
+
+
+def choose(directory: str | None, pid: int | None) -> ClusterRecord:
+    """The cluster to watch; ``LookupError`` with what to do when there is no single answer."""
+    directory = directory or os.environ.get(ENV_VAR) or None
+    if directory:
+        return read_cluster_file(directory)
+    records = find_clusters()
+    if pid is not None:
+        mine = [r for r in records if r.pid == pid]
+        if not mine:
+            raise LookupError(f"no running cluster was started by pid {pid}; `localactors top --list` shows yours")
+        if len(mine) > 1:
+            raise LookupError(f"pid {pid} runs {len(mine)} clusters; choose one with --dir:\n{describe(mine)}")
+        return mine[0]
+    if not records:
+        raise LookupError("no running localactors cluster of yours: start one (LocalCluster or Client()) first")
+    if len(records) > 1:
+        raise LookupError(
+            f"{len(records)} clusters are running; choose one with --pid PID:\n{describe(records)}"
+        )
+    return records[0]
+
+
+class _Keys:
+    """Single key presses from a terminal (``q`` quits), restored on exit; a no-op elsewhere."""
+
+    def __init__(self) -> None:
+        self._saved: Any = None
+        self._fd = -1
+        try:
+            if sys.stdin is not None and sys.stdin.isatty():
+                import termios
+                import tty
+
+                self._fd = sys.stdin.fileno()
+                self._saved = termios.tcgetattr(self._fd)
+                tty.setcbreak(self._fd)
+        except (OSError, ValueError, ImportError):
+            self._saved = None
+
+    def wait_for_quit(self, timeout: float) -> bool:
+        """Wait ``timeout`` seconds (the refresh interval); True as soon as ``q`` is pressed."""
+        if self._saved is None:
+            time.sleep(timeout)  # no keyboard to listen to: the refresh rate of the view
+            return False
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ready, _, _ = select.select([self._fd], [], [], remaining)
+            if ready and os.read(self._fd, 1) in (b"q", b"Q"):
+                return True
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            import termios
+
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+            self._saved = None
+
+
+def run(
+    directory: str | None = None,
+    interval: float = 1.0,
+    once: bool = False,
+    out: IO[str] | None = None,
+    pid: int | None = None,
+) -> int:
+    """Attach and draw until ``q`` or Ctrl-C (or once); returns an exit status."""
     from .._client.client import Client
 
     out = out if out is not None else sys.stdout
     try:
-        record = locate(directory)
+        record = choose(directory, pid)
     except (LookupError, OSError) as err:
         print(f"localactors top: {err}", file=sys.stderr)
         return 1
     live = not once and out.isatty()
     previous: Snapshot | None = None
     last = time.monotonic()
+    keys = _Keys() if live else None
     with Client(record.address, authkey=record.authkey, name=f"top-{os.getpid()}") as client:
         try:
             while True:
@@ -100,9 +199,16 @@ def run(directory: str | None = None, interval: float = 1.0, once: bool = False,
                 out.flush()
                 if once:
                     return 0
-                time.sleep(interval)  # the refresh rate of the view
+                if keys is not None:
+                    if keys.wait_for_quit(interval):
+                        return 0
+                else:
+                    time.sleep(interval)  # the refresh rate of the view
         except KeyboardInterrupt:
             return 0
         except (ClusterClosedError, ClusterBrokenError) as err:
             print(f"localactors top: the cluster went away ({err})", file=sys.stderr)
             return 0
+        finally:
+            if keys is not None:
+                keys.restore()

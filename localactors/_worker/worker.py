@@ -27,6 +27,7 @@ import functools
 import inspect
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -60,6 +61,7 @@ def worker_main(config: WorkerConfig, output: tuple[Any, Any] | None = None) -> 
     if config.in_process:
         Worker(config).run()  # logging and the streams belong to the user's process
         return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the user's wait, not for workers
     if output is not None:
         redirect_worker_output(*output)
         fmt = "%(levelname)s %(name)s: %(message)s"  # the manager prefixes "(worker-1 pid=123) "
