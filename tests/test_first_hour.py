@@ -414,3 +414,22 @@ def test_the_guard_check_spares_runners_whose_main_children_do_not_rerun(tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     assert os.listdir(tmp) == []
+
+
+# --------------------------------------------------------- 7. remote tracebacks of __main__ code
+
+
+def test_remote_tracebacks_of_main_and_notebook_code_show_their_source_lines(tmp_path: Path) -> None:
+    done = _run("remote_traceback.py", _tmp(tmp_path))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "<dynamic-code>" not in out
+    script = str(SCRIPTS / "remote_traceback.py")
+    # the script's own file and lines, for an actor method and a task
+    assert f'File "{script}", line 15, in withdraw' in out
+    assert 'raise ValueError(f"cannot withdraw {amount} from {balance}")' in out
+    assert f'File "{script}", line 19, in boom' in out
+    assert 'raise RuntimeError(f"boom {x}")' in out
+    # a notebook cell's lines travel with its code: the worker has no file to read
+    assert 'File "<notebook-cell-7>", line 2, in from_a_cell' in out
+    assert "raise KeyError(f'cell says {x}')" in out

@@ -35,6 +35,7 @@ from typing import Any
 
 from .._wire import shm
 from .._wire.shm import THRESHOLD, Shared
+from . import code_source
 from .errors import SerializationError
 
 _MAIN_MARK = b"__main__"
@@ -256,10 +257,8 @@ def _restart(ctx: SerialContext, kinds: list[int], buffers: list[Any]) -> None:
 
 
 def _cloudpickle(obj: object, what: str, buffer_callback: Any = None) -> bytes:
-    import cloudpickle
-
     try:
-        return bytes(cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback))
+        return code_source.dumps(obj, buffer_callback)
     except RecursionError as err:
         raise SerializationError(f"{what} is nested too deeply to pickle ({err})") from None
     except Exception as err:
