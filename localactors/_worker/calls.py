@@ -91,7 +91,7 @@ class CallServing:
             case P.GetData(req_id, keys):
                 self._send_data(link, req_id, keys)
             case P.Hello():
-                link.peer = msg
+                link.hello = msg
             case P.StatsRequest(req_id):
                 self._reply(link, self._stats_reply(req_id))
             case _:
