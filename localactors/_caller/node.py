@@ -18,6 +18,7 @@ seat in the cluster as a caller of actors and a holder of handles. A client's
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -46,6 +47,13 @@ logger = logging.getLogger("localactors.node")
 DEATH_NOTICE_WAIT = 0.5
 
 
+class FetchedData(NamedTuple):
+    """The value of a ``request_data`` completion: what the worker had, and what it had not."""
+
+    items: dict[str, bytes]  # key -> the pickled value
+    missing: tuple[str, ...]
+
+
 class ParkedCall(NamedTuple):
     """An actor call, kept while its actor restarts: sent, in order, once it is back."""
 
@@ -70,7 +78,7 @@ class Node:
         self._peers_lock = threading.Lock()
         self.manager_link: Link | None = None
         self.asynchronous = False
-        self.loop: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the owner's event loop, when it has one
         self.closed = False  # set by the owner's close()
         self.broken: BaseException | None = None  # set when the manager says goodbye or vanishes
         # what the manager told us about failures; guarded by _notices
@@ -286,7 +294,7 @@ class Node:
                     if error:
                         request.comp.set_exception(load_exception(error))
                     else:
-                        request.comp.set_result((dict(items), missing))
+                        request.comp.set_result(FetchedData(dict(items), missing))
             case P.StatsReply(req_id):
                 request = peer.reply(req_id)
                 if request is not None:
@@ -354,6 +362,7 @@ class Node:
         )
 
     def request_data(self, address: str, keys: tuple[str, ...]) -> Completion:
+        """Ask the worker at ``address`` for the pickled values of ``keys``: a :class:`FetchedData`."""
         comp = Completion()
         self.peer(address).request(lambda req_id: P.GetData(req_id, keys), comp, f"data of {keys[0]!r}")
         return comp
