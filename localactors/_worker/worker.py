@@ -2,11 +2,12 @@
 
 Runs in: a worker process, spawned by the manager (in-process, with
 ``LocalCluster(processes=False)``: a thread of the user's process, which
-then plays the part of ``main`` below; see ``_runner``).
+then plays the part of ``main`` below; see ``_base.runner``).
 
 Threads::
 
-    main             asyncio event loop: async actor methods, shutdown
+    main             asyncio event loop: async actor methods, coroutine
+                     tasks, data requests the idle actor thread read, shutdown
     actor            the actor thread (``actor_thread``): every actor
                      operation, in order; sync methods run here (while one
                      waits on a future, a helper ``actor-<n>`` serves the rest)
@@ -33,6 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from multiprocessing.connection import Connection
 from typing import Any
 
 from .._base import context as _context
@@ -54,7 +56,7 @@ from .taskpool import TaskPool
 logger = logging.getLogger("localactors.worker")
 
 
-def worker_main(config: WorkerConfig, output: tuple[Any, Any] | None = None) -> None:
+def worker_main(config: WorkerConfig, output: tuple[Connection, Connection] | None = None) -> None:
     """Entry point of a worker: a process, or in-process a thread of the user's process.
 
     ``output``: pipes to the manager for fds 1 and 2 (a process forwarding its output).
@@ -307,7 +309,7 @@ class Worker:
         else:
             self.pool.submit(self._run_task, spec, fetched)
 
-    def _resolver(self, fetched: dict[str, bytes]) -> Any:
+    def _resolver(self, fetched: dict[str, bytes]) -> Callable[[str], Any]:
         def resolve(key: str) -> Any:
             if key in self.data:
                 return self.data[key]
