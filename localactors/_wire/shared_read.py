@@ -96,8 +96,8 @@ class ReadToken:
         self._ep.register(fd, _ARMED)
         self._poller = select.poll()  # a waiting caller's: is the link readable?
         self._poller.register(fd, select.POLLIN)
-        self._idle_poller: tuple[int, Any] | None = None  # (wake fd, poll object) for read_while_idle
-        self._out_poller: Any = None  # is the link writable now? (hold)
+        self._idle_poller: tuple[int, select.poll] | None = None  # (wake fd, poll object) for read_while_idle
+        self._out_poller: select.poll | None = None  # is the link writable now? (hold)
         self._held_by: int | None = None  # the thread keeping the token between reads (hold)
         self._gone = False  # the reader thread has stopped: nobody reads any more
         self._caller_error: BaseException | None = None  # met by a caller while reading for everyone
@@ -266,7 +266,7 @@ class ReadToken:
             self._lock.release()
         return True
 
-    def _idle_poller_for(self, wake_fd: int) -> Any:
+    def _idle_poller_for(self, wake_fd: int) -> select.poll:
         if self._idle_poller is None or self._idle_poller[0] != wake_fd:
             poller = select.poll()
             poller.register(self._fd, select.POLLIN)
@@ -274,7 +274,7 @@ class ReadToken:
             self._idle_poller = (wake_fd, poller)
         return self._idle_poller[1]
 
-    def _read_until_work(self, poller: Any, wake_fd: int, has_work: Callable[[], bool]) -> None:
+    def _read_until_work(self, poller: select.poll, wake_fd: int, has_work: Callable[[], bool]) -> None:
         while True:
             if not self._buffered():
                 ready = poller.poll()
