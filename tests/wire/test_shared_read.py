@@ -59,20 +59,47 @@ def ends() -> Iterator[Ends]:
     e.close()
 
 
+class _AskedFirst:
+    """A completion whose reply is sent when the waiter first asks whether it is done.
+
+    ``read_until`` asks only once it holds the token and has disarmed the
+    reader thread: so the reply is sure to be read by the waiter.
+    """
+
+    def __init__(self, ends: Ends, call_id: int) -> None:
+        self.comp = ends.replies[call_id] = Completion()
+        self._send = lambda: ends.other.send(P.CallOk(call_id, b"reply"))
+        self._sent = False
+
+    def done(self) -> bool:
+        if not self._sent:
+            self._sent = True
+            self._send()
+        return self.comp.done()
+
+
 def test_a_waiting_thread_reads_its_own_reply(ends: Ends) -> None:
-    """Whoever reads, every message is dispatched once; a waiter that got the token dispatched them itself."""
-    readers = set()
+    ends.other.send(P.CallOk(0, b"someone else's"))
+    wait_until(lambda: bool(ends.seen), T, "the reader thread dispatched it")
+    asked = _AskedFirst(ends, 1)
+    assert ends.shared.read_until(asked, T) is True
+    assert asked.comp.value == b"reply"
+    assert ends.seen == [(0, "localactors-reader-shared", True), (1, threading.current_thread().name, True)]
+    assert not in_reader_thread()  # a reader only while it dispatched
+
+
+def test_a_waiter_that_cannot_read_waits_for_the_reader(ends: Ends) -> None:
+    """Whoever reads, every message is dispatched once, in order."""
     for call_id in range(20):
         comp = ends.replies[call_id] = Completion()
         waiter = threading.Thread(target=ends.shared.read_until, args=(comp, T), name=f"unit-waiter-{call_id}")
-        waiter.start()  # most often it takes the token before the reply arrives
+        waiter.start()
         ends.other.send(P.CallOk(call_id, b"reply"))
-        waiter.join(T)
+        waiter.join(T)  # it returns at once when the reader thread has the token: then the reader dispatches
+        wait_until(comp.done, T, "the reply was dispatched")
         assert comp.value == b"reply"
-        readers.add(ends.seen[-1][1])
     assert [call_id for call_id, _, _ in ends.seen] == list(range(20))
     assert all(flag for _, _, flag in ends.seen)  # dispatching marks the thread as a reader
-    assert any(name.startswith("unit-waiter-") for name in readers), readers
 
 
 def test_the_reader_thread_reads_when_nobody_waits(ends: Ends) -> None:
