@@ -58,6 +58,11 @@ def blocked() -> AbstractContextManager[Any]:
     return hook() if hook is not None else nullcontext()
 
 
+def set_nested_waiter(waiter: NestedWaiter | None) -> None:
+    """Have every blocking wait of this thread call ``waiter`` instead (see ``_worker.actor_thread``)."""
+    hooks.nested_waiter = waiter
+
+
 def nested_waiter() -> NestedWaiter | None:
     """This thread's nested waiter: set on actor threads, which must keep serving."""
     waiter: NestedWaiter | None = getattr(hooks, "nested_waiter", None)

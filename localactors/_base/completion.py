@@ -138,12 +138,15 @@ class Completion:
             raise self.error
         return self.value
 
+    def reply_comes_on(self, link: Any) -> None:
+        """The reply will arrive on ``link``: a thread waiting for it may read the link itself."""
+        self._link = link
+
     def wait_done(self, timeout: float | None) -> None:
         """Block until done; ``TimeoutError`` after ``timeout`` seconds."""
         if not self._event.is_set() and not self._block(timeout):
             raise TimeoutError(f"not done after {timeout} s")
 
-    _wait = wait_done  # the old name, still used by _client/diagnostics.py
 
     def _block(self, timeout: float | None) -> bool:
         waiter = getattr(hooks, "nested_waiter", None)  # blocking.nested_waiter(), inlined: the hot path

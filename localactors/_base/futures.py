@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Protocol
 
-from . import blocking, html
-from .blocking import awaits_here, set_block_hook
+from . import html
+from .blocking import awaits_here
 from .completion import CANCELLED, ERROR, FINISHED, LOST, PENDING, Completion
 from .context import future_owner
 from .errors import ClusterClosedError
@@ -37,13 +37,7 @@ __all__ = [
     "Future",
     "FutureOwner",
     "TaskState",
-    "set_block_hook",
 ]
-
-#: the per-thread hooks under their old name, still used by ``_caller/node.py`` and
-#: ``_worker/actor_thread.py`` (``blocking.hooks`` and ``blocking.nested_waiter()``)
-_local = blocking.hooks
-
 
 class ActorFuture(Completion):
     """The future of one actor call: pushed when the call ends, then cached.

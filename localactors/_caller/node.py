@@ -2,12 +2,14 @@
 
 Runs in: the user's process (inside a client) and in every worker.
 
-A *node* is one process's seat in the cluster as a caller. It keeps
+A *node* (:class:`Node`) is one process's *caller side*, not a machine: its
+seat in the cluster as a caller of actors and a holder of handles. A client's
+``ClientCore`` is one, and so is each worker's ``WorkerNode``. It keeps
 
-* a :class:`~localactors._refs.RefTracker`: local handle counts per key. The first and last
+* a :class:`~localactors._caller.refs.RefTracker`: local handle counts per key. The first and last
   handle of a key, and every handle sent or received, become a ``RefDelta``
   to the manager, which frees what nobody holds any more;
-* one :class:`~localactors._peer.PeerLink` per worker it talks to: a direct authenticated
+* one :class:`~localactors._caller.peer.PeerLink` per worker it talks to: a direct authenticated
   connection (or, with ``direct_to_workers=False``, a path relayed through
   the manager) with the table of calls and data requests awaiting replies.
   When a link breaks, everything pending on it fails with ``ActorLostError``
@@ -16,13 +18,15 @@ A *node* is one process's seat in the cluster as a caller. It keeps
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import threading
 from queue import Empty
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
-from .._base import futures as _futures
+from .._base.blocking import nested_waiter
 from .._base.config import DEFAULT_MAX_IN_FLIGHT
 from .._base.errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
 from .._base.futures import ActorFuture, Completion
@@ -32,20 +36,33 @@ from .._wire import protocol as P
 from .._wire.connection import connect
 from .._wire.link import Link, LinkClosed
 from .._wire.shared_read import in_reader_thread
-from .peer import PeerLink
+from .peer import PeerLink, PendingRequest
 from .refs import RefTracker
 
 logger = logging.getLogger("localactors.node")
-
-#: calls a caller may have in flight to one worker before it blocks
 
 #: how long a caller whose link to a worker broke waits for the manager's
 #: notice of that worker's death (it carries the exit code or signal) before
 #: failing the calls with what it knows
 DEATH_NOTICE_WAIT = 0.5
 
-#: an actor call parked while its actor restarts: (key, name, kind, payload, future, label)
-ParkedCall = tuple[str, str, P.CallKind, bytes, ActorFuture, str]
+
+class FetchedData(NamedTuple):
+    """The value of a ``request_data`` completion: what the worker had, and what it had not."""
+
+    items: dict[str, bytes]  # key -> the pickled value
+    missing: tuple[str, ...]
+
+
+class ParkedCall(NamedTuple):
+    """An actor call, kept while its actor restarts: sent, in order, once it is back."""
+
+    key: str  # the actor's key
+    name: str  # the method or attribute
+    kind: P.CallKind
+    payload: bytes  # the pickled arguments
+    future: ActorFuture  # the caller's future, set by the reply
+    label: str  # "Counter.add", for error messages
 
 
 class Node:
@@ -61,7 +78,7 @@ class Node:
         self._peers_lock = threading.Lock()
         self.manager_link: Link | None = None
         self.asynchronous = False
-        self.loop: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the owner's event loop, when it has one
         self.closed = False  # set by the owner's close()
         self.broken: BaseException | None = None  # set when the manager says goodbye or vanishes
         # what the manager told us about failures; guarded by _notices
@@ -87,7 +104,7 @@ class Node:
         """
         if self.in_async_context() or in_reader_thread():
             return False
-        return getattr(_futures._local, "nested_waiter", None) is None
+        return nested_waiter() is None
 
     def in_async_context(self) -> bool:
         return False
@@ -147,15 +164,15 @@ class Node:
                         try:
                             self._send_call(address, call, block=False)
                         except Exception as err:  # e.g. closed meanwhile
-                            call[4].set_exception(err)
+                            call.future.set_exception(err)
             case P.ActorRestartFailed(key, error):
                 with self._notices:
                     self._failed_restarts[key] = error
                     parked = self._restarting.pop(key, [])
                 for call in parked:
-                    call[4].set_exception(self._restart_error(key, error))
+                    call.future.set_exception(self._restart_error(key, error))
             case _:
-                raise TypeError(f"not a failure notice: {msg!r}")
+                _unreachable(msg)
 
     @staticmethod
     def _restart_error(key: str, error: bytes) -> ActorLostError:
@@ -220,6 +237,7 @@ class Node:
     # -- links to workers -----------------------------------------------------
 
     def peer(self, address: str) -> PeerLink:
+        """The path to the worker at ``address``: opened on first use, kept (failed, if it died)."""
         peer = self._peers.get(address)
         if peer is not None:
             return peer
@@ -227,75 +245,80 @@ class Node:
             peer = self._peers.get(address)
             if peer is None:
                 self.check()  # closed or broken: never open a new link
-                worker = self.worker_name(address)
-                if address in self._dead_workers:  # known dead: fail at once, do not try
-                    peer = PeerLink(self, address, worker, None)
-                    peer.lost = WorkerLostError(f"worker {worker} is dead")
-                    self._peers[address] = peer
-                    return peer
-                if self.direct:
-                    try:
-                        link = connect(address, self.authkey, f"{self.name}->{worker}")
-                    except OSError:
-                        peer = PeerLink(self, address, worker, None)
-                        peer.lost = WorkerLostError(f"worker {worker} unreachable")
-                        self._peers[address] = peer
-                        return peer
-                    peer = PeerLink(self, address, worker, link)
-                    link.peer = peer
-                    link.send(P.Hello(self.name, os.getpid()))
-                    # shared: a caller waiting for a reply may read it itself (Link.read_until)
-                    link.start_reader(self._on_peer_message, self._on_peer_close, shared=True)
-                else:
-                    peer = PeerLink(self, address, worker, None)
+                peer = self._open_peer(address, self.worker_name(address))
                 self._peers[address] = peer
             return peer
 
-    def _on_peer_close(self, link: Link, error: BaseException | None) -> None:
-        peer: PeerLink = link.peer
+    def _open_peer(self, address: str, worker: str) -> PeerLink:
+        if address in self._dead_workers:  # known dead: fail at once, do not try
+            return self._lost_peer(address, worker, f"worker {worker} is dead")
+        if not self.direct:
+            return PeerLink(self, address, worker, None, self.max_in_flight)
+        try:
+            link = connect(address, self.authkey, f"{self.name}->{worker}")
+        except OSError:
+            return self._lost_peer(address, worker, f"worker {worker} unreachable")
+        peer = PeerLink(self, address, worker, link, self.max_in_flight)
+        link.send(P.Hello(self.name, os.getpid()))
+        # shared: a caller waiting for a reply may read it itself (Link.read_until)
+        link.start_reader(
+            functools.partial(self._on_peer_message, peer), functools.partial(self._on_peer_close, peer), shared=True
+        )
+        return peer
+
+    def _lost_peer(self, address: str, worker: str, why: str) -> PeerLink:
+        peer = PeerLink(self, address, worker, None, self.max_in_flight)
+        peer.lost = WorkerLostError(why)
+        return peer
+
+    def _on_peer_close(self, peer: PeerLink, link: Link, error: BaseException | None) -> None:
         peer.fail_all(wait=0.0 if self.closed else DEATH_NOTICE_WAIT)
 
-    def _on_peer_message(self, link: Link, msg: P.Message) -> None:
-        self.handle_peer_message(link.peer, msg)
+    def _on_peer_message(self, peer: PeerLink, link: Link, msg: P.Message) -> None:
+        self.handle_peer_message(peer, msg)
 
     def handle_peer_message(self, peer: PeerLink, msg: P.Message) -> None:
+        """A reply from a worker (read by the link's reader, or by a caller waiting on it)."""
         match msg:
             case P.CallOk(call_id, payload):
-                entry = peer.reply(call_id)
-                if entry is not None:
-                    comp, label, _ = entry
-                    ctx = SerialContext(node=self)
-                    try:
-                        value = loads(payload, ctx, what=f"result of {label}")
-                    except Exception as err:
-                        comp.set_exception(err)
-                    else:
-                        comp.set_result(value)
-                    self.refs.unpin(ctx.unpins)
+                request = peer.reply(call_id)
+                if request is not None:
+                    self._call_ok(request, payload)
             case P.CallErr(call_id, error):
-                entry = peer.reply(call_id)
-                if entry is not None:
-                    entry[0].set_exception(load_exception(error))
+                request = peer.reply(call_id)
+                if request is not None:
+                    request.comp.set_exception(load_exception(error))
             case P.DataReply(req_id, items, missing, error):
-                entry = peer.reply(req_id)
-                if entry is not None:
+                request = peer.reply(req_id)
+                if request is not None:
                     if error:
-                        entry[0].set_exception(load_exception(error))
+                        request.comp.set_exception(load_exception(error))
                     else:
-                        entry[0].set_result((dict(items), missing))
+                        request.comp.set_result(FetchedData(dict(items), missing))
             case P.StatsReply(req_id):
-                entry = peer.reply(req_id)
-                if entry is not None:
-                    entry[0].set_result(msg)
+                request = peer.reply(req_id)
+                if request is not None:
+                    request.comp.set_result(msg)
             case _:
                 logger.warning("%s: unexpected %s from %s", self.name, type(msg).__name__, peer.worker)
+
+    def _call_ok(self, request: PendingRequest, payload: bytes) -> None:
+        ctx = SerialContext(node=self)
+        try:
+            value = loads(payload, ctx, what=f"result of {request.label}")
+        except Exception as err:
+            request.comp.set_exception(err)
+        else:
+            request.comp.set_result(value)
+        self.refs.unpin(ctx.unpins)
 
     def close_peers(self) -> None:
         with self._notices:
             parked = [call for calls in self._restarting.values() for call in calls]
             self._restarting.clear()
         for call in parked:
-            call[4].set_exception(self.closed_error() or ClusterBrokenError(f"{call[5]} abandoned: {self.broken}"))
+            error = self.closed_error() or ClusterBrokenError(f"{call.label} abandoned: {self.broken}")
+            call.future.set_exception(error)
         with self._peers_lock:
             peers, self._peers = list(self._peers.values()), {}
         for peer in peers:
@@ -313,7 +336,7 @@ class Node:
     ) -> ActorFuture:
         self.check()  # a closed client must not quietly reconnect to the worker
         fut = ActorFuture(label, self.loop if self.in_async_context() else None)
-        call: ParkedCall = (actor_key, name, kind, payload, fut, label)
+        call = ParkedCall(actor_key, name, kind, payload, fut, label)
         if actor_key in self._restarting or actor_key in self._moved or actor_key in self._failed_restarts:
             with self._notices:  # the rare path: the actor was restarted, or is being
                 parked = self._restarting.get(actor_key)
@@ -329,7 +352,7 @@ class Node:
         return fut
 
     def _send_call(self, address: str, call: ParkedCall, block: bool | None) -> None:
-        key, name, kind, payload, fut, label = call
+        key, name, kind, payload, fut, label = call  # unpacked: the lambda keeps only what it sends
         self.peer(address).request(
             lambda call_id: P.ActorCall(call_id, key, name, kind, payload),
             fut,
@@ -339,6 +362,7 @@ class Node:
         )
 
     def request_data(self, address: str, keys: tuple[str, ...]) -> Completion:
+        """Ask the worker at ``address`` for the pickled values of ``keys``: a :class:`FetchedData`."""
         comp = Completion()
         self.peer(address).request(lambda req_id: P.GetData(req_id, keys), comp, f"data of {keys[0]!r}")
         return comp
@@ -351,3 +375,8 @@ class Node:
             peer.fail_all()
             return
         self.handle_peer_message(peer, W.decode(frames[0], list(frames[1:])))
+
+
+def _unreachable(value: NoReturn) -> NoReturn:
+    """``typing.assert_never`` (3.11+): mypy checks the ``match`` above is exhaustive."""
+    raise TypeError(f"unexpected {value!r}")

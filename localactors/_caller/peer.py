@@ -13,7 +13,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 from .._base.errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError
 from .._base.futures import Completion
@@ -21,8 +22,37 @@ from .._wire import codec as W
 from .._wire import protocol as P
 from .._wire.link import Link, LinkClosed
 
-if TYPE_CHECKING:
-    from .node import Node
+#: builds a request's message once it has its id
+MakeRequest = Callable[[int], P.Message]
+
+
+class PeerOwner(Protocol):
+    """What a peer link asks of the caller side that owns it (a ``Node``)."""
+
+    name: str
+    broken: BaseException | None
+
+    def closed_error(self) -> BaseException | None: ...
+    def death_notice(self, address: str) -> P.WorkerDied | None: ...
+    def await_death_notice(self, address: str, timeout: float) -> None: ...
+    def is_restarting(self, key: str) -> bool: ...
+    def may_block(self) -> bool: ...
+    def relay(self, address: str, frames: list[Any]) -> None: ...
+
+
+class PendingRequest(NamedTuple):
+    """A request sent and awaiting its reply."""
+
+    comp: Completion  # set with the reply
+    label: str  # what it is, for error messages: "call Counter.add to actor ..."
+    key: str  # the actor's key for an actor call, "" for a data or statistics request
+
+
+class _Unsent(NamedTuple):
+    """A request waiting in the backlog for room: it gets its id when sent."""
+
+    make: MakeRequest
+    request: PendingRequest
 
 
 class PeerLink:
@@ -35,18 +65,17 @@ class PeerLink:
     its future just takes longer, and the loop never stalls.
     """
 
-    def __init__(self, node: Node, address: str, worker: str, link: Link | None) -> None:
+    def __init__(self, node: PeerOwner, address: str, worker: str, link: Link | None, limit: int) -> None:
         self.node = node
         self.address = address
         self.worker = worker
         self.link = link  # None when relayed through the manager
         self._ids = itertools.count()
         self._cond = threading.Condition(threading.Lock())
-        #: request id -> (completion, label, actor key or "")
-        self.pending: dict[int, tuple[Completion, str, str]] = {}
+        self.pending: dict[int, PendingRequest] = {}  # by request id
         self.lost: BaseException | None = None
-        self.limit = max(1, node.max_in_flight)
-        self.backlog: deque[tuple[Any, Completion, str, str]] = deque()
+        self.limit = max(1, limit)
+        self.backlog: deque[_Unsent] = deque()
         self.blocked = 0  # callers waiting for room
         self._flusher: threading.Thread | None = None
         self._flushing = False  # a backlog request has its id but is not sent yet
@@ -69,15 +98,21 @@ class PeerLink:
         cls = ActorLostError if key else WorkerLostError
         return cls(text, self.worker, exitcode)
 
-    def request(self, make: Any, comp: Completion, label: str, key: str = "", block: bool | None = None) -> None:
-        """Register ``comp`` under a fresh id and send ``make(id)``, room permitting."""
-        comp._link = self.link  # a thread waiting for the reply may read it itself
+    def request(
+        self, make: MakeRequest, comp: Completion, label: str, key: str = "", block: bool | None = None
+    ) -> None:
+        """Register ``comp`` under a fresh id and send ``make(id)``, room permitting.
+
+        ``block``: may this thread wait for room (``None``: ask the owner, only when full).
+        """
+        comp.reply_comes_on(self.link)
+        request = PendingRequest(comp, label, key)
         with self._cond:
             while self.lost is None and (len(self.pending) >= self.limit or self.backlog or self._flushing):
                 if block is None:  # asked only when full: the common path stays cheap
                     block = self.node.may_block()
                 if not block:
-                    self.backlog.append((make, comp, label, key))
+                    self.backlog.append(_Unsent(make, request))
                     if self._flusher is None:
                         self._flusher = threading.Thread(
                             target=self._flush, name=f"localactors-flush-{self.node.name}-{self.worker}", daemon=True
@@ -92,7 +127,7 @@ class PeerLink:
             lost = self.lost is not None
             if not lost:
                 req_id = next(self._ids)
-                self.pending[req_id] = (comp, label, key)
+                self.pending[req_id] = request
         if lost:
             comp.set_exception(self._lost_error(label, key))
             return
@@ -110,9 +145,9 @@ class PeerLink:
                 if self.lost is not None or not self.backlog:
                     self._flusher = None
                     return
-                make, comp, label, key = self.backlog.popleft()
+                make, request = self.backlog.popleft()
                 req_id = next(self._ids)
-                self.pending[req_id] = (comp, label, key)
+                self.pending[req_id] = request
                 self._flushing = True
             try:
                 self.send(make(req_id))
@@ -129,7 +164,8 @@ class PeerLink:
         else:
             self.node.relay(self.address, W.encode(msg))
 
-    def reply(self, req_id: int) -> tuple[Completion, str, str] | None:
+    def reply(self, req_id: int) -> PendingRequest | None:
+        """The request a reply answers, no longer pending (``None``: unknown or failed already)."""
         with self._cond:
             entry = self.pending.pop(req_id, None)
             if self.blocked or self.backlog:
@@ -150,7 +186,5 @@ class PeerLink:
             pending, self.pending = self.pending, {}
             backlog, self.backlog = list(self.backlog), deque()
             self._cond.notify_all()
-        for comp, label, key in pending.values():
-            comp.set_exception(self._lost_error(label, key))
-        for _, comp, label, key in backlog:
+        for comp, label, key in [*pending.values(), *(unsent.request for unsent in backlog)]:
             comp.set_exception(self._lost_error(label, key))

@@ -9,9 +9,28 @@ manager, which frees what nobody holds any more.
 
 from __future__ import annotations
 
+import enum
 from queue import SimpleQueue
+from typing import NamedTuple, NoReturn
 
 from .._wire import protocol as P
+
+
+class Change(enum.Enum):
+    """What happened to a handle: the kind of one queued change."""
+
+    INCREF = enum.auto()  # a handle of ``key`` was made here
+    DECREF = enum.auto()  # a handle of ``key`` was dropped here
+    PIN = enum.auto()  # a handle of ``key`` was put in flight, under ``token``
+    UNPIN = enum.auto()  # the handle in flight under ``token`` has arrived here
+
+
+class _Queued(NamedTuple):
+    """One change, queued until the next ``drain``."""
+
+    change: Change
+    key: str = ""
+    token: str = ""
 
 
 class RefTracker:
@@ -19,60 +38,73 @@ class RefTracker:
 
     ``incref``/``decref``/``unpin`` only append to a queue (safe from
     ``__del__`` in any thread); ``drain`` runs under the manager link's send
-    lock, so changes reach the manager in the order they happened.
+    lock, so changes reach the manager in the order they happened. ``wake``
+    gets an item whenever a change should be sent soon (the node's refs
+    thread waits on it).
     """
 
     def __init__(self) -> None:
-        self._queue: SimpleQueue[tuple[int, str, str]] = SimpleQueue()
+        self._queue: SimpleQueue[_Queued] = SimpleQueue()
         self._counts: dict[str, int] = {}
         self.wake: SimpleQueue[None] = SimpleQueue()
         self.closed = False
 
     def incref(self, key: str) -> None:
-        self._queue.put((0, key, ""))
+        self._queue.put(_Queued(Change.INCREF, key))
         self.wake.put(None)
 
     def decref(self, key: str) -> None:
         if not self.closed:
-            self._queue.put((1, key, ""))
+            self._queue.put(_Queued(Change.DECREF, key))
             self.wake.put(None)
 
     def pin(self, pins: list[tuple[str, str]]) -> None:
+        """Handles put in flight: ``(token, key)`` each (sent with the next flush, unwoken)."""
         for token, key in pins:
-            self._queue.put((2, key, token))
+            self._queue.put(_Queued(Change.PIN, key, token))
 
     def unpin(self, tokens: list[str]) -> None:
         for token in tokens:
-            self._queue.put((3, "", token))
+            self._queue.put(_Queued(Change.UNPIN, "", token))
         if tokens:
             self.wake.put(None)
 
     def count(self, key: str) -> int:
+        """Handles of ``key`` held here, as of the last ``drain``."""
         return self._counts.get(key, 0)
 
     def drain(self) -> P.RefDelta | None:
+        """Every change queued so far, as one message (``None`` when there is none)."""
         changes: list[tuple[str, int]] = []
         pins: list[tuple[str, str]] = []
         unpins: list[str] = []
         counts = self._counts
         while not self._queue.empty():
-            kind, key, token = self._queue.get_nowait()
-            if kind == 0:
-                n = counts.get(key, 0) + 1
-                counts[key] = n
-                if n == 1:
-                    changes.append((key, 1))
-            elif kind == 1:
-                n = counts.get(key, 0) - 1
-                if n <= 0:
-                    counts.pop(key, None)
-                    changes.append((key, -1))
-                else:
+            change, key, token = self._queue.get_nowait()
+            match change:
+                case Change.INCREF:
+                    n = counts.get(key, 0) + 1
                     counts[key] = n
-            elif kind == 2:
-                pins.append((token, key))
-            else:
-                unpins.append(token)
+                    if n == 1:
+                        changes.append((key, 1))
+                case Change.DECREF:
+                    n = counts.get(key, 0) - 1
+                    if n <= 0:
+                        counts.pop(key, None)
+                        changes.append((key, -1))
+                    else:
+                        counts[key] = n
+                case Change.PIN:
+                    pins.append((token, key))
+                case Change.UNPIN:
+                    unpins.append(token)
+                case _:
+                    _unreachable(change)
         if changes or pins or unpins:
             return P.RefDelta(tuple(changes), tuple(pins), tuple(unpins))
         return None
+
+
+def _unreachable(value: NoReturn) -> NoReturn:
+    """``typing.assert_never`` (3.11+): mypy checks the ``match`` above is exhaustive."""
+    raise AssertionError(f"unhandled {value!r}")

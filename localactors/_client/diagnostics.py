@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .._base.completion import Completion
 from .._wire import protocol as P
 
 
@@ -31,26 +32,13 @@ def collect(client: Any, timeout: float = 5.0) -> Snapshot:
     """Ask every worker of ``client``'s cluster for its statistics (blocks)."""
     core = client.core
     comp = core.request(lambda r: P.InfoRequest(r))
-    comp._wait(timeout)
+    comp.wait_done(timeout)
     workers = {w.name: w.address for w in comp.value.workers}
-    return _gather(core, workers, timeout)
+    return gather_stats(core, workers, timeout)
 
 
-def actor_stats(client: Any, timeout: float = 5.0) -> Any:
-    """``client.actor_stats()``: a dict, or an awaitable in an asynchronous client's loop."""
-    if client.asynchronous and client.core.in_async_context():
-        import asyncio
-
-        async def run() -> dict[str, dict[str, Any]]:
-            return actor_table(await asyncio.to_thread(collect, client, timeout))
-
-        return run()
-    return actor_table(collect(client, timeout))
-
-
-def _gather(core: Any, workers: dict[str, str], timeout: float) -> Snapshot:
-    from .._base.futures import Completion
-
+def gather_stats(core: Any, workers: dict[str, str], timeout: float) -> Snapshot:
+    """Ask each of ``workers`` (name -> address) over ``core``'s links; wait ``timeout`` in all."""
     pending = []
     for name, address in workers.items():
         comp = Completion()
@@ -61,7 +49,12 @@ def _gather(core: Any, workers: dict[str, str], timeout: float) -> Snapshot:
     actors: list[tuple[str, P.ActorStat]] = []
     unreachable: list[str] = []
     for name, comp in pending:
-        if not comp._event.wait(max(0.0, deadline - time.monotonic())) or comp.error is not None:
+        try:
+            comp.wait_done(max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            unreachable.append(name)
+            continue
+        if comp.error is not None:
             unreachable.append(name)
             continue
         reply: P.StatsReply = comp.value

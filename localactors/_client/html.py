@@ -63,7 +63,7 @@ def _workers(infos: tuple[Any, ...], stats: dict[str, Any] | None) -> tuple[str,
 def _stats(client: Any) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
     """The workers and their statistics, asked within :data:`ASK_TIMEOUT`; ``((), None)`` when unknown."""
     from .._wire import protocol as P
-    from .diagnostics import _gather
+    from .diagnostics import gather_stats
 
     try:
         core = client.core
@@ -72,7 +72,7 @@ def _stats(client: Any) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
         if comp.error is not None:
             return (), None
         infos = tuple(comp.value.workers)
-        snap = _gather(core, {w.name: w.address for w in infos}, ASK_TIMEOUT)
+        snap = gather_stats(core, {w.name: w.address for w in infos}, ASK_TIMEOUT)
     except Exception:  # TimeoutError included: show what is known
         return (), None
     return infos, {s.name: s for s in snap.workers}

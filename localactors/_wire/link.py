@@ -7,9 +7,10 @@ A :class:`Link` wraps one ``multiprocessing`` connection. Any thread may
 per link receives and hands each message to a callback. Because every process
 always has a reader draining each of its links, two processes that write
 large messages to each other at the same time cannot deadlock. A thread that
-waits for a reply may read the link itself while nobody else is reading it
-(``read_until``, ``hold``/``read_while_idle``: see ``_shared_read``). Links are made by
-``_connection`` (``connect`` and ``Server``), which authenticates them first.
+waits for a reply may read a *shared* link itself while nobody else is reading
+it (``read_until``, ``hold``/``read_while_idle``: the link's
+:class:`~localactors._wire.shared_read.ReadToken`). Links are made by
+``connection`` (``connect`` and ``Server``), which authenticates them first.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import select
 import socket
 import struct
 import threading
@@ -27,7 +27,7 @@ from typing import Any
 
 from . import codec as W
 from . import protocol as P
-from .shared_read import _ARMED, _EPOLL, SharedReading, _thread_role
+from .shared_read import EPOLL, Awaited, ReadToken, mark_reader_thread
 
 logger = logging.getLogger("localactors.connection")
 
@@ -78,33 +78,22 @@ class LinkClosed(Exception):
     """The link was closed (by us or by the peer); nothing more can be sent."""
 
 
-class Link(SharedReading):
+class Link:
     """One end of a connection: locked sends, a reader thread, a close hook."""
 
     def __init__(self, conn: Connection, name: str) -> None:
         self.conn = conn
-        # the descriptor, for the shared-reading paths: they use it only while they
-        # hold the read token and the reader thread (which releases it) is running
-        self._fd = conn.fileno()
         self.name = name
         self.id = next(_ids)
-        self.peer: Any = None  # set by the owner: what is at the other end
+        #: on a worker's end of a caller's link: the caller's introduction (for log messages)
+        self.hello: P.Hello | None = None
         self.closed = False
         self.send_lock = threading.Lock()
         self.before_send: Callable[[], None] | None = None  # runs under send_lock
         self._reader: threading.Thread | None = None
         self._rbuf = b""  # bytes read but not yet taken, from _rpos on
         self._rpos = 0
-        # shared reading (see read_until): whoever holds the token reads
-        self._read_token = threading.Lock()
-        self._ep: Any = None
-        self._poller: Any = None
-        self._on_message: OnMessage | None = None
-        self._gone = False  # the reader thread has stopped: nobody reads any more
-        self._caller_error: BaseException | None = None
-        self._idle_poller: tuple[int, Any] | None = None  # (wake fd, poll object) for read_while_idle
-        self._holder: int | None = None  # the thread that holds the read token between reads (hold)
-        self._out_poller: Any = None  # is the link writable now? (hold)
+        self._shared: ReadToken | None = None  # set when read shared (start_reader)
         self._close_lock = threading.Lock()
         self._reading = False  # a reader thread owns the descriptor until it stops
         self._shut = False
@@ -112,6 +101,11 @@ class Link(SharedReading):
 
     def __repr__(self) -> str:
         return f"<Link {self.name} #{self.id}{' closed' if self.closed else ''}>"
+
+    def describe(self) -> str:
+        """This link for a log message: its name, and who introduced itself at the other end."""
+        hello = self.hello
+        return repr(self) if hello is None else f"{self!r} from {hello.name} (pid {hello.pid})"
 
     # -- sending ---------------------------------------------------------
 
@@ -222,26 +216,23 @@ class Link(SharedReading):
         itself (:meth:`read_until`) while the reader thread sleeps.
         """
         receive: Callable[[], Any] = self.recv_frames if raw else self.recv
-        self._on_message = on_message
-        if shared and _EPOLL and not raw:
+        if shared and EPOLL and not raw:
             try:
-                self._ep = select.epoll()
-                self._ep.register(self.conn.fileno(), _ARMED)
-                self._poller = select.poll()
-                self._poller.register(self.conn.fileno(), select.POLLIN)
+                self._shared = ReadToken(self, self.conn.fileno(), on_message)
             except (OSError, ValueError):
-                self._ep = None  # released already: the plain reader reports the close
+                pass  # released already: the plain reader reports the close
+        shared_token = self._shared
 
         def run() -> None:
-            _thread_role.reader = True
+            mark_reader_thread()
             error: BaseException | None = None
             try:
-                if self._ep is None:
+                if shared_token is None:
                     while True:
                         msg = receive()
                         on_message(self, msg)
                 else:
-                    self._read_shared(on_message)
+                    shared_token.serve()
             except (EOFError, OSError) as err:
                 error = None if self.closed else err
             except ValueError as err:  # garbled frame: drop this peer, keep serving
@@ -251,10 +242,8 @@ class Link(SharedReading):
                 logger.exception("reader of %s failed", self.name)
                 error = err
             finally:
-                if self._ep is not None:
-                    with self._read_token:  # no caller may touch the descriptor from here on
-                        self._gone = True
-                    self._ep.close()
+                if shared_token is not None:
+                    shared_token.stop()
                 with self._close_lock:
                     self._reading = False
                 self.close()
@@ -267,7 +256,36 @@ class Link(SharedReading):
         reader.start()
         self._reader = reader  # only once started: join_reader() may be called from another thread
 
-    def _frame_buffered(self) -> bool:
+    # -- shared reading: a waiting thread reads the link itself (see shared_read) --------
+
+    def read_until(self, comp: Awaited, timeout: float | None) -> bool | None:
+        """Read and dispatch messages in this thread until ``comp`` is done.
+
+        Returns whether it is done, or ``None`` when this thread cannot read
+        (another one is reading, or the link is not shared): then wait as usual.
+        """
+        shared = self._shared
+        return None if shared is None else shared.read_until(comp, timeout)
+
+    def hold(self) -> bool:
+        """Keep the reader thread off this link until this thread reads it next
+        (:meth:`ReadToken.hold`); ``False`` when refused."""
+        shared = self._shared
+        return shared is not None and shared.hold()
+
+    def unhold(self) -> None:
+        """Give a held link back to its reader thread."""
+        if self._shared is not None:
+            self._shared.unhold()
+
+    def read_while_idle(self, wake_fd: int, has_work: Callable[[], bool]) -> bool | None:
+        """Read and dispatch until ``has_work()`` or ``wake_fd`` is readable
+        (:meth:`ReadToken.read_while_idle`); ``None`` when this thread cannot read now."""
+        shared = self._shared
+        return None if shared is None else shared.read_while_idle(wake_fd, has_work)
+
+    def frame_buffered(self) -> bool:
+        """Is a whole frame in the read buffer? (``epoll`` cannot see it.)"""
         buf, pos = self._rbuf, self._rpos
         if len(buf) - pos < 4:
             return False

@@ -3,9 +3,15 @@
 Runs in: every process (in whichever thread waits on a link: a caller waiting
 for a reply, a worker's idle actor thread, and the link's reader thread).
 
-:class:`SharedReading` is a mixin of :class:`~localactors._link.Link`: the
-half that lets threads other than the reader take turns reading a shared
-link, under one read token, while the reader thread sleeps in ``epoll``.
+A :class:`ReadToken` belongs to one shared :class:`~localactors._wire.link.Link`
+(``start_reader(shared=True)``). Whoever holds the token reads and dispatches
+the link's messages: the reader thread, woken by ``epoll``, or a thread that
+would otherwise sleep until the reader woke it -- a caller waiting for its
+reply (:meth:`ReadToken.read_until`), or a worker's idle actor thread waiting
+for the next call (:meth:`ReadToken.hold`, :meth:`ReadToken.read_while_idle`).
+A reply read by the reader thread costs the waiter two thread switches
+(reader wakes, then it wakes the waiter); read by the waiter, none. The link
+calls these through methods of its own; nothing else touches the token.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import protocol as P
 
@@ -27,17 +33,30 @@ def in_reader_thread() -> bool:
     return getattr(_thread_role, "reader", False)
 
 
-_EPOLL = hasattr(select, "epoll")
-_ARMED = select.EPOLLIN | select.EPOLLONESHOT if _EPOLL else 0
-_DISARMED = select.EPOLLONESHOT if _EPOLL else 0
+def mark_reader_thread() -> None:
+    """This thread is a link's reader thread, for the rest of its life."""
+    _thread_role.reader = True
 
 
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
+EPOLL = hasattr(select, "epoll")  # without it (not Linux) links are read by their reader threads only
+_ARMED = select.EPOLLIN | select.EPOLLONESHOT if EPOLL else 0
+_DISARMED = select.EPOLLONESHOT if EPOLL else 0
+
+
+class SharedLink(Protocol):
+    """What a read token needs of its link."""
+
+    closed: bool
+
+    def recv(self) -> P.Message: ...
+    def frame_buffered(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Awaited(Protocol):
+    """What :meth:`ReadToken.read_until` waits for: a completion."""
+
+    def done(self) -> bool: ...
 
 
 class _CallerReadError(Exception):
@@ -48,76 +67,88 @@ class _CallerReadError(Exception):
         self.error = error
 
 
-class SharedReading:
-    """Lets a waiting thread read and dispatch a shared link's messages itself."""
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
-    # the link state this half uses (set up in ``Link.__init__``)
-    closed: bool
-    _fd: int
-    _ep: Any
-    _poller: Any
-    _read_token: threading.Lock
-    _on_message: Callable[[Any, P.Message], None] | None
-    _gone: bool
-    _caller_error: BaseException | None
-    _idle_poller: tuple[int, Any] | None
-    _holder: int | None
-    _out_poller: Any
 
-    if TYPE_CHECKING:  # Link's own methods
+class ReadToken:
+    """Who may read one shared link now, and the reading its holder does.
 
-        def recv(self) -> P.Message: ...
-        def close(self) -> None: ...
-        def _frame_buffered(self) -> bool: ...
+    ``on_message(link, msg)`` dispatches every message, whichever thread read
+    it. Made by the link before its reader thread starts; raises ``OSError``
+    or ``ValueError`` when the descriptor is released already.
+    """
 
-    # -- a waiting caller reads its own reply ---------------------------------
-    #
-    # A reply read by the reader thread costs the caller two thread switches
-    # (reader wakes, then it wakes the caller). On a shared link the reader
-    # thread sleeps in epoll, and a caller that waits for a reply may take the
-    # read token, disarm the reader's wake-up and read the link itself. It
-    # dispatches whatever arrives (other callers' replies too) exactly as the
-    # reader would, and re-arms the reader's wake-up when its reply is in.
+    def __init__(self, link: SharedLink, fd: int, on_message: Callable[[Any, P.Message], None]) -> None:
+        self._link = link
+        # the link's descriptor: used only while holding the token, and the
+        # reader thread (which releases the descriptor) takes it to stop
+        self._fd = fd
+        self._on_message = on_message
+        self._recv = link.recv  # bound once: the hot path
+        self._buffered = link.frame_buffered
+        self._lock = threading.Lock()  # the token itself
+        self._ep = select.epoll()  # the reader thread's wake-up, disarmed while another thread reads
+        self._ep.register(fd, _ARMED)
+        self._poller = select.poll()  # a waiting caller's: is the link readable?
+        self._poller.register(fd, select.POLLIN)
+        self._idle_poller: tuple[int, select.poll] | None = None  # (wake fd, poll object) for read_while_idle
+        self._out_poller: select.poll | None = None  # is the link writable now? (hold)
+        self._held_by: int | None = None  # the thread keeping the token between reads (hold)
+        self._gone = False  # the reader thread has stopped: nobody reads any more
+        self._caller_error: BaseException | None = None  # met by a caller while reading for everyone
 
-    def _read_shared(self, on_message: Callable[[Any, P.Message], None]) -> None:
-        ep = self._ep
-        assert ep is not None and self._poller is not None
-        fd = self._fd
+    # -- the reader thread -----------------------------------------------------
+
+    def serve(self) -> None:
+        """The reader thread's loop: sleep in epoll, read what a waiting thread did not."""
+        ep, fd, on_message, link = self._ep, self._fd, self._on_message, self._link
         while True:
             ep.poll()
-            with self._read_token:
+            with self._lock:
                 try:
                     if self._caller_error is not None:
                         raise self._caller_error  # a caller met it while reading for us
-                    if not self._frame_buffered() and not self._poller.poll(0):
+                    if not self._buffered() and not self._poller.poll(0):
                         ep.modify(fd, _ARMED)  # a caller read what woke us
                         continue
-                    on_message(self, self.recv())
-                    while self._frame_buffered():  # epoll cannot see what is in our buffer
-                        on_message(self, self.recv())
+                    on_message(link, self._recv())
+                    while self._buffered():  # epoll cannot see what is in our buffer
+                        on_message(link, self._recv())
                     ep.modify(fd, _ARMED)
                 except BaseException:
                     self._gone = True
                     raise
 
-    def read_until(self, comp: Any, timeout: float | None) -> bool | None:
+    def stop(self) -> None:
+        """The reader thread is stopping: no other thread may touch the descriptor from now on."""
+        with self._lock:
+            self._gone = True
+        self._ep.close()
+
+    # -- a waiting caller reads its own reply ---------------------------------
+
+    def read_until(self, comp: Awaited, timeout: float | None) -> bool | None:
         """Read and dispatch messages in this thread until ``comp`` is done.
 
         Returns whether it is done, or ``None`` when this thread cannot read
-        (another one is reading, or the link is not shared): then wait as usual.
+        (another one is reading): then wait as usual.
         """
-        ep, poller = self._ep, self._poller
-        if ep is None or poller is None or not self._read_token.acquire(blocking=False):
+        if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._gone or self.closed:
+            if self._gone or self._link.closed:
                 return None
-            fd = self._fd
+            fd, ep, poller = self._fd, self._ep, self._poller
             ep.modify(fd, _DISARMED)  # the reader thread sleeps on; HUP and errors still wake it
             deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 while not comp.done():
-                    if not self._frame_buffered():
+                    if not self._buffered():
                         if deadline is None:
                             ready = poller.poll()
                         else:
@@ -128,19 +159,35 @@ class SharedReading:
                         if not ready:
                             continue
                     self._take_one()
-                while self._frame_buffered():
+                while self._buffered():
                     self._take_one()
             except _CallerReadError as wrapped:
-                # the stream is broken for everyone: hand the error to the reader
-                # thread, which reports and closes as if it had met it itself
-                self._caller_error = wrapped.error
-                if not isinstance(wrapped.error, (EOFError, OSError)):
-                    self.close()  # wake the reader (EOF and socket errors wake it anyway)
+                self._hand_error_to_reader(wrapped.error)
             finally:
                 ep.modify(fd, _ARMED)
         finally:
-            self._read_token.release()
-        return comp.done()  # type: ignore[no-any-return]
+            self._lock.release()
+        return comp.done()
+
+    def _hand_error_to_reader(self, error: BaseException) -> None:
+        """The stream is broken for everyone: the reader thread reports and closes
+        as if it had met ``error`` itself."""
+        self._caller_error = error
+        if not isinstance(error, (EOFError, OSError)):
+            self._link.close()  # wake the reader (EOF and socket errors wake it anyway)
+
+    def _take_one(self) -> None:
+        """Read one message and dispatch it in this (caller's) thread."""
+        was = getattr(_thread_role, "reader", False)
+        _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
+        try:
+            self._on_message(self._link, self._recv())
+        except BaseException as err:
+            raise _CallerReadError(err) from err
+        finally:
+            _thread_role.reader = was
+
+    # -- an idle actor thread reads its caller's next request ------------------
 
     def hold(self) -> bool:
         """Keep the reader thread off this link until this thread reads it next.
@@ -157,39 +204,37 @@ class SharedReading:
         nobody reads this end could deadlock with a peer that blocks writing
         to us. (A writable unix socket has most of its buffer free.)
         """
-        ep = self._ep
-        if ep is None or self._caller_error is not None or not self._read_token.acquire(blocking=False):
+        if self._caller_error is not None or not self._lock.acquire(blocking=False):
             return False
-        if self._gone or self.closed:
-            self._read_token.release()
+        if self._gone or self._link.closed:
+            self._lock.release()
             return False
         try:
-            fd = self._fd
             if self._out_poller is None:
                 self._out_poller = select.poll()
-                self._out_poller.register(fd, select.POLLOUT)
+                self._out_poller.register(self._fd, select.POLLOUT)
             if not self._out_poller.poll(0):
-                self._read_token.release()
+                self._lock.release()
                 return False
-            ep.modify(fd, _DISARMED)
+            self._ep.modify(self._fd, _DISARMED)
         except (OSError, ValueError):
-            self._read_token.release()
+            self._lock.release()
             return False
-        self._holder = threading.get_ident()
+        self._held_by = threading.get_ident()
         return True
 
     def unhold(self) -> None:
         """Give the link back to its reader thread (after :meth:`hold`, by the same thread)."""
-        if self._holder != threading.get_ident():
+        if self._held_by != threading.get_ident():
             return
-        self._holder = None
+        self._held_by = None
         try:
-            if not (self._gone or self.closed):
+            if not (self._gone or self._link.closed):
                 self._ep.modify(self._fd, _ARMED)
         except (OSError, ValueError):
             pass  # closing: the reader wakes on the hang-up
         finally:
-            self._read_token.release()
+            self._lock.release()
 
     def read_while_idle(self, wake_fd: int, has_work: Callable[[], bool]) -> bool | None:
         """Read and dispatch messages in this thread until ``has_work()`` or ``wake_fd`` is readable.
@@ -197,54 +242,47 @@ class SharedReading:
         For a worker's idle actor thread (see ``ActorThread.set_idle_wait``).
         Returns ``None`` at once when this thread cannot read the link now.
         """
-        ep = self._ep
-        held = self._holder is not None and self._holder == threading.get_ident()
-        if held:
-            self._holder = None  # the token is ours already, and the reader disarmed
-        elif ep is None or self._caller_error is not None or not self._read_token.acquire(blocking=False):
+        if self._held_by is not None and self._held_by == threading.get_ident():
+            self._held_by = None  # the token is ours already, and the reader disarmed
+            held = True
+        elif self._caller_error is not None or not self._lock.acquire(blocking=False):
             return None
+        else:
+            held = False
         try:
-            if self._gone or self.closed:
+            if self._gone or self._link.closed:
                 return None
-            fd = self._fd
-            if self._idle_poller is None or self._idle_poller[0] != wake_fd:
-                poller = select.poll()
-                poller.register(fd, select.POLLIN)
-                poller.register(wake_fd, select.POLLIN)
-                self._idle_poller = (wake_fd, poller)
-            poller = self._idle_poller[1]
+            fd, ep = self._fd, self._ep
+            poller = self._idle_poller_for(wake_fd)
             if not held:
                 ep.modify(fd, _DISARMED)
             try:
-                while True:
-                    if not self._frame_buffered():
-                        ready = poller.poll()
-                        if any(f == wake_fd for f, _ in ready):
-                            _drain(wake_fd)
-                            break
-                    self._take_one()
-                    if has_work():
-                        break
-                while self._frame_buffered():
-                    self._take_one()
+                self._read_until_work(poller, wake_fd, has_work)
             except _CallerReadError as wrapped:
-                self._caller_error = wrapped.error  # as in read_until: the reader reports it
-                if not isinstance(wrapped.error, (EOFError, OSError)):
-                    self.close()
+                self._hand_error_to_reader(wrapped.error)
             finally:
                 ep.modify(fd, _ARMED)
         finally:
-            self._read_token.release()
+            self._lock.release()
         return True
 
-    def _take_one(self) -> None:
-        """Read one message and dispatch it in this (caller's) thread."""
-        was = getattr(_thread_role, "reader", False)
-        _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
-        try:
-            assert self._on_message is not None
-            self._on_message(self, self.recv())
-        except BaseException as err:
-            raise _CallerReadError(err) from err
-        finally:
-            _thread_role.reader = was
+    def _idle_poller_for(self, wake_fd: int) -> select.poll:
+        if self._idle_poller is None or self._idle_poller[0] != wake_fd:
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            poller.register(wake_fd, select.POLLIN)
+            self._idle_poller = (wake_fd, poller)
+        return self._idle_poller[1]
+
+    def _read_until_work(self, poller: select.poll, wake_fd: int, has_work: Callable[[], bool]) -> None:
+        while True:
+            if not self._buffered():
+                ready = poller.poll()
+                if any(f == wake_fd for f, _ in ready):
+                    _drain(wake_fd)
+                    break
+            self._take_one()
+            if has_work():
+                break
+        while self._buffered():
+            self._take_one()

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._base import futures as _futures
+from .._base.blocking import set_nested_waiter
 
 logger = logging.getLogger("localactors.actor_thread")
 
@@ -55,7 +56,7 @@ class ActorThread:
         self._mailbox: dict[str, deque[Op]] = {}  # only non-empty boxes
         self._ready: deque[str] = deque()  # keys with queued ops and not busy, in arrival order
         self._busy: set[str] = set()  # keys with an operation running, waiting or starting
-        self._holder: threading.Thread | None = None  # who runs actor code now
+        self._baton: threading.Thread | None = None  # the thread holding the baton: it runs actor code now
         self._resuming = 0  # waiters whose future is done, waiting for the baton
         self._idle = 0  # threads waiting for work
         self._stopping = False
@@ -125,45 +126,17 @@ class ActorThread:
     # -- serving --------------------------------------------------------------
 
     def _can_start(self) -> bool:
-        return self._holder is None and not self._resuming and bool(self._ready)
+        return self._baton is None and not self._resuming and bool(self._ready)
 
     def _serve(self, primary: bool) -> None:
-        _futures._local.nested_waiter = self._nested_wait
+        """A thread of this executor: take the next ready operation, run it, repeat."""
+        set_nested_waiter(self._nested_wait)  # blocking waits in actor code lend the baton
         if self._initializer is not None:
             self._initializer()
         me = threading.current_thread()
-        cv, lock = self._cv, self._lock
         while True:
-            with lock:
-                self._idle += 1
-                while not self._stopping and not self._can_start():
-                    if not primary and self._idle > 1:
-                        # another thread is idle too: this helper is not needed
-                        self._idle -= 1
-                        self.threads.remove(me)
-                        return
-                    if primary and self._idle_wait is not None:
-                        self._wait_reading(cv)
-                    else:
-                        if primary and self.before_busy is not None:
-                            self.before_busy()  # no idle reading (it failed once): give the link back
-                        self._sleepers += 1
-                        try:
-                            cv.wait()
-                        finally:
-                            self._sleepers -= 1
-                self._idle -= 1
-                if primary and self.before_busy is not None:
-                    self.before_busy()
-                if self._stopping:
-                    if me in self.threads and not primary:
-                        self.threads.remove(me)
-                    if primary and self._wake_r >= 0:
-                        # nobody writes to it any more: _reading is False for good
-                        self._idle_wait = None
-                        os.close(self._wake_r)
-                        os.close(self._wake_w)
-                        self._wake_r = self._wake_w = -1
+            with self._lock:
+                if not self._wait_for_work(primary, me):
                     return
                 key = self._ready.popleft()
                 box = self._mailbox[key]
@@ -171,10 +144,10 @@ class ActorThread:
                 if not box:
                     del self._mailbox[key]
                 self._busy.add(key)
-                self._holder = me
+                self._baton = me
             pending = self._run(op)
-            with lock:
-                self._holder = None
+            with self._lock:
+                self._baton = None
                 self.queued -= 1
                 self._notify()
             if pending is None:
@@ -183,6 +156,44 @@ class ActorThread:
                 # an async call has not taken its first step yet: the actor's
                 # next operation must not begin before it, but others may
                 pending.add_done_callback(functools.partial(self._started, key))
+
+    def _wait_for_work(self, primary: bool, me: threading.Thread) -> bool:
+        """Wait (holding _cv) until an operation may start; ``False``: this thread ends now."""
+        self._idle += 1
+        while not self._stopping and not self._can_start():
+            if not primary and self._idle > 1:
+                # another thread is idle too: this helper is not needed
+                self._idle -= 1
+                self.threads.remove(me)
+                return False
+            if primary and self._idle_wait is not None:
+                self._wait_reading(self._cv)
+            else:
+                if primary and self.before_busy is not None:
+                    self.before_busy()  # no idle reading (it failed once): give the link back
+                self._sleepers += 1
+                try:
+                    self._cv.wait()
+                finally:
+                    self._sleepers -= 1
+        self._idle -= 1
+        if primary and self.before_busy is not None:
+            self.before_busy()
+        if self._stopping:
+            self._end(primary, me)
+            return False
+        return True
+
+    def _end(self, primary: bool, me: threading.Thread) -> None:
+        """This thread stops serving (we are stopping; holding _cv)."""
+        if me in self.threads and not primary:
+            self.threads.remove(me)
+        if primary and self._wake_r >= 0:
+            # nobody writes to it any more: _reading is False for good
+            self._idle_wait = None
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
 
     def has_work(self) -> bool:
         """Is there an operation the idle primary thread could start now? (a hint, unlocked)"""
@@ -235,12 +246,14 @@ class ActorThread:
     def _nested_wait(self, comp: _futures.Completion, timeout: float | None) -> bool:
         """Wait for ``comp`` with the baton handed on; take it back when done."""
         me = threading.current_thread()
-        if self._holder is not me:  # not running actor code (only we set it to us)
-            return comp._event.wait(timeout)
+        if self._baton is not me:  # not running actor code (only we set it to us): just wait
+            done = threading.Event()
+            comp.add_done_callback(lambda _: done.set())
+            return done.wait(timeout)
         comp.add_done_callback(self._wake)
         cv = self._cv
         with cv:
-            self._holder = None
+            self._baton = None
             if self._idle == 0 and not self._stopping:
                 n = next(self._helper_ids)
                 self._new_thread(f"localactors-actor-{self.name}-{n}", primary=False).start()
@@ -250,10 +263,10 @@ class ActorThread:
                 cv.wait_for(lambda: comp.done() or self._stopping, timeout)
                 self._resuming += 1
                 try:
-                    cv.wait_for(lambda: self._holder is None)
+                    cv.wait_for(lambda: self._baton is None)
                 finally:
                     self._resuming -= 1
             finally:
                 self._sleepers -= 1
-            self._holder = me
+            self._baton = me
         return comp.done()

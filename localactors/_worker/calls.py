@@ -1,4 +1,4 @@
-"""Serving callers: the worker's half that answers actor calls and data requests.
+"""Serving callers: the worker's part that answers actor calls and data requests.
 
 Runs in: a worker process (on its links' reader threads, its actor thread and
 its event loop).
@@ -6,19 +6,22 @@ its event loop).
 A call arrives on a caller's link, its reader queues it on the actor thread,
 the actor thread runs it and sends the reply straight back on that link. While
 the actor thread is idle it may read the latest caller's link itself, saving a
-thread switch per call for a caller that waits for each reply.
-:class:`CallServing` is a mixin of :class:`~localactors._worker.Worker`; it
-declares the worker state it uses.
+thread switch per call for a caller that waits for each reply. The worker owns
+one :class:`CallServer`, which owns this state: the callers' links, the link
+the idle actor thread reads and the one it holds, async calls in flight, the
+per-actor statistics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
 import select
 import threading
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._base.errors import ActorLostError, SerializationError, dump_exception
@@ -36,32 +39,86 @@ logger = logging.getLogger("localactors.worker")
 #: replies smaller than this may be written while the actor thread holds the link (Link.hold)
 _HOLD_MAX = 1 << 15
 
+#: the worker's door into its event loop: run ``fn()`` there soon (raises RuntimeError once closed)
+CallInLoop = Callable[[Callable[[], object]], None]
 
-class CallServing:
-    """Answers callers' requests on the links they opened to this worker."""
 
-    # the worker state this half uses (set up in ``Worker.__init__``)
-    name: str
-    address: str
-    data: dict[str, Any]
-    actors: dict[str, Any]
-    actor_info: dict[str, P.ActorInfo]
-    node: Node
-    actor_thread: ActorThread
-    loop: asyncio.AbstractEventLoop
-    stats: StatsBook
-    _meter: ProcessMeter
-    _links: set[Link]
-    _last_link: Link | None
-    _held: Link | None
-    _async_calls: set[asyncio.Task[None]]
+def members(obj: object) -> P.ActorInfo:
+    """The public methods and attributes a proxy for ``obj`` offers."""
+    cls = type(obj)
+    methods, attributes = [], []
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        attr = inspect.getattr_static(cls, name)
+        if isinstance(attr, property):
+            attributes.append(name)
+        elif callable(getattr(cls, name, None)) or isinstance(attr, (staticmethod, classmethod)):
+            methods.append(name)
+        else:
+            attributes.append(name)
+    for name in getattr(obj, "__dict__", {}):
+        if not name.startswith("_") and name not in methods and name not in attributes:
+            attributes.append(name)
+    return P.ActorInfo(cls.__name__, tuple(methods), tuple(attributes))
+
+
+class CallServer:
+    """Answers callers' requests on the links they opened to this worker.
+
+    ``data``, ``actors`` and ``actor_info`` are the worker's own dicts (it
+    fills them; this reads them). ``accept`` takes each new caller's link;
+    ``close_links`` closes them all; ``forget`` drops a released actor's
+    statistics. It hooks itself into ``actor_thread``: the thread's idle wait
+    reads the latest caller's link (:meth:`_idle_wait`), and before it gets
+    busy it gives back a link it held (:meth:`_release_held`).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        address: str,
+        node: Node,
+        actor_thread: ActorThread,
+        data: dict[str, Any],
+        actors: dict[str, Any],
+        actor_info: dict[str, P.ActorInfo],
+        call_in_loop: CallInLoop,
+        in_process: bool,
+    ) -> None:
+        self.name = name
+        self._address = address
+        self._node = node
+        self._data = data
+        self._actors = actors
+        self._actor_info = actor_info
+        self._call_in_loop = call_in_loop
+        self.stats = StatsBook()
+        self._meter = ProcessMeter(in_process)
+        self._links: set[Link] = set()  # callers' links, open
+        self._last_link: Link | None = None  # the link of the latest actor call: the idle actor thread reads it
+        self._held: Link | None = None  # a link the actor thread holds from its reply to its idle wait
+        self._async_calls: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
+        self._actor_thread = actor_thread
+        actor_thread.set_idle_wait(self._idle_wait)
+        actor_thread.before_busy = self._release_held
 
     # -- callers' links ------------------------------------------------------------------
 
-    def _on_link(self, link: Link) -> None:
+    def accept(self, link: Link) -> None:
+        """A caller opened ``link`` to this worker (the server's callback)."""
         self._links.add(link)
         # shared: the idle actor thread may read it itself (see _idle_wait)
         link.start_reader(self._on_request, lambda lk, err: self._links.discard(lk), shared=True)
+
+    def close_links(self) -> None:
+        for link in list(self._links):
+            link.close()
+
+    def forget(self, key: str) -> None:
+        """Actor ``key`` was released: drop its statistics."""
+        self.stats.forget(key)
 
     def _idle_wait(self, wake_fd: int) -> None:
         """The actor thread has nothing to do: read the latest caller's link until it has.
@@ -74,7 +131,7 @@ class CallServing:
         held, self._held = self._held, None
         if held is not None and held is not link:
             held.unhold()
-        if link is None or link.read_while_idle(wake_fd, self.actor_thread.has_work) is None:
+        if link is None or link.read_while_idle(wake_fd, self._actor_thread.has_work) is None:
             select.select([wake_fd], [], [])  # nothing to read here: wait for work
             try:
                 os.read(wake_fd, 4096)
@@ -82,43 +139,52 @@ class CallServing:
                 pass
 
     def _on_request(self, link: Link, msg: P.Message) -> None:
+        """One request from a caller: on the link's reader thread, or the idle actor thread."""
         match msg:
             case P.ActorCall(call_id, actor_key, name, kind, payload):
                 self._last_link = link
-                if actor_key in self.actors:
+                if actor_key in self._actors:
                     self.stats.arrived(actor_key, link.id, call_id)
-                self.actor_thread.submit(actor_key, lambda: self._call(link, call_id, actor_key, name, kind, payload))
+                self._actor_thread.submit(actor_key, lambda: self._call(link, call_id, actor_key, name, kind, payload))
             case P.GetData(req_id, keys):
-                self._send_data(link, req_id, keys)
+                if threading.current_thread() is self._actor_thread.thread:
+                    # read while idle: pickling a large result here would hold up
+                    # every actor's queued calls; the event loop serves it instead
+                    try:
+                        self._call_in_loop(functools.partial(self._send_data, link, req_id, keys))
+                    except RuntimeError:
+                        pass  # the loop is closed: we are stopping, and the caller's link closes with us
+                else:
+                    self._send_data(link, req_id, keys)  # this link's reader: holds up only this link
             case P.Hello():
-                link.peer = msg
+                link.hello = msg
             case P.StatsRequest(req_id):
                 self._reply(link, self._stats_reply(req_id))
             case _:
-                logger.warning("%s: unexpected %s on %s", self.name, type(msg).__name__, link)
+                logger.warning("%s: unexpected %s on %s", self.name, type(msg).__name__, link.describe())
 
     def _stats_reply(self, req_id: int) -> P.StatsReply:
         rss, cpu = self._meter.read()
-        names = {key: info.cls_name for key, info in list(self.actor_info.items())}
-        worker = P.WorkerStat(self.name, os.getpid(), rss, cpu, len(self.data), len(names))
+        names = {key: info.cls_name for key, info in list(self._actor_info.items())}
+        worker = P.WorkerStat(self.name, os.getpid(), rss, cpu, len(self._data), len(names))
         return P.StatsReply(req_id, worker, self.stats.snapshot(names, names))
 
     def _send_data(self, link: Link, req_id: int, keys: tuple[str, ...]) -> None:
         items, missing = [], []
-        ctx = SerialContext(node=self.node)
+        ctx = SerialContext(node=self._node)
         try:
             for key in keys:
-                if key in self.data:
-                    items.append((key, dumps(self.data[key], ctx, what=f"the result of {key!r}", shared=True)))
-                elif key in self.actors:
-                    handle = Actor(key, self.address, self.name, self.actor_info[key], self.node)
+                if key in self._data:
+                    items.append((key, dumps(self._data[key], ctx, what=f"the result of {key!r}", shared=True)))
+                elif key in self._actors:
+                    handle = Actor(key, self._address, self.name, self._actor_info[key], self._node)
                     items.append((key, dumps(handle, ctx, what=f"actor {key!r}")))
                 else:
                     missing.append(key)
         except SerializationError as err:
             self._reply(link, P.DataReply(req_id, (), (), dump_exception(err)))
             return
-        self.node.send_pins(ctx)
+        self._node.send_pins(ctx)
         self._reply(link, P.DataReply(req_id, tuple(items), tuple(missing)))
 
     def _reply(self, link: Link, msg: P.Message) -> None:
@@ -128,8 +194,8 @@ class CallServing:
                 self._held is None
                 and link is self._last_link
                 and len(msg.payload if type(msg) is P.CallOk else msg.error) < _HOLD_MAX  # type: ignore[union-attr]
-                and threading.current_thread() is self.actor_thread.thread
-                and not self.actor_thread.has_queued()
+                and threading.current_thread() is self._actor_thread.thread
+                and not self._actor_thread.has_queued()
                 and link.hold()
             ):
                 # the caller's next request comes soon on this link: keep the reader
@@ -154,7 +220,7 @@ class CallServing:
     ) -> Completion | None:
         """Run one operation; for an async call, return what says its first step ran."""
         self.stats.started(key)
-        obj = self.actors.get(key)
+        obj = self._actors.get(key)
         label = f"{type(obj).__name__}.{name}"
         try:
             if obj is None:
@@ -166,11 +232,11 @@ class CallServing:
                 if payload == EMPTY_ARGS:  # the common no-argument call: nothing to unpickle
                     value = method()
                 else:
-                    ctx = SerialContext(node=self.node)
+                    ctx = SerialContext(node=self._node)
                     try:
                         args, kwargs = loads(payload, ctx, what=f"the arguments of {label}")
                     finally:
-                        self.node.refs.unpin(ctx.unpins)
+                        self._node.refs.unpin(ctx.unpins)
                     value = method(*args, **kwargs)
                 if inspect.iscoroutine(value):
                     # ``async def`` (or a sync wrapper returning a coroutine): its
@@ -183,20 +249,20 @@ class CallServing:
         return None
 
     def _send_result(self, link: Link, call_id: int, label: str, value: Any) -> None:
-        ctx = SerialContext(node=self.node)
+        ctx = SerialContext(node=self._node)
         try:
             data = dumps(value, ctx, what=f"the result of {label}", shared=True)
         except SerializationError as err:
             self._reply(link, P.CallErr(call_id, dump_exception(err)))
             return
-        self.node.send_pins(ctx)
+        self._node.send_pins(ctx)
         self._reply(link, P.CallOk(call_id, data))
 
-    def _start_async(self, link: Link, call_id: int, label: str, coro: Any) -> Completion:
+    def _start_async(self, link: Link, call_id: int, label: str, coro: Coroutine[Any, Any, Any]) -> Completion:
         """Run an async method on the loop; the completion is set once its first step ran.
 
         The actor thread does not wait for it: it goes on serving other actors,
-        and keeps this actor's later operations queued until then (``_actor_thread``).
+        and keeps this actor's later operations queued until then (``actor_thread``).
         """
         started = Completion()
 
@@ -209,10 +275,11 @@ class CallServing:
             self._send_result(link, call_id, label, value)
 
         def start() -> None:
-            task = self.loop.create_task(run())
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(run())
             self._async_calls.add(task)
             task.add_done_callback(self._async_calls.discard)
-            self.loop.call_soon(started.set_result, None)  # runs after the task's first step
+            loop.call_soon(started.set_result, None)  # runs after the task's first step
 
-        self.loop.call_soon_threadsafe(start)
+        self._call_in_loop(start)
         return started

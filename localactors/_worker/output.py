@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from multiprocessing.connection import Connection
 
 
-def redirect_worker_output(stdout: Any, stderr: Any) -> None:
+def redirect_worker_output(stdout: Connection, stderr: Connection) -> None:
     """Point fds 1 and 2 at the manager's pipes; line-buffer Python's streams.
 
     ``stdout`` and ``stderr`` are the write ends (``multiprocessing``

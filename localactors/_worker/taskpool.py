@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .._base.futures import set_block_hook
+from .._base.blocking import set_block_hook
 
 logger = logging.getLogger("localactors.taskpool")
 

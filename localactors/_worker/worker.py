@@ -2,12 +2,13 @@
 
 Runs in: a worker process, spawned by the manager (in-process, with
 ``LocalCluster(processes=False)``: a thread of the user's process, which
-then plays the part of ``main`` below; see ``_runner``).
+then plays the part of ``main`` below; see ``_base.runner``).
 
 Threads::
 
-    main             asyncio event loop: async actor methods, shutdown
-    actor            the actor thread (``_actor_thread``): every actor
+    main             asyncio event loop: async actor methods, coroutine
+                     tasks, data requests the idle actor thread read, shutdown
+    actor            the actor thread (``actor_thread``): every actor
                      operation, in order; sync methods run here (while one
                      waits on a future, a helper ``actor-<n>`` serves the rest)
     task-N           ``threads_per_worker`` threads for plain tasks
@@ -17,12 +18,14 @@ Threads::
 
 A call arrives on a caller's link, its reader queues it on the actor thread,
 the actor thread runs it and sends the reply straight back on that link
-(``_worker_calls``, a mixin of :class:`Worker`, serves callers).
+(the worker's :class:`~localactors._worker.calls.CallServer` serves callers).
+Other threads reach the event loop through one door, :meth:`Worker.call_in_loop`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import logging
@@ -31,6 +34,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Coroutine
+from multiprocessing.connection import Connection
 from typing import Any
 
 from .._base import context as _context
@@ -39,21 +44,20 @@ from .._base.errors import SerializationError, WorkerLostError, dump_exception
 from .._base.futures import Completion
 from .._base.serialize import SerialContext, loads
 from .._caller.actor import Actor
-from .._caller.node import Node
+from .._caller.node import FetchedData, Node
 from .._client.client import Client
 from .._wire import protocol as P
 from .._wire.connection import Server, connect
 from .._wire.link import Link, LinkClosed
 from .actor_thread import ActorThread
-from .calls import CallServing
+from .calls import CallServer, members
 from .output import line_buffer_streams, redirect_worker_output
-from .stats import ProcessMeter, StatsBook
 from .taskpool import TaskPool
 
 logger = logging.getLogger("localactors.worker")
 
 
-def worker_main(config: WorkerConfig, output: tuple[Any, Any] | None = None) -> None:
+def worker_main(config: WorkerConfig, output: tuple[Connection, Connection] | None = None) -> None:
     """Entry point of a worker: a process, or in-process a thread of the user's process.
 
     ``output``: pipes to the manager for fds 1 and 2 (a process forwarding its output).
@@ -87,7 +91,11 @@ def _exit_now() -> None:
 
 
 class WorkerNode(Node):
-    """The worker's caller side: its links to other workers and its refs."""
+    """The worker's caller side: its links to other workers and its refs.
+
+    Its event loop thread counts as async (it must not block); its actor
+    thread waits through the nested waiter (see ``actor_thread``).
+    """
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker.name, worker.config.authkey, direct=True)
@@ -97,27 +105,7 @@ class WorkerNode(Node):
         return threading.current_thread() is self.worker.loop_thread
 
 
-def members(obj: object) -> P.ActorInfo:
-    """The public methods and attributes a proxy for ``obj`` offers."""
-    cls = type(obj)
-    methods, attributes = [], []
-    for name in dir(cls):
-        if name.startswith("_"):
-            continue
-        attr = inspect.getattr_static(cls, name)
-        if isinstance(attr, property):
-            attributes.append(name)
-        elif callable(getattr(cls, name, None)) or isinstance(attr, (staticmethod, classmethod)):
-            methods.append(name)
-        else:
-            attributes.append(name)
-    for name in getattr(obj, "__dict__", {}):
-        if not name.startswith("_") and name not in methods and name not in attributes:
-            attributes.append(name)
-    return P.ActorInfo(cls.__name__, tuple(methods), tuple(attributes))
-
-
-class Worker(CallServing):
+class Worker:
     """The state of one worker process. ``get_worker()`` returns this object."""
 
     def __init__(self, config: WorkerConfig) -> None:
@@ -126,27 +114,31 @@ class Worker(CallServing):
         self.address = os.path.join(config.directory, config.name)
         self.nthreads = config.nthreads
         self.resources = dict(config.resources)
-        self.data: dict[str, Any] = {}
-        self.actors: dict[str, Any] = {}
+        self.data: dict[str, Any] = {}  # task results, by key
+        self.actors: dict[str, Any] = {}  # actor instances, by key
         self.actor_info: dict[str, P.ActorInfo] = {}
         self.node = WorkerNode(self)
         self.node.max_in_flight = config.max_in_flight
-        # in-process, several workers share the process: each actor thread knows its own
-        self.actor_thread = ActorThread(self.name, initializer=functools.partial(_context.set_worker, self, True))
-        self.actor_thread.set_idle_wait(self._idle_wait)
-        self._last_link: Link | None = None  # the link of the latest actor call: the idle actor thread reads it
-        self._held: Link | None = None  # a link the actor thread holds from its reply to its idle wait
-        self.actor_thread.before_busy = self._release_held
-        self._async_calls: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
-        # a task waiting on other futures lends its thread's slot (see _taskpool)
-        self.pool = TaskPool(config.nthreads, self.name, initializer=_context.set_worker, initargs=(self, True))
         self.loop = asyncio.new_event_loop()
         self.loop_thread: threading.Thread | None = None
-        self.stats = StatsBook()
-        self._meter = ProcessMeter(config.in_process)
+        # in-process, several workers share the process: each actor thread knows its own
+        self.actor_thread = ActorThread(self.name, initializer=functools.partial(_context.set_worker, self, True))
+        self.calls = CallServer(
+            name=self.name,
+            address=self.address,
+            node=self.node,
+            actor_thread=self.actor_thread,
+            data=self.data,
+            actors=self.actors,
+            actor_info=self.actor_info,
+            call_in_loop=self.call_in_loop,
+            in_process=config.in_process,
+        )
+        # a task waiting on other futures lends its thread's slot (see taskpool)
+        self.pool = TaskPool(config.nthreads, self.name, initializer=_context.set_worker, initargs=(self, True))
+        self._loop_tasks: set[asyncio.Task[Any]] = set()  # tasks' coroutines: the loop keeps only weak refs
         self._stop = asyncio.Event()
-        self._client: Any = None
-        self._links: set[Link] = set()
+        self._client: Client | None = None
         self._manager: Link | None = None
         self.own_process = False  # True when this worker is its process (not in-process)
 
@@ -156,37 +148,44 @@ class Worker(CallServing):
     # -- life cycle --------------------------------------------------------------
 
     def run(self) -> None:
+        """Serve until the manager says stop or goes away (on the thread that runs the loop)."""
         # in-process, several workers share the process: each thread knows its own
         _context.set_worker(self, thread_only=self.config.in_process)
         self.loop_thread = threading.current_thread()
         self.node.loop = self.loop
         asyncio.set_event_loop(self.loop)
         self.actor_thread.start()
-        server = Server(self.address, self.config.authkey, self.name, self._on_link)
+        server = Server(self.address, self.config.authkey, self.name, self.calls.accept)
         try:
-            link = connect(self.config.manager_address, self.config.authkey, f"{self.name}->manager")
-            self._manager = link
-            self.node.attach_manager(link)
-            info = P.WorkerInfo(
-                self.name, self.address, os.getpid(), self.nthreads, self.config.resources, self.config.memory_limit
-            )
-            link.send(P.RegisterWorker(info))
-            link.start_reader(self._on_manager_message, self._on_manager_close)
+            self._register()
             self.loop.run_until_complete(self._stop.wait())
         finally:
             server.close()
-            self.actor_thread.stop()
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            if self._client is not None:
-                self._client.close()
-            self.node.stop_refs()
-            self.node.close_peers()
-            for peer_link in list(self._links):
-                peer_link.close()
-            if self._manager is not None:
-                self._manager.close()
-            if self.config.in_process:
-                self._wind_down_threads()
+            self._close()
+
+    def _register(self) -> None:
+        """Connect to the manager, say who we are, and start taking its orders."""
+        link = connect(self.config.manager_address, self.config.authkey, f"{self.name}->manager")
+        self._manager = link
+        self.node.attach_manager(link)
+        info = P.WorkerInfo(
+            self.name, self.address, os.getpid(), self.nthreads, self.config.resources, self.config.memory_limit
+        )
+        link.send(P.RegisterWorker(info))
+        link.start_reader(self._on_manager_message, self._on_manager_close)
+
+    def _close(self) -> None:
+        self.actor_thread.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+        self.node.stop_refs()
+        self.node.close_peers()
+        self.calls.close_links()
+        if self._manager is not None:
+            self._manager.close()
+        if self.config.in_process:
+            self._wind_down_threads()
 
     def _wind_down_threads(self, timeout: float = 2.0) -> None:
         """In-process nothing ends with the process: end the loop's tasks, join our threads."""
@@ -204,13 +203,20 @@ class Worker(CallServing):
             logger.warning("%s: threads still running user code after close: %s", self.name, ", ".join(stuck))
         self.loop.close()
 
+    def call_in_loop(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` on this worker's event loop, soon: the one door into the loop.
+
+        Safe from any thread; raises ``RuntimeError`` once the loop is closed.
+        """
+        self.loop.call_soon_threadsafe(fn)
+
     def stop(self) -> None:
         try:
-            self.loop.call_soon_threadsafe(self._stop.set)
+            self.call_in_loop(self._stop.set)
         except RuntimeError:
             pass  # the loop is closed: we have stopped already
 
-    def get_client(self) -> Any:
+    def get_client(self) -> Client:
         """This worker's own client, made on first use."""
         if self._client is None:
             self._client = Client(self.config.manager_address, authkey=self.config.authkey, name=f"{self.name}-client")
@@ -242,15 +248,7 @@ class Worker(CallServing):
             case P.RunTask(spec, who_has):
                 self._start_task(spec, who_has)
             case P.PutData(key, payload):
-                ctx = SerialContext(node=self.node)
-                try:
-                    value = loads(payload, ctx, what=f"scattered {key!r}")
-                except SerializationError as err:
-                    self._report(P.TaskErred(key, dump_exception(err)))
-                    return
-                self.node.refs.unpin(ctx.unpins)
-                self.data[key] = value
-                self._report(P.TaskDone(key, _sizeof(value), type(value).__name__))
+                self._put_data(key, payload)
             case P.FreeKeys(keys):
                 for key in keys:
                     self.data.pop(key, None)
@@ -262,12 +260,24 @@ class Worker(CallServing):
             case P.WorkerDied() | P.ActorMoved() | P.ActorRestartFailed():
                 self.node.on_notice(msg)
             case _:
-                logger.warning("%s: unexpected %s from the manager", self.name, type(msg).__name__)
+                logger.warning("%s: unexpected %s on %s", self.name, type(msg).__name__, link.describe())
+
+    def _put_data(self, key: str, payload: bytes) -> None:
+        """A value scattered by a client: keep it as if a task had made it."""
+        ctx = SerialContext(node=self.node)
+        try:
+            value = loads(payload, ctx, what=f"scattered {key!r}")
+        except SerializationError as err:
+            self._report(P.TaskErred(key, dump_exception(err)))
+            return
+        self.node.refs.unpin(ctx.unpins)
+        self.data[key] = value
+        self._report(P.TaskDone(key, _sizeof(value), type(value).__name__))
 
     def _drop_actor(self, key: str) -> None:
         self.actors.pop(key, None)
         self.actor_info.pop(key, None)
-        self.stats.forget(key)
+        self.calls.forget(key)
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -287,13 +297,13 @@ class Worker(CallServing):
             if comp.error is not None:
                 self._report(P.TaskErred(spec.key, dump_exception(comp.error)))
                 return
-            items, missing = comp.value
-            if missing:
-                err = WorkerLostError(f"dependencies {list(missing)} of {spec.key!r} are gone")
+            reply: FetchedData = comp.value
+            if reply.missing:
+                err = WorkerLostError(f"dependencies {list(reply.missing)} of {spec.key!r} are gone")
                 self._report(P.TaskErred(spec.key, dump_exception(err)))
                 return
             with lock:
-                fetched.update(items)
+                fetched.update(reply.items)
                 remaining[0] -= 1
                 last = remaining[0] == 0
             if last:
@@ -308,7 +318,7 @@ class Worker(CallServing):
         else:
             self.pool.submit(self._run_task, spec, fetched)
 
-    def _resolver(self, fetched: dict[str, bytes]) -> Any:
+    def _resolver(self, fetched: dict[str, bytes]) -> Callable[[str], Any]:
         def resolve(key: str) -> Any:
             if key in self.data:
                 return self.data[key]
@@ -337,12 +347,29 @@ class Worker(CallServing):
             fn, args, kwargs = self._load_task(spec, fetched)
             result = fn(*args, **kwargs)
             if inspect.iscoroutine(result):
-                result = asyncio.run_coroutine_threadsafe(result, self.loop).result()
+                result = self._await_in_loop(result)
         except BaseException as err:
             self._report(P.TaskErred(spec.key, dump_exception(err)))
             return
         self.data[spec.key] = result
         self._report(P.TaskDone(spec.key, _sizeof(result), type(result).__name__))
+
+    def _await_in_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the event loop; block this (task) thread until it returns."""
+        outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def start() -> None:
+            task = self.loop.create_task(coro)
+            self._loop_tasks.add(task)
+            task.add_done_callback(self._loop_tasks.discard)
+            task.add_done_callback(functools.partial(_copy_outcome, outcome))
+
+        try:
+            self.call_in_loop(start)
+        except RuntimeError:
+            coro.close()
+            raise
+        return outcome.result()
 
     def _create_actor(self, spec: P.TaskSpec, fetched: dict[str, bytes]) -> None:
         try:
@@ -355,6 +382,15 @@ class Worker(CallServing):
         self.actors[spec.key] = obj
         self.actor_info[spec.key] = info
         self._report(P.TaskDone(spec.key, _sizeof(obj), type(obj).__name__, info))
+
+
+def _copy_outcome(outcome: concurrent.futures.Future[Any], task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        outcome.cancel()
+    elif task.exception() is not None:
+        outcome.set_exception(task.exception())
+    else:
+        outcome.set_result(task.result())
 
 
 def _sizeof(value: object) -> int:
