@@ -1,4 +1,4 @@
-"""The seed's Counter: a stateful object that lives on a worker.
+"""The Counter of dask's actor documentation: a stateful object that lives on a worker.
 
 Run it: ``python examples/counter.py``. Written to the API localactors shares
 with dask.distributed: change the import to ``from dask.distributed import

@@ -1,4 +1,4 @@
-"""The demo behind ``python -m localactors demo``: the seed's Counter, then tasks.
+"""The demo behind ``python -m localactors demo``: dask's actor Counter, then tasks.
 
 Runs in: the user's process (the classes it sends run in workers).
 """
@@ -9,7 +9,7 @@ import time
 
 
 class Counter:
-    """A simple class to manage an incrementing counter (the seed's example)."""
+    """A simple class to manage an incrementing counter (the example of dask's actor documentation)."""
 
     n = 0
 

@@ -3,10 +3,12 @@
 Runs in: its own process, attached to a cluster another process started.
 
 It finds the cluster through the ``cluster.json`` the cluster keeps in its
-private directory (see ``cluster_file``): ``--dir``, else
+private directory (see :mod:`localactors._client.cluster_file`): ``--dir``, else
 ``$LOCALACTORS_CLUSTER``, else ``--pid`` (the program that started it), else
 the only cluster of this user in the temp directory; with several it lists
-them and asks for ``--pid`` rather than guess. ``q`` quits. It connects as one more client, asks every worker for its
+them and asks for ``--pid`` rather than guess. ``q`` quits.
+
+It connects as one more client, asks every worker for its
 statistics each ``--interval`` seconds, and redraws: one row per worker
 (CPU, memory, results held, actors) and one per actor (calls, calls per
 second since the last screen, errors, mean and max latency, queue depth).
