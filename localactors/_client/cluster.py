@@ -20,12 +20,13 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from .._base.config import DEFAULT_MAX_IN_FLIGHT, MANAGER_ENTRY, WORKER_ENTRY, ManagerConfig
 from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
 from .._base.runner import make_runner
+from .._wire import control as C
 from .._wire import protocol as P
 from .cluster_file import write_cluster_file
 from .output import OutputSink
@@ -131,27 +132,33 @@ class LocalCluster:
             if self.status != "running":
                 return self._workers
             try:
-                reply = self._ask("info", self.timeout)
+                reply = self._ask(C.ListWorkers, self.timeout)
             except TimeoutError:
                 raise ClusterBrokenError("the manager did not answer within the cluster timeout") from None
             except (OSError, EOFError):
                 raise ClusterBrokenError("lost the control pipe to the manager") from None
-        self._workers = reply[2]
+        assert isinstance(reply, C.WorkerList)
+        self._workers = reply.workers
         return self._workers
 
-    def _ask(self, order: str, timeout: float, *args: Any) -> tuple[Any, ...]:
-        """Send ``(order, *args, req)`` to the manager; its answer ``(_, req, ...)``. Under ``_lock``."""
+    def _ask(self, order: Callable[[int], C.ToManager], timeout: float) -> C.Scaled | C.WorkerList:
+        """Send ``order(req_id)`` to the manager; return its answer. Under ``_lock``."""
         self._req += 1
         req = self._req
-        self._control.send((order, *args, req) if args else (order, req))
+        request = order(req)
+        self._control.send(request)
         deadline = time.monotonic() + timeout
         while True:
             if not self._control.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"the manager did not answer {order!r} within {timeout} s")
-            reply = self._control.recv()
-            if isinstance(reply, tuple) and len(reply) >= 2 and reply[1] == req:
-                return tuple(reply)
-            # a late answer to an earlier request that timed out: not ours
+                raise TimeoutError(f"the manager did not answer {type(request).__name__} within {timeout} s")
+            reply: C.ToCluster = self._control.recv()
+            match reply:
+                case C.Scaled(req_id) | C.WorkerList(req_id) if req_id == req:
+                    return reply
+                case C.Scaled() | C.WorkerList() | C.Ready() | C.StartFailed():
+                    pass  # a late answer to an earlier request that timed out: not ours
+                case _:
+                    C.assert_never(reply)
 
     @property
     def scheduler_address(self) -> str:
@@ -197,13 +204,17 @@ class LocalCluster:
                 reply = ours.recv()
             except EOFError:
                 raise ClusterBrokenError("the manager process died while starting") from None
-            if reply[0] == "failed":
-                raise WorkerStartError(f"the cluster could not start: {reply[1]}")
+            match reply:
+                case C.Ready(address, workers):
+                    self.manager_address, self._workers = address, workers
+                case C.StartFailed(why):
+                    raise WorkerStartError(f"the cluster could not start: {why}")
+                case _:
+                    raise ClusterBrokenError(f"the manager answered {reply!r} to its start")
         except BaseException:
             self.status = "running"
             self._close()  # not close(): in async mode that only makes a coroutine
             raise
-        _, self.manager_address, self._workers = reply
         self.status = "running"
         _live.add(self)
         write_cluster_file(self.directory, self.manager_address, self.authkey)  # for `localactors top`
@@ -231,7 +242,7 @@ class LocalCluster:
             raise ClusterClosedError("the cluster is closed")
         with self._lock:
             try:
-                self._ask("scale", timeout if timeout is not None else self.timeout, n)
+                self._ask(lambda req: C.ScaleTo(req, n), timeout if timeout is not None else self.timeout)
             except TimeoutError:
                 raise TimeoutError(f"scale({n}) not done in time") from None
         self.n_workers = n
@@ -260,7 +271,7 @@ class LocalCluster:
         children = self._children() if proc is not None and self.processes else []
         if self._control is not None:
             try:
-                self._control.send("shutdown")
+                self._control.send(C.StopCluster())
             except OSError:
                 pass
         if proc is not None:
