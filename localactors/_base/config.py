@@ -17,6 +17,11 @@ from dataclasses import dataclass
 
 #: unanswered calls allowed on one caller-to-worker link before a caller waits
 DEFAULT_MAX_IN_FLIGHT = 10_000
+#: seconds a worker may leave the manager's heartbeat unanswered before it is
+#: declared hung, killed and replaced. Long: a false alarm destroys an actor's
+#: state, a late one only delays an error; and a C call that holds the GIL (a
+#: sort of 10^8 items, a pickle of gigabytes) stalls every thread for seconds.
+DEFAULT_WORKER_TIMEOUT = 60.0
 
 #: ``manager_main(config, control)``: the manager, in a process or a thread
 MANAGER_ENTRY = "localactors._manager.manager:manager_main"
@@ -57,3 +62,4 @@ class ManagerConfig:
     in_process: bool = False  #: workers are threads of this process (``processes=False``)
     forward_output: bool = True  #: workers' stdout/stderr go to the cluster, prefixed
     worker_entry: str = WORKER_ENTRY  #: how each worker starts (``"module:function"``)
+    worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT  #: heartbeat; None: off

@@ -16,14 +16,17 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Callable, Generator
+from multiprocessing.connection import wait as wait_for_ready
 from typing import Any
 
-from .._base.config import DEFAULT_MAX_IN_FLIGHT, MANAGER_ENTRY, WORKER_ENTRY, ManagerConfig
+from .._base import context as _context
+from .._base.config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WORKER_TIMEOUT, MANAGER_ENTRY, WORKER_ENTRY, ManagerConfig
 from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
 from .._base.runner import make_runner
 from .._wire import control as C
@@ -65,7 +68,9 @@ class LocalCluster:
     a task running on workers that died ``allowed_failures`` + 1 times fails
     with ``KilledWorker``; a worker whose RSS exceeds ``memory_limit`` (bytes,
     or a string such as ``"2GiB"``) is killed and replaced; ``max_in_flight``
-    bounds the unanswered calls on each worker-to-worker link.
+    bounds the unanswered calls on each worker-to-worker link. A worker that
+    leaves the manager's heartbeat unanswered for ``worker_timeout`` seconds
+    (default 60; ``None``: never) is declared hung, killed and replaced.
     ``worker_entry`` names the function each worker starts from, as
     ``"module:function"``; tests use it to start workers that fail on purpose.
     """
@@ -86,6 +91,7 @@ class LocalCluster:
         forward_output: bool = True,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         worker_entry: str = WORKER_ENTRY,
+        worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
     ) -> None:
         if not processes and memory_limit is not None:
             raise ValueError("memory_limit is enforced per worker process: it needs processes=True")
@@ -102,6 +108,7 @@ class LocalCluster:
         self.forward_output = forward_output  # workers' stdout/stderr/logging reach us, prefixed
         self.max_in_flight = max_in_flight  # calls unanswered per worker-to-worker link
         self.worker_entry = worker_entry  # "module:function" each worker starts from
+        self.worker_timeout = worker_timeout  # heartbeat: silent this long, a worker is killed
         self._output: Any = None
         self._theirs: Any = None
         self.directory = ""
@@ -111,7 +118,10 @@ class LocalCluster:
         self.status = "created"
         self._process: Any = None
         self._control: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one control-pipe exchange at a time
+        self._closing = threading.Lock()  # guards the move to "closing": one closer
+        self._closed = threading.Event()  # set once the closer is done: other closers wait for it
+        self._watcher: threading.Thread | None = None  # kills the process group when the manager ends
         self._req = 0
         if not asynchronous:
             self._start()
@@ -186,6 +196,7 @@ class LocalCluster:
             forward_output=self.forward_output,
             max_in_flight=self.max_in_flight,
             worker_entry=self.worker_entry,
+            worker_timeout=self.worker_timeout,
         )
         ours, theirs = ctx.Pipe()
         self._control = ours
@@ -196,6 +207,10 @@ class LocalCluster:
             self._process.start()
             if self.processes:
                 theirs.close()
+                self._watcher = threading.Thread(
+                    target=self._watch_manager, name="localactors-cluster-deathwatch", daemon=True
+                )
+                self._watcher.start()
             else:
                 self._theirs = theirs  # the manager thread reads it; closed after it ends
             if not ours.poll(self.timeout):
@@ -242,9 +257,11 @@ class LocalCluster:
             raise ClusterClosedError("the cluster is closed")
         with self._lock:
             try:
-                self._ask(lambda req: C.ScaleTo(req, n), timeout if timeout is not None else self.timeout)
+                reply = self._ask(lambda req: C.ScaleTo(req, n), timeout if timeout is not None else self.timeout)
             except TimeoutError:
                 raise TimeoutError(f"scale({n}) not done in time") from None
+        if isinstance(reply, C.Scaled) and reply.error:
+            raise WorkerStartError(f"scale({n}) could not start its workers: {reply.error}")
         self.n_workers = n
 
     # -- close ---------------------------------------------------------------------
@@ -261,42 +278,111 @@ class LocalCluster:
         return None
 
     def _close(self, timeout: float = 5.0) -> None:
-        with self._lock:
+        with self._closing:
             if self.status in ("closed", "created"):
                 self.status = "closed"
                 return
+            closer = self.status != "closing"
             self.status = "closing"
+        if not closer:  # another thread is closing: wait for it to finish, then return
+            self._closed.wait(timeout + 10.0)
+            return
+        try:
+            self._close_now(timeout)
+        finally:
+            self.status = "closed"
+            self._closed.set()
+            _live.discard(self)
+
+    def _close_now(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         proc = self._process
         children = self._children() if proc is not None and self.processes else []
+        # closing wins every race: this process's clients of this cluster learn it now, not
+        # from the manager's Goodbye, which can reach them after a worker's link dropped,
+        # so that a call the close ends fails with ClusterClosedError, not ActorLostError
+        for core in list(_context._cores):
+            if getattr(core, "address", None) == self.manager_address:
+                core.mark_broken(ClusterClosedError("the cluster was closed"))
         if self._control is not None:
             try:
                 self._control.send(C.StopCluster())
             except OSError:
                 pass
-        if proc is not None:
-            proc.join(max(0.1, deadline - time.monotonic() - 1.0))
-            if proc.is_alive():
+        if proc is not None and self.processes:
+            # waited on through its sentinel, not joined: it stays unreaped (its pid, which
+            # is its process group's id, not reusable) until the watcher has killed its group
+            if not self._manager_ended(max(0.1, deadline - time.monotonic() - 1.0)):
                 proc.terminate()
-                proc.join(0.5)
-            if proc.is_alive():
-                proc.kill()
-                # SIGKILL cannot be refused: wait until it is reaped, or a loaded machine
-                # could see our dead manager linger as a child after close() returned
-                proc.join(5.0)
+                if not self._manager_ended(0.5):
+                    proc.kill()
+                    # SIGKILL cannot be refused: wait until it is gone, or a loaded machine
+                    # could see our dead manager linger as a child after close() returned
+                    self._manager_ended(5.0)
+            if self._watcher is not None:
+                self._watcher.join(5.0)
+            proc.join(1.0)
+        elif proc is not None:
+            proc.join(max(0.1, deadline - time.monotonic() - 1.0))
         self._kill_stragglers(children)
         if self._output is not None:
             self._output.close()  # after the manager: it passes on the workers' last lines first
-        if self._control is not None:
-            self._control.close()
+        if self._control is not None and self._lock.acquire(timeout=2.0):
+            try:  # not under a thread still reading it (``workers``, ``scale``): its fd could be reused
+                self._control.close()
+            finally:
+                self._lock.release()
         # in-process, the manager's end of the pipe closes with its last reference,
         # once its control thread has seen our end close: closing it under that
         # thread's poll() could hand the fd number to someone else mid-call
         self._theirs = None
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
-        self.status = "closed"
-        _live.discard(self)
+
+    def _manager_ended(self, timeout: float) -> bool:
+        """Has the manager process ended (without reaping it)?"""
+        return bool(wait_for_ready([self._process.sentinel], timeout))
+
+    def _watch_manager(self) -> None:
+        """Wait for the manager process to end (a close, or its death), then kill its process group.
+
+        The manager leads a process group that every worker joins (and every
+        process they start): a worker the manager could not stop (SIGSTOPped,
+        or the manager was SIGKILLed) dies with it.
+        """
+        proc = self._process
+        wait_for_ready([proc.sentinel])  # ends when the manager does: close() makes sure it does
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet: the group id is still ours
+        except (ProcessLookupError, PermissionError):
+            pass  # every member had ended already
+
+    # -- faults, for tests ------------------------------------------------------------
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL worker ``name``: a crash, as a test would inject it. It is replaced."""
+        self._signal_worker(name, signal.SIGKILL, "kill_worker")
+
+    def pause_worker(self, name: str) -> None:
+        """SIGSTOP worker ``name``: it hangs, alive. Past ``worker_timeout`` it is killed and replaced."""
+        self._signal_worker(name, signal.SIGSTOP, "pause_worker")
+
+    def resume_worker(self, name: str) -> None:
+        """SIGCONT worker ``name`` (paused by :meth:`pause_worker`)."""
+        self._signal_worker(name, signal.SIGCONT, "resume_worker")
+
+    def _signal_worker(self, name: str, sig: signal.Signals, verb: str) -> None:
+        if not self.processes:
+            raise NotImplementedError(
+                f"{verb}() needs worker processes: this cluster runs its workers as threads"
+                " (processes=False), which cannot be signalled; use LocalCluster(processes=True)"
+            )
+        if self.status != "running":
+            raise ClusterClosedError("the cluster is closed")
+        pids = {w.name: w.pid for w in self.workers}
+        if name not in pids:
+            raise ValueError(f"no live worker is named {name!r}; the live ones: {', '.join(pids) or 'none'}")
+        os.kill(pids[name], sig)
 
     def _children(self) -> list[Any]:
         import psutil

@@ -31,6 +31,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from .._base.config import ManagerConfig
+from .._base.errors import WorkerStartError, dump_exception
 from .._wire import control as C
 from .._wire import protocol as P
 from .._wire.connection import Link, LinkClosed, Server
@@ -42,7 +43,7 @@ from .supervise import Supervisor
 
 logger = logging.getLogger("localactors.manager")
 
-#: how often the main loop looks at workers' memory and at workers that died starting
+#: how often the main loop looks at workers' processes, heartbeats and memory
 CHECK_INTERVAL = 0.1
 #: how long workers get to leave on their own at shutdown before SIGTERM (then SIGKILL)
 SHUTDOWN_GRACE = 1.5
@@ -52,7 +53,11 @@ INBOX_BATCH = 256
 
 def manager_main(config: ManagerConfig, control: Connection) -> None:
     """Entry point of the manager (a process, or a thread in-process)."""
-    if not config.in_process:  # in-process, logging belongs to the user
+    if not config.in_process:  # in-process, logging belongs to the user (and so does its process group)
+        # the cluster's processes get their own group, which every worker joins: the
+        # cluster kills the group when we end (nothing is orphaned, not even a stopped
+        # worker), and a terminal's Ctrl-C (SIGINT to its foreground group) stays away
+        os.setpgrp()
         logging.basicConfig(
             level=config.log_level, format=f"(manager pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
         )
@@ -93,9 +98,15 @@ class Manager:
 
     def _on_link(self, link: Link) -> None:
         self.links.add(link)
-        link.start_reader(
-            lambda lk, msg: self.inbox.put(Received(lk, msg)), lambda lk, err: self.inbox.put(LinkDropped(lk, err))
-        )
+        put, heard = self.inbox.put, self.supervisor.heard
+
+        def on_message(lk: Link, msg: P.Message) -> None:
+            if type(msg) is P.Pong:
+                heard(lk)  # here, not in the inbox: a busy main loop must not make a worker look hung
+            else:
+                put(Received(lk, msg))
+
+        link.start_reader(on_message, lambda lk, err: put(LinkDropped(lk, err)))
 
     def _watch_parent(self) -> None:
         # EOF on the control pipe says the cluster's process is gone; a changed
@@ -178,13 +189,26 @@ class Manager:
             self._shutdown_workers(0.3 if self.parent_gone else SHUTDOWN_GRACE)
 
     def _check_workers(self) -> None:
-        gave_up = self.supervisor.check()
-        if gave_up and not self.ready_sent and self.running:
+        sup = self.supervisor
+        for name in sup.check():
+            self._process_exited(name)
+        if not sup.failing or not self.running:
+            return
+        if not self.ready_sent:
             # the cluster is waiting for us to be ready: say why we never will be,
             # rather than let it wait out its timeout
             self.ready_sent = True
-            self._reply_control(C.StartFailed(gave_up))
+            self._reply_control(C.StartFailed(sup.failing))
             self.running = False
+            return
+        for req_id in self.pending_scale:  # scale() says so too, rather than time out
+            self._reply_control(C.Scaled(req_id, sup.failing))
+        self.pending_scale.clear()
+        if sup.gave_up:
+            # no worker to run anything: what waits for one fails, saying why (it keeps
+            # failing, new work too, until a replacement registers; they go on, backing off)
+            err = WorkerStartError(f"no worker can be kept alive: {sup.gave_up}")
+            self.scheduler.fail_unplaced(dump_exception(err))
 
     def _maybe_ready(self) -> None:
         target = self.supervisor.target
@@ -242,6 +266,18 @@ class Manager:
         self.scheduler.drop_holder(link)
         self.relays.client_closed(link)
 
+    def _process_exited(self, name: str) -> None:
+        """A worker's process ended: announce it now, even if a child of it keeps its link open."""
+        ws = self.scheduler.workers.get(name)
+        if ws is None or ws.link not in self.worker_links:
+            return  # not registered (``check`` sees to it), or its link's close came first
+        link = ws.link
+        del self.worker_links[link]
+        self.output.remove_watcher(link)
+        if self.supervisor.link_closed(link, ws):  # its exit code is known: announced at once
+            self._worker_gone(link)
+        link.close()  # its reader's LinkDropped then finds no worker: only its holds are dropped
+
     def _worker_gone(self, link: Any) -> None:
         """A dropped worker's process has ended: announce it, then tell its relays' clients."""
         ws = self.supervisor.reaped(link)
@@ -269,7 +305,7 @@ class Manager:
             case P.RegisterWorker(info):
                 ws = sched.add_worker(info, link)
                 self.worker_links[link] = ws
-                self.supervisor.registered()
+                self.supervisor.registered(ws)
                 self._maybe_ready()
             case P.Hello():
                 sched.client_links.add(link)

@@ -190,6 +190,12 @@ class Scheduler(Placement, References):
         if not task.waiting_on:
             self._schedule(task)
 
+    def fail_unplaced(self, error: bytes) -> None:
+        """No worker can be kept alive: fail every task waiting for one, with ``error``."""
+        for task in list(self.no_worker.values()):
+            if task.key in self.no_worker:
+                self._erred(task, error)
+
     def broadcast(self, msg: P.Message) -> None:
         """Send ``msg`` to every client and every live worker."""
         for link in list(self.client_links):

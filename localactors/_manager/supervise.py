@@ -11,10 +11,16 @@ the output pump. A worker whose link drops is reaped (by a reaper thread
 waiting on its process, so the main loop never blocks in ``join``) and its exit
 code or signal told to every node (``WorkerDied``), milliseconds after the
 drop, after the scheduler has rerun, recomputed or restarted what it had; a
-replacement is spawned to keep the target. With ``memory_limit`` each worker's
-RSS is checked every check interval and a worker over the limit is killed (and
-so replaced). Workers that die before they register are replaced a few times,
-then the start fails with the reason.
+replacement is spawned to keep the target. A worker's process is also watched
+itself (``waitpid`` at every check): one that ends while a child it forked
+keeps its socket open is announced all the same. A heartbeat (``Ping``, answered by the
+worker's manager-link reader) finds a worker that hangs alive (SIGSTOP, a C
+call holding the GIL): silent past ``worker_timeout`` it is killed, and so
+replaced. With ``memory_limit`` each worker's RSS is checked every check
+interval and a worker over the limit is killed (and so replaced). Workers that
+die before they register are replaced with a backoff; after a few in a row
+with no worker alive, :attr:`Supervisor.gave_up` says why, and the manager
+fails the work that waits for a worker.
 """
 
 from __future__ import annotations
@@ -37,8 +43,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("localactors.manager")
 
-#: consecutive workers dying before they register, after which we stop replacing them
+#: consecutive workers dying before they register, after which, with no worker
+#: alive, the cluster has no worker it can keep: work fails instead of waiting
 MAX_START_FAILURES = 3
+#: the wait before replacing a worker that died starting doubles from this ...
+BACKOFF_FIRST = 0.1
+#: ... up to this (replacements go on: a passing cause, such as a full disk, may clear)
+BACKOFF_MAX = 5.0
+#: how often, at most, the heartbeat pings each worker
+PING_INTERVAL = 1.0
 #: how long a worker's process gets to end after its link dropped before its death is
 #: announced without an exit code (well inside the callers' ``DEATH_NOTICE_WAIT``)
 REAP_TIMEOUT = 0.3
@@ -88,6 +101,15 @@ class Supervisor:
         self._start_failures = 0
         self._meters: dict[str, Any] = {}  # worker -> psutil.Process
         self._replacing = True  # False once the manager stops
+        self._respawn_at = 0.0  # after a start failure, no replacement before this (backoff)
+        self._owed = 0  # replacements put off by the backoff
+        self.failing = ""  #: why workers keep dying while starting, until one registers
+        # heartbeat (off in-process: a thread cannot be killed, so a hang cannot be ended)
+        self._timeout = None if config.in_process else config.worker_timeout
+        self._heard: dict[Any, float] = {}  # worker link -> when it last answered a Ping
+        self._seq = 0
+        self._next_ping = 0.0
+        self._last_check = time.monotonic()
 
     # -- queries -------------------------------------------------------------------
 
@@ -132,9 +154,16 @@ class Supervisor:
             self._output.watch(name, proc.pid or 0, out_r, err_r)
         self._processes[name] = proc
 
-    def registered(self) -> None:
+    def registered(self, ws: WorkerState) -> None:
         """A worker registered: the run of start failures is over."""
         self._start_failures = 0
+        self._respawn_at = 0.0
+        self.failing = ""
+        self._heard[ws.link] = time.monotonic()
+
+    def heard(self, link: Any) -> None:
+        """A worker answered a Ping. Called on its link's reader thread: the main loop may be busy."""
+        self._heard[link] = time.monotonic()
 
     def scale(self, n: int) -> None:
         """Keep ``n`` workers from now on: start the missing ones, retire the extra."""
@@ -151,25 +180,66 @@ class Supervisor:
 
     # -- watching --------------------------------------------------------------------
 
-    def check(self) -> str:
-        """Kill workers over their memory limit; replace workers that died starting.
+    @property
+    def gave_up(self) -> str:
+        """Why no worker can be kept alive (none is, and they keep dying starting), else ``""``."""
+        return "" if self._scheduler.workers else self.failing
 
-        Returns why no worker can be started, once too many died starting in a
-        row (and stops replacing them), else ``""``.
+    def check(self) -> list[str]:
+        """The periodic look: process exits, start failures, the heartbeat, memory limits.
+
+        Returns the registered workers whose process has ended: the manager
+        announces them even if their link is still open (a child the worker
+        forked holds its socket, and with it the end of the pipe that the
+        process's sentinel waits on: only ``waitpid`` tells). Workers that died
+        starting are replaced with a backoff; after ``MAX_START_FAILURES`` in a
+        row, :attr:`failing` says why, until a worker registers.
         """
-        gave_up = ""
+        now = time.monotonic()
+        exited = []
         for name, proc in list(self._processes.items()):
-            if name not in self._scheduler.workers and not proc.is_alive():
+            if name in self._scheduler.workers:
+                if proc.exitcode is not None:  # a non-blocking waitpid
+                    exited.append(name)
+            elif not proc.is_alive():
                 del self._processes[name]
                 self._start_failures += 1
                 logger.warning("%s died while starting (exit code %s)", name, proc.exitcode)
-                if self._replacing and self._start_failures <= MAX_START_FAILURES:
-                    self.spawn()
-                else:
+                failures = self._start_failures
+                self._respawn_at = now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+                self._owed += 1
+                if failures >= MAX_START_FAILURES:
                     last = exit_reason(proc.exitcode, False)
-                    gave_up = f"{self._start_failures} workers in a row died before registering; last: {name} {last}"
+                    self.failing = f"{failures} workers in a row died before registering; last: {name} {last}"
+        if self._owed and self._replacing and now >= self._respawn_at:
+            owed, self._owed = self._owed, 0
+            for _ in range(min(owed, self.target - len(self._scheduler.workers) - self.starting())):
+                self.spawn()
+        self._heartbeat(now)
         self._check_memory()
-        return gave_up
+        return exited
+
+    def _heartbeat(self, now: float) -> None:
+        timeout = self._timeout
+        if timeout is None:
+            return
+        late, self._last_check = now - self._last_check > timeout / 2, now
+        if late:  # we were stalled ourselves (suspended, swapped out): we cannot judge them
+            for link in self._heard:
+                self._heard[link] = now
+        if now >= self._next_ping:
+            self._next_ping = now + min(PING_INTERVAL, timeout / 4)
+            self._seq += 1
+            for ws in self._scheduler.workers.values():
+                self._send(ws.link, P.Ping(self._seq))
+        for name, ws in list(self._scheduler.workers.items()):
+            silent = now - self._heard.get(ws.link, now)
+            if silent > timeout and name not in self._kill_reasons:
+                self.kill(
+                    name,
+                    f"stopped responding (no answer to the manager's heartbeat for {silent:.1f} s,"
+                    f" worker_timeout={timeout:g} s) and was killed; a new worker replaces it",
+                )
 
     def _check_memory(self) -> None:
         limit = self._config.memory_limit
@@ -211,6 +281,7 @@ class Supervisor:
         """
         proc = self._processes.pop(ws.name, None)
         self._meters.pop(ws.name, None)
+        self._heard.pop(link, None)
         self._dying[link] = (ws, proc)
         if proc is None or self._config.in_process or proc.exitcode is not None:
             return True

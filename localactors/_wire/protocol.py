@@ -12,8 +12,8 @@ Who sends what::
     client  -> manager : Hello RefDelta SubmitTasks Scatter Cancel InfoRequest RelayTo Goodbye
     manager -> client  : KeyDone KeyErred KeyLost KeyReset InfoReply Ack RelayFrom Goodbye
     manager -> all     : WorkerDied ActorMoved ActorRestartFailed
-    worker  -> manager : RegisterWorker RefDelta TaskDone TaskErred (and, as a client: the above)
-    manager -> worker  : RunTask PutData FreeKeys Shutdown
+    worker  -> manager : RegisterWorker RefDelta TaskDone TaskErred Pong (as a client: the above)
+    manager -> worker  : RunTask PutData FreeKeys Shutdown Ping
     any     -> worker  : Hello GetData ActorCall        (direct links; the manager's relays too)
     worker  -> any     : DataReply CallOk CallErr       (direct links)
     cluster -> manager : WatchOutput;  manager -> cluster : Output   (diagnostics)
@@ -275,6 +275,18 @@ class Shutdown:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """The manager's heartbeat: the worker's manager-link reader answers ``Pong`` at once."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    seq: int
+
+
 # ---------------------------------------------------------------- manager -> every node
 
 
@@ -420,5 +432,5 @@ Message = Union[
     RelayTo, Goodbye, TaskDone, TaskErred, KeyDone, KeyErred, KeyLost, InfoReply, Ack,
     RelayFrom, RunTask, PutData, FreeKeys, Shutdown, GetData, DataReply, ActorCall, CallOk,
     CallErr, WatchOutput, Output, StatsRequest, StatsReply, WorkerDied, ActorMoved, ActorRestartFailed,
-    KeyReset,
+    KeyReset, Ping, Pong,
 ]  # fmt: skip
