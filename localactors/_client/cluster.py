@@ -364,7 +364,10 @@ class LocalCluster:
         self._signal_worker(name, signal.SIGKILL, "kill_worker")
 
     def pause_worker(self, name: str) -> None:
-        """SIGSTOP worker ``name``: it hangs, alive. Past ``worker_timeout`` it is killed and replaced."""
+        """SIGSTOP worker ``name`` and return once it has stopped: it hangs, alive.
+
+        Past ``worker_timeout`` it is killed and replaced.
+        """
         self._signal_worker(name, signal.SIGSTOP, "pause_worker")
 
     def resume_worker(self, name: str) -> None:
@@ -383,6 +386,15 @@ class LocalCluster:
         if name not in pids:
             raise ValueError(f"no live worker is named {name!r}; the live ones: {', '.join(pids) or 'none'}")
         os.kill(pids[name], sig)
+        if sig == signal.SIGSTOP:  # return once it has stopped: a signal is delivered when it is
+            import psutil
+
+            deadline = time.monotonic() + 2.0
+            try:
+                while psutil.Process(pids[name]).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            except psutil.Error:
+                pass
 
     def _children(self) -> list[Any]:
         import psutil

@@ -88,6 +88,9 @@ def connect(address: str, authkey: bytes, name: str) -> Link:
     conn = Connection(sock.detach())
     try:
         _authenticate(conn, authkey, server=False)
+    except EOFError as err:  # an OSError, as for any connection that fails
+        conn.close()
+        raise ConnectionResetError(f"{address} closed the connection during the handshake") from err
     except BaseException:
         conn.close()
         raise
