@@ -3,10 +3,16 @@
 Runs in: the user's process.
 
 The cluster owns a private 0700 directory for the sockets and a random
-authkey. Start blocks until every worker has registered. ``close()`` is
-idempotent and bounded: it asks the manager to stop, waits, then terminates,
-then kills, and removes the directory. If this process dies, the manager sees
-its control pipe close and takes the workers down with it.
+authkey, and talks to its manager over a control pipe in the typed messages
+of :mod:`~localactors._wire.control`. Start blocks until every worker has
+registered. The manager leads its own process group, which the workers join:
+a thread here waits on the manager and kills that group when it ends, so no
+worker outlives it, not even a stopped one. ``close()`` is idempotent, safe
+from several threads at once (one closes, the others wait) and bounded: it
+asks the manager to stop, waits, then terminates, then kills, and removes the
+directory. If this process dies, the manager sees its control pipe close and
+takes the workers down with it. ``kill_worker``/``pause_worker``/``resume_worker``
+inject faults for tests.
 """
 
 from __future__ import annotations
