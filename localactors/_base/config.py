@@ -63,3 +63,15 @@ class ManagerConfig:
     forward_output: bool = True  #: workers' stdout/stderr go to the cluster, prefixed
     worker_entry: str = WORKER_ENTRY  #: how each worker starts (``"module:function"``)
     worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT  #: heartbeat; None: off
+
+
+def parse_memory(limit: int | str | None) -> int | None:
+    """A memory limit in bytes, from bytes or a string such as ``"2GiB"`` or ``"500 MB"``."""
+    if limit is None or isinstance(limit, int):
+        return limit
+    text = limit.strip().upper().replace(" ", "")
+    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(float(text))

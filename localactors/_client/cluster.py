@@ -32,28 +32,25 @@ from multiprocessing.connection import wait as wait_for_ready
 from typing import Any
 
 from .._base import context as _context
-from .._base.config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_WORKER_TIMEOUT, MANAGER_ENTRY, WORKER_ENTRY, ManagerConfig
+from .._base.config import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_WORKER_TIMEOUT,
+    MANAGER_ENTRY,
+    WORKER_ENTRY,
+    ManagerConfig,
+    parse_memory,
+)
 from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
 from .._base.runner import make_runner
 from .._wire import control as C
 from .._wire import protocol as P
 from .cluster_file import write_cluster_file
 from .output import OutputSink
+from .signals import children_of, kill_stragglers, signal_worker
 
 logger = logging.getLogger("localactors.cluster")
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
-
-
-def _parse_memory(limit: int | str | None) -> int | None:
-    if limit is None or isinstance(limit, int):
-        return limit
-    text = limit.strip().upper().replace(" ", "")
-    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
-    for suffix, factor in units.items():
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * factor)
-    return int(float(text))
 
 
 class LocalCluster:
@@ -104,7 +101,7 @@ class LocalCluster:
         self.n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
         self.threads_per_worker = threads_per_worker
         self.resources = dict(resources or {})
-        self.memory_limit = _parse_memory(memory_limit)
+        self.memory_limit = parse_memory(memory_limit)
         self.start_method = start_method or "spawn"
         self.asynchronous = asynchronous
         self.timeout = timeout
@@ -303,7 +300,7 @@ class LocalCluster:
     def _close_now(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         proc = self._process
-        children = self._children() if proc is not None and self.processes else []
+        children = children_of(proc.pid) if proc is not None and self.processes else []
         # closing wins every race: this process's clients of this cluster learn it now, not
         # from the manager's Goodbye, which can reach them after a worker's link dropped,
         # so that a call the close ends fails with ClusterClosedError, not ActorLostError
@@ -330,7 +327,7 @@ class LocalCluster:
             proc.join(1.0)
         elif proc is not None:
             proc.join(max(0.1, deadline - time.monotonic() - 1.0))
-        self._kill_stragglers(children)
+        kill_stragglers(children)
         if self._output is not None:
             self._output.close()  # after the manager: it passes on the workers' last lines first
         if self._control is not None and self._lock.acquire(timeout=2.0):
@@ -391,37 +388,7 @@ class LocalCluster:
         pids = {w.name: w.pid for w in self.workers}
         if name not in pids:
             raise ValueError(f"no live worker is named {name!r}; the live ones: {', '.join(pids) or 'none'}")
-        os.kill(pids[name], sig)
-        if sig == signal.SIGSTOP:  # return once it has stopped: a signal is delivered when it is
-            import psutil
-
-            deadline = time.monotonic() + 2.0
-            try:
-                while psutil.Process(pids[name]).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
-                    time.sleep(0.001)
-            except psutil.Error:
-                pass
-
-    def _children(self) -> list[Any]:
-        import psutil
-
-        try:
-            return list(psutil.Process(self._process.pid).children(recursive=True))
-        except (psutil.Error, AttributeError, ValueError):
-            return []
-
-    @staticmethod
-    def _kill_stragglers(children: list[Any]) -> None:
-        """Workers leave by themselves once their manager is gone; make sure."""
-        import psutil
-
-        _, alive = psutil.wait_procs(children, timeout=1.0)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=1.0)
+        signal_worker(pids[name], sig)
 
     def __enter__(self) -> LocalCluster:
         return self
