@@ -312,6 +312,17 @@ def test_a_huge_frame_claim_is_not_allocated_and_garbage_drops_the_link(capfd: p
             assert client.submit(abs, -3).result(timeout=T) == 3
 
 
+def test_max_frame_size_is_configurable(capfd: pytest.CaptureFixture[str]) -> None:
+    with LocalCluster(n_workers=1, max_frame_size=1 << 16) as cluster:
+        with _authenticated(cluster.manager_address, cluster.authkey) as sock:
+            sock.sendall(struct.pack("!i", 1 << 17))  # legal by default, over this cluster's bound
+            sock.settimeout(5)
+            assert sock.recv(100) == b""
+        wait_until(lambda: "at most 65536" in capfd.readouterr().err, 5, "the drop is logged")
+        with Client(cluster) as client:
+            assert client.submit(abs, -3).result(timeout=T) == 3
+
+
 # ---------------------------------------------------------------- 8. a task holding an actor handle
 
 

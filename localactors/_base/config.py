@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from .._wire.link import MAX_FRAME_SIZE
+
 #: unanswered calls allowed on one caller-to-worker link before a caller waits
 DEFAULT_MAX_IN_FLIGHT = 10_000
 #: seconds a worker may leave the manager's heartbeat unanswered before it is
@@ -22,6 +24,8 @@ DEFAULT_MAX_IN_FLIGHT = 10_000
 #: state, a late one only delays an error; and a C call that holds the GIL (a
 #: sort of 10^8 items, a pickle of gigabytes) stalls every thread for seconds.
 DEFAULT_WORKER_TIMEOUT = 60.0
+#: bytes a frame header may claim on the manager's links (generous: a bound on garbage, not on data)
+DEFAULT_MAX_FRAME_SIZE = MAX_FRAME_SIZE
 
 #: ``manager_main(config, control)``: the manager, in a process or a thread
 MANAGER_ENTRY = "localactors._manager.manager:manager_main"
@@ -63,6 +67,7 @@ class ManagerConfig:
     forward_output: bool = True  #: workers' stdout/stderr go to the cluster, prefixed
     worker_entry: str = WORKER_ENTRY  #: how each worker starts (``"module:function"``)
     worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT  #: heartbeat; None: off
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE  #: bytes; a larger frame header drops the link
 
 
 def parse_memory(limit: int | str | None) -> int | None:

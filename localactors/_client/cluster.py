@@ -33,6 +33,7 @@ from typing import Any
 
 from .._base import context as _context
 from .._base.config import (
+    DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_WORKER_TIMEOUT,
     MANAGER_ENTRY,
@@ -74,6 +75,8 @@ class LocalCluster:
     bounds the unanswered calls on each worker-to-worker link. A worker that
     leaves the manager's heartbeat unanswered for ``worker_timeout`` seconds
     (default 60; ``None``: never) is declared hung, killed and replaced.
+    The manager drops a link whose frame header claims more than
+    ``max_frame_size`` bytes (default 1 TiB) as malformed.
     ``worker_entry`` names the function each worker starts from, as
     ``"module:function"``; tests use it to start workers that fail on purpose.
     """
@@ -95,6 +98,7 @@ class LocalCluster:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         worker_entry: str = WORKER_ENTRY,
         worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         if not processes and memory_limit is not None:
             raise ValueError("memory_limit is enforced per worker process: it needs processes=True")
@@ -112,6 +116,7 @@ class LocalCluster:
         self.max_in_flight = max_in_flight  # calls unanswered per worker-to-worker link
         self.worker_entry = worker_entry  # "module:function" each worker starts from
         self.worker_timeout = worker_timeout  # heartbeat: silent this long, a worker is killed
+        self.max_frame_size = max_frame_size  # the manager drops a link whose frame header claims more
         self._output: Any = None
         self._theirs: Any = None
         self.directory = ""
@@ -200,6 +205,7 @@ class LocalCluster:
             max_in_flight=self.max_in_flight,
             worker_entry=self.worker_entry,
             worker_timeout=self.worker_timeout,
+            max_frame_size=self.max_frame_size,
         )
         ours, theirs = ctx.Pipe()
         self._control = ours

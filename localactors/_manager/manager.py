@@ -98,6 +98,7 @@ class Manager:
 
     def _on_link(self, link: Link) -> None:
         self.links.add(link)
+        link.max_frame_size = self.config.max_frame_size
         put, heard = self.inbox.put, self.supervisor.heard
 
         def on_message(lk: Link, msg: P.Message) -> None:

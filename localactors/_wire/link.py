@@ -44,7 +44,8 @@ _DIRECT = 1 << 16  # frames this large are read, and written, without coalescing
 #: a message's first frame (its envelope: bulk data travels in the frames after it)
 #: claiming more than this is malformed framing: the link is dropped, and logged
 MAX_ENVELOPE = 1 << 30
-#: any one frame claiming more than this is malformed framing too
+#: any one frame claiming more than this is malformed framing too (the default
+#: of ``Link.max_frame_size``: the manager's links take ``LocalCluster(max_frame_size=...)``)
 MAX_FRAME_SIZE = 1 << 40
 #: a frame's buffer starts at most this large and grows as its data arrives:
 #: a header is a claim, not data (a 1 GiB claim must not allocate 1 GiB at once)
@@ -90,6 +91,8 @@ class LinkClosed(Exception):
 
 class Link(SharedReading):
     """One end of a connection: locked sends, a reader thread, a close hook."""
+
+    max_frame_size: int = MAX_FRAME_SIZE  #: a larger frame header is malformed framing (set before reading)
 
     def __init__(self, conn: Connection, name: str) -> None:
         self.conn = conn
@@ -162,13 +165,13 @@ class Link(SharedReading):
 
     def recv_frames(self) -> list[bytes]:
         """The frames of the next message (only ever called by one thread)."""
-        first = self._read_frame(MAX_ENVELOPE)
+        first = self._read_frame(min(MAX_ENVELOPE, self.max_frame_size))
         extra = W.extra_frames(first)
         if not extra:
             return [first]
         if extra > MAX_EXTRA_FRAMES:
             raise ValueError(f"malformed framing: an envelope announces {extra} frames (at most {MAX_EXTRA_FRAMES})")
-        return [first, *(self._read_frame(MAX_FRAME_SIZE) for _ in range(extra))]
+        return [first, *(self._read_frame(self.max_frame_size) for _ in range(extra))]
 
     def _read_frame(self, limit: int) -> bytes:
         # multiprocessing's framing, read through a buffer: one read() often
