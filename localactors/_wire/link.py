@@ -165,13 +165,14 @@ class Link(SharedReading):
 
     def recv_frames(self) -> list[bytes]:
         """The frames of the next message (only ever called by one thread)."""
-        first = self._read_frame(min(MAX_ENVELOPE, self.max_frame_size))
+        limit = self.max_frame_size
+        first = self._read_frame(MAX_ENVELOPE if limit > MAX_ENVELOPE else limit)
         extra = W.extra_frames(first)
         if not extra:
             return [first]
         if extra > MAX_EXTRA_FRAMES:
             raise ValueError(f"malformed framing: an envelope announces {extra} frames (at most {MAX_EXTRA_FRAMES})")
-        return [first, *(self._read_frame(self.max_frame_size) for _ in range(extra))]
+        return [first, *(self._read_frame(limit) for _ in range(extra))]
 
     def _read_frame(self, limit: int) -> bytes:
         # multiprocessing's framing, read through a buffer: one read() often
