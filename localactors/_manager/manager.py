@@ -8,8 +8,10 @@ inbox; the main thread takes them one at a time and hands them on, so the
 books need no locks. The manager holds three collaborators, each owning its
 state: the :class:`~.scheduler.Scheduler` (tasks, placement, references), the
 :class:`~.supervise.Supervisor` (the worker processes: spawning, reaping,
-replacing, memory limits, stopping) and the :class:`~.relay.RelayBoard`
-(relay links). The manager is off the hot path: actor calls and data go
+replacing with backoff, the heartbeat, memory limits, stopping) and the
+:class:`~.relay.RelayBoard` (relay links). Every ``CHECK_INTERVAL`` the main
+loop has the supervisor look at the processes themselves (``waitpid``), ping
+the workers and check their memory. The manager is off the hot path: actor calls and data go
 worker to caller direct unless a client asked for relaying
 (``direct_to_workers=False``).
 
