@@ -288,7 +288,7 @@ def test_no_segment_survives_a_sigkilled_manager(shm_dir: Path) -> None:
             h.hold(prefix, 2 * MB).result(timeout=T)
         assert len(segments(shm_dir)) == 2
         os.kill(cluster._process.pid, signal.SIGKILL)
-        # the workers see their manager go, and unlink what they wrote as they exit
+        # the cluster kills the manager's process group, then sweeps what its members wrote
         wait_until(lambda: not segments(shm_dir), T, "the workers' segments unlinked")
         wait_until(lambda: not any(_alive(p) for p in pids), T, "the workers gone")
     assert segments(shm_dir) == []

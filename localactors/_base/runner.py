@@ -6,7 +6,7 @@ workers).
 The cluster and the manager start their children through :func:`make_runner`
 and then only use the small part of ``multiprocessing.Process`` they share
 with :class:`ThreadRunner`: ``start``, ``join``, ``is_alive``, ``exitcode``,
-``terminate`` and ``kill``. So the same manager and worker code serves both
+``sentinel``, ``terminate`` and ``kill``. So the same manager and worker code serves both
 ``LocalCluster(processes=True)`` (the default: real processes, real isolation)
 and ``LocalCluster(processes=False)`` (threads in the user's process: starts in
 milliseconds, and ``breakpoint()`` works in actor code).
@@ -41,6 +41,11 @@ class Runner(Protocol):
     @property
     def exitcode(self) -> int | None: ...
 
+    @property
+    def sentinel(self) -> int | None:
+        """A descriptor that becomes readable when the process ends (None: a thread)."""
+        ...
+
     def start(self) -> None: ...
 
     def join(self, timeout: float | None = None) -> None: ...
@@ -61,6 +66,7 @@ class ThreadRunner:
     """
 
     pid: int | None = None
+    sentinel: int | None = None  #: a thread has no descriptor that says it ended
 
     def __init__(self, target: Callable[..., object], args: tuple[Any, ...], name: str) -> None:
         self.name = name

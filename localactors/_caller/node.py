@@ -155,6 +155,8 @@ class Node:
                 peer = self._peers.get(address)
                 if peer is not None:
                     peer.fail_all()  # do not wait for our own link to notice
+                    if peer.link is not None:  # a child of the dead worker may hold its end open:
+                        peer.link.close()  # only this wakes a caller reading its own reply
             case P.ActorMoved(key, _worker, address):
                 with self._notices:
                     self._moved[key] = address

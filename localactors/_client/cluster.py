@@ -3,10 +3,16 @@
 Runs in: the user's process.
 
 The cluster owns a private 0700 directory for the sockets and a random
-authkey. Start blocks until every worker has registered. ``close()`` is
-idempotent and bounded: it asks the manager to stop, waits, then terminates,
-then kills, and removes the directory. If this process dies, the manager sees
-its control pipe close and takes the workers down with it.
+authkey, and talks to its manager over a control pipe in the typed messages
+of :mod:`~localactors._wire.control`. Start blocks until every worker has
+registered. The manager leads its own process group, which the workers join:
+a thread here waits on the manager and kills that group when it ends, so no
+worker outlives it, not even a stopped one. ``close()`` is idempotent, safe
+from several threads at once (one closes, the others wait) and bounded: it
+asks the manager to stop, waits, then terminates, then kills, and removes the
+directory. If this process dies, the manager sees its control pipe close and
+takes the workers down with it. ``kill_worker``/``pause_worker``/``resume_worker``
+inject faults for tests.
 """
 
 from __future__ import annotations
@@ -16,35 +22,55 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from multiprocessing.connection import wait as wait_for_ready
 from typing import Any
 
-from .._base.config import DEFAULT_MAX_IN_FLIGHT, MANAGER_ENTRY, WORKER_ENTRY, ManagerConfig
+from .._base import context as _context
+from .._base.config import (
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_WORKER_TIMEOUT,
+    MANAGER_ENTRY,
+    WORKER_ENTRY,
+    ManagerConfig,
+    parse_memory,
+)
 from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
 from .._base.runner import make_runner
+from .._wire import control as C
 from .._wire import protocol as P
+from .._wire import shm
 from . import lifecycle as _lifecycle
 from .cluster_file import write_cluster_file
 from .output import OutputSink
+from .signals import children_of, kill_stragglers, signal_worker
 
 logger = logging.getLogger("localactors.cluster")
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 
 
-def _parse_memory(limit: int | str | None) -> int | None:
-    if limit is None or isinstance(limit, int):
-        return limit
-    text = limit.strip().upper().replace(" ", "")
-    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
-    for suffix, factor in units.items():
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * factor)
-    return int(float(text))
+#: how long the death-watch waits for a killed process group to be gone before sweeping
+GROUP_GONE_TIMEOUT = 2.0
+
+
+def _group_alive(pgid: int) -> bool:
+    """Does a member of process group ``pgid`` still run (zombies, which write nothing, aside)?"""
+    import psutil
+
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
 
 
 class LocalCluster:
@@ -65,7 +91,11 @@ class LocalCluster:
     a task running on workers that died ``allowed_failures`` + 1 times fails
     with ``KilledWorker``; a worker whose RSS exceeds ``memory_limit`` (bytes,
     or a string such as ``"2GiB"``) is killed and replaced; ``max_in_flight``
-    bounds the unanswered calls on each worker-to-worker link.
+    bounds the unanswered calls on each worker-to-worker link. A worker that
+    leaves the manager's heartbeat unanswered for ``worker_timeout`` seconds
+    (default 60; ``None``: never) is declared hung, killed and replaced.
+    The manager drops a link whose frame header claims more than
+    ``max_frame_size`` bytes (default 1 TiB) as malformed.
     ``worker_entry`` names the function each worker starts from, as
     ``"module:function"``; tests use it to start workers that fail on purpose.
     """
@@ -86,13 +116,15 @@ class LocalCluster:
         forward_output: bool = True,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         worker_entry: str = WORKER_ENTRY,
+        worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         if not processes and memory_limit is not None:
             raise ValueError("memory_limit is enforced per worker process: it needs processes=True")
         self.n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
         self.threads_per_worker = threads_per_worker
         self.resources = dict(resources or {})
-        self.memory_limit = _parse_memory(memory_limit)
+        self.memory_limit = parse_memory(memory_limit)
         self.start_method = start_method or "spawn"
         self.asynchronous = asynchronous
         self.timeout = timeout
@@ -102,6 +134,8 @@ class LocalCluster:
         self.forward_output = forward_output  # workers' stdout/stderr/logging reach us, prefixed
         self.max_in_flight = max_in_flight  # calls unanswered per worker-to-worker link
         self.worker_entry = worker_entry  # "module:function" each worker starts from
+        self.worker_timeout = worker_timeout  # heartbeat: silent this long, a worker is killed
+        self.max_frame_size = max_frame_size  # the manager drops a link whose frame header claims more
         self._output: Any = None
         self._theirs: Any = None
         self.directory = ""
@@ -111,7 +145,10 @@ class LocalCluster:
         self.status = "created"
         self._process: Any = None
         self._control: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one control-pipe exchange at a time
+        self._closing = threading.Lock()  # guards the move to "closing": one closer
+        self._closed = threading.Event()  # set once the closer is done: other closers wait for it
+        self._watcher: threading.Thread | None = None  # kills the process group when the manager ends
         self._req = 0
         if not asynchronous:
             self._start()
@@ -137,27 +174,33 @@ class LocalCluster:
             if self.status != "running":
                 return self._workers
             try:
-                reply = self._ask("info", self.timeout)
+                reply = self._ask(C.ListWorkers, self.timeout)
             except TimeoutError:
                 raise ClusterBrokenError("the manager did not answer within the cluster timeout") from None
             except (OSError, EOFError):
                 raise ClusterBrokenError("lost the control pipe to the manager") from None
-        self._workers = reply[2]
+        assert isinstance(reply, C.WorkerList)
+        self._workers = reply.workers
         return self._workers
 
-    def _ask(self, order: str, timeout: float, *args: Any) -> tuple[Any, ...]:
-        """Send ``(order, *args, req)`` to the manager; its answer ``(_, req, ...)``. Under ``_lock``."""
+    def _ask(self, order: Callable[[int], C.ToManager], timeout: float) -> C.Scaled | C.WorkerList:
+        """Send ``order(req_id)`` to the manager; return its answer. Under ``_lock``."""
         self._req += 1
         req = self._req
-        self._control.send((order, *args, req) if args else (order, req))
+        request = order(req)
+        self._control.send(request)
         deadline = time.monotonic() + timeout
         while True:
             if not self._control.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"the manager did not answer {order!r} within {timeout} s")
-            reply = self._control.recv()
-            if isinstance(reply, tuple) and len(reply) >= 2 and reply[1] == req:
-                return tuple(reply)
-            # a late answer to an earlier request that timed out: not ours
+                raise TimeoutError(f"the manager did not answer {type(request).__name__} within {timeout} s")
+            reply: C.ToCluster = self._control.recv()
+            match reply:
+                case C.Scaled(req_id) | C.WorkerList(req_id) if req_id == req:
+                    return reply
+                case C.Scaled() | C.WorkerList() | C.Ready() | C.StartFailed():
+                    pass  # a late answer to an earlier request that timed out: not ours
+                case _:
+                    C.assert_never(reply)
 
     @property
     def scheduler_address(self) -> str:
@@ -187,6 +230,8 @@ class LocalCluster:
             forward_output=self.forward_output,
             max_in_flight=self.max_in_flight,
             worker_entry=self.worker_entry,
+            worker_timeout=self.worker_timeout,
+            max_frame_size=self.max_frame_size,
         )
         ours, theirs = ctx.Pipe()
         self._control = ours
@@ -197,6 +242,10 @@ class LocalCluster:
             self._process.start()
             if self.processes:
                 theirs.close()
+                self._watcher = threading.Thread(
+                    target=self._watch_manager, name="localactors-cluster-deathwatch", daemon=True
+                )
+                self._watcher.start()
             else:
                 self._theirs = theirs  # the manager thread reads it; closed after it ends
             if not ours.poll(self.timeout):
@@ -205,13 +254,17 @@ class LocalCluster:
                 reply = ours.recv()
             except EOFError:
                 raise ClusterBrokenError("the manager process died while starting") from None
-            if reply[0] == "failed":
-                raise WorkerStartError(f"the cluster could not start: {reply[1]}")
+            match reply:
+                case C.Ready(address, workers):
+                    self.manager_address, self._workers = address, workers
+                case C.StartFailed(why):
+                    raise WorkerStartError(f"the cluster could not start: {why}")
+                case _:
+                    raise ClusterBrokenError(f"the manager answered {reply!r} to its start")
         except BaseException:
             self.status = "running"
             self._close()  # not close(): in async mode that only makes a coroutine
             raise
-        _, self.manager_address, self._workers = reply
         self.status = "running"
         _live.add(self)
         _lifecycle.track_cluster(self)  # closed at interpreter exit if the user does not
@@ -240,9 +293,11 @@ class LocalCluster:
             raise ClusterClosedError("the cluster is closed")
         with self._lock:
             try:
-                self._ask("scale", timeout if timeout is not None else self.timeout, n)
+                reply = self._ask(lambda req: C.ScaleTo(req, n), timeout if timeout is not None else self.timeout)
             except TimeoutError:
                 raise TimeoutError(f"scale({n}) not done in time") from None
+        if isinstance(reply, C.Scaled) and reply.error:
+            raise WorkerStartError(f"scale({n}) could not start its workers: {reply.error}")
         self.n_workers = n
 
     # -- close ---------------------------------------------------------------------
@@ -259,34 +314,60 @@ class LocalCluster:
         return None
 
     def _close(self, timeout: float = 5.0) -> None:
-        with self._lock:
+        with self._closing:
             if self.status in ("closed", "created"):
                 self.status = "closed"
                 return
+            closer = self.status != "closing"
             self.status = "closing"
+        if not closer:  # another thread is closing: wait for it to finish, then return
+            self._closed.wait(timeout + 10.0)
+            return
+        try:
+            self._close_now(timeout)
+        finally:
+            self.status = "closed"
+            self._closed.set()
+            _live.discard(self)
+
+    def _close_now(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         proc = self._process
-        children = self._children() if proc is not None and self.processes else []
+        children = children_of(proc.pid) if proc is not None and self.processes else []
+        # closing wins every race: this process's clients of this cluster learn it now, not
+        # from the manager's Goodbye, which can reach them after a worker's link dropped,
+        # so that a call the close ends fails with ClusterClosedError, not ActorLostError
+        for core in list(_context._cores):
+            if getattr(core, "address", None) == self.manager_address:
+                core.mark_broken(ClusterClosedError("the cluster was closed"))
         if self._control is not None:
             try:
-                self._control.send("shutdown")
+                self._control.send(C.StopCluster())
             except OSError:
                 pass
-        if proc is not None:
-            proc.join(max(0.1, deadline - time.monotonic() - 1.0))
-            if proc.is_alive():
+        if proc is not None and self.processes:
+            # waited on through its sentinel, not joined: it stays unreaped (its pid, which
+            # is its process group's id, not reusable) until the watcher has killed its group
+            if not self._manager_ended(max(0.1, deadline - time.monotonic() - 1.0)):
                 proc.terminate()
-                proc.join(0.5)
-            if proc.is_alive():
-                proc.kill()
-                # SIGKILL cannot be refused: wait until it is reaped, or a loaded machine
-                # could see our dead manager linger as a child after close() returned
-                proc.join(5.0)
-        self._kill_stragglers(children)
+                if not self._manager_ended(0.5):
+                    proc.kill()
+                    # SIGKILL cannot be refused: wait until it is gone, or a loaded machine
+                    # could see our dead manager linger as a child after close() returned
+                    self._manager_ended(5.0)
+            if self._watcher is not None:
+                self._watcher.join(5.0)
+            proc.join(1.0)
+        elif proc is not None:
+            proc.join(max(0.1, deadline - time.monotonic() - 1.0))
+        kill_stragglers(children)
         if self._output is not None:
             self._output.close()  # after the manager: it passes on the workers' last lines first
-        if self._control is not None:
-            self._control.close()
+        if self._control is not None and self._lock.acquire(timeout=2.0):
+            try:  # not under a thread still reading it (``workers``, ``scale``): its fd could be reused
+                self._control.close()
+            finally:
+                self._lock.release()
         # in-process, the manager's end of the pipe closes with its last reference,
         # once its control thread has seen our end close: closing it under that
         # thread's poll() could hand the fd number to someone else mid-call
@@ -294,32 +375,60 @@ class LocalCluster:
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
         if self.authkey:
-            from .._wire import shm
-
             shm.sweep(shm.prefix_for(self.authkey))  # whatever a killed process left behind
-        self.status = "closed"
-        _live.discard(self)
 
-    def _children(self) -> list[Any]:
-        import psutil
+    def _manager_ended(self, timeout: float) -> bool:
+        """Has the manager process ended (without reaping it)?"""
+        return bool(wait_for_ready([self._process.sentinel], timeout))
 
+    def _watch_manager(self) -> None:
+        """Wait for the manager process to end (a close, or its death), then kill its process group.
+
+        The manager leads a process group that every worker joins (and every
+        process they start): a worker the manager could not stop (SIGSTOPped,
+        or the manager was SIGKILLed) dies with it.
+        """
+        proc = self._process
+        wait_for_ready([proc.sentinel])  # ends when the manager does: close() makes sure it does
         try:
-            return list(psutil.Process(self._process.pid).children(recursive=True))
-        except (psutil.Error, AttributeError, ValueError):
-            return []
+            os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet: the group id is still ours
+        except (ProcessLookupError, PermissionError):
+            return  # every member had ended already (and unlinked its shared memory)
+        # killed processes unlink nothing: once they are gone, their shared memory goes too
+        deadline = time.monotonic() + GROUP_GONE_TIMEOUT
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            time.sleep(0.01)  # nothing to wait on: the members are not our children
+        shm.sweep(shm.prefix_for(self.authkey))
 
-    @staticmethod
-    def _kill_stragglers(children: list[Any]) -> None:
-        """Workers leave by themselves once their manager is gone; make sure."""
-        import psutil
+    # -- faults, for tests ------------------------------------------------------------
 
-        _, alive = psutil.wait_procs(children, timeout=1.0)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=1.0)
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL worker ``name``: a crash, as a test would inject it. It is replaced."""
+        self._signal_worker(name, signal.SIGKILL, "kill_worker")
+
+    def pause_worker(self, name: str) -> None:
+        """SIGSTOP worker ``name`` and return once it has stopped: it hangs, alive.
+
+        Past ``worker_timeout`` it is killed and replaced.
+        """
+        self._signal_worker(name, signal.SIGSTOP, "pause_worker")
+
+    def resume_worker(self, name: str) -> None:
+        """SIGCONT worker ``name`` (paused by :meth:`pause_worker`)."""
+        self._signal_worker(name, signal.SIGCONT, "resume_worker")
+
+    def _signal_worker(self, name: str, sig: signal.Signals, verb: str) -> None:
+        if not self.processes:
+            raise NotImplementedError(
+                f"{verb}() needs worker processes: this cluster runs its workers as threads"
+                " (processes=False), which cannot be signalled; use LocalCluster(processes=True)"
+            )
+        if self.status != "running":
+            raise ClusterClosedError("the cluster is closed")
+        pids = {w.name: w.pid for w in self.workers}
+        if name not in pids:
+            raise ValueError(f"no live worker is named {name!r}; the live ones: {', '.join(pids) or 'none'}")
+        signal_worker(pids[name], sig)
 
     def __enter__(self) -> LocalCluster:
         return self

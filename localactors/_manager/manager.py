@@ -1,31 +1,30 @@
-"""The manager process: spawns workers, keeps the books, relays.
+"""The manager process: keeps the books, supervises the workers, relays.
 
 Runs in: the manager process, started by ``LocalCluster`` (in-process: a
-thread of the user's process, its workers threads too; see ``_runner``).
+thread of the user's process, its workers threads too; see ``_base.runner``).
 
-Every link has a reader thread that puts ``(link, message)`` on one inbox;
-the main thread takes them one at a time and hands them to the
-:class:`~localactors._scheduler.Scheduler`, so the books need no locks. The
-manager is off the hot path: actor calls and data go worker to caller direct
-unless a client asked for relaying (``direct_to_workers=False``), in which
-case each (client, worker) pair gets its own relay link, pumped verbatim
-(:mod:`~localactors._relay`).
+Every link has a reader thread that puts a record (:mod:`.inbox`) on one
+inbox; the main thread takes them one at a time and hands them on, so the
+books need no locks. The manager holds three collaborators, each owning its
+state: the :class:`~.scheduler.Scheduler` (tasks, placement, references), the
+:class:`~.supervise.Supervisor` (the worker processes: spawning, reaping,
+replacing with backoff, the heartbeat, memory limits, stopping) and the
+:class:`~.relay.RelayBoard` (relay links). Every ``CHECK_INTERVAL`` the main
+loop has the supervisor look at the processes themselves (``waitpid``), ping
+the workers and check their memory. The manager is off the hot path: actor calls and data go
+worker to caller direct unless a client asked for relaying
+(``direct_to_workers=False``).
 
-It exits when told to, or when the process that started it goes away (its
-control pipe reaches EOF, or it is no longer our parent), taking its workers
-with it.
-
-Failures it handles: a worker whose link drops is reaped and its death told
-to every node; it is replaced to keep ``n_workers``; with ``memory_limit`` a
-worker over the limit is killed (and so replaced)
-(:mod:`~localactors._supervise`). Shutdown is bounded: ask, then SIGTERM,
-then SIGKILL.
+The cluster talks to it over a control pipe in the typed messages of
+:mod:`~localactors._wire.control`. It exits when told to, or when the process
+that started it goes away (its control pipe reaches EOF, or it is no longer
+our parent), taking its workers with it. Shutdown is bounded: ask, then
+SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
@@ -35,30 +34,38 @@ from multiprocessing.connection import Connection
 from queue import Empty, SimpleQueue
 from typing import Any
 
-from .._base.config import ManagerConfig, WorkerConfig
-from .._base.runner import make_runner
+from .._base.config import ManagerConfig
+from .._base.errors import WorkerStartError, dump_exception
+from .._wire import control as C
 from .._wire import protocol as P
+from .._wire import shm
 from .._wire.connection import Link, LinkClosed, Server
+from .books import WorkerState
+from .inbox import InboxItem, LinkDropped, Order, ParentGone, Reaped, Received, RelayGone
 from .output import OutputPump
-from .relay import Relaying, _RelayGone
-from .scheduler import Scheduler, WorkerState
-from .supervise import Supervision, _Reaped
+from .relay import RelayBoard
+from .scheduler import Scheduler
+from .supervise import Supervisor
 
 logger = logging.getLogger("localactors.manager")
 
-#: how often the main loop looks at workers' memory and at workers that died starting
-MEMORY_CHECK_INTERVAL = 0.1
+#: how often the main loop looks at workers' processes, heartbeats and memory
+CHECK_INTERVAL = 0.1
 #: how long workers get to leave on their own at shutdown before SIGTERM (then SIGKILL)
 SHUTDOWN_GRACE = 1.5
+#: inbox items handled before what they made us send is written out
+INBOX_BATCH = 256
 
 
 def manager_main(config: ManagerConfig, control: Connection) -> None:
     """Entry point of the manager (a process, or a thread in-process)."""
-    if not config.in_process:
-        # a terminal's Ctrl-C reaches the whole foreground process group: it is meant for
-        # the user's wait, not for us (our workers inherit the ignored disposition too)
+    if not config.in_process:  # in-process, logging belongs to the user (and so does its process group)
+        # the cluster's processes get their own group, which every worker joins: the
+        # cluster kills the group when we end (nothing is orphaned, not even a stopped
+        # worker), and a terminal's Ctrl-C (SIGINT to its foreground group) stays away
+        os.setpgrp()
+        # SIGINT sent to the group by hand is meant for the user's wait too (workers inherit this)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not config.in_process:  # in-process, logging belongs to the user
         logging.basicConfig(
             level=config.log_level, format=f"(manager pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
         )
@@ -71,45 +78,23 @@ def manager_main(config: ManagerConfig, control: Connection) -> None:
             shutil.rmtree(config.directory, ignore_errors=True)
 
 
-_PARENT_GONE = "parent-gone"
-
-
-#: inbox items handled before what they made us send is written out
-INBOX_BATCH = 256
-
-
-class _Closed:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-
-class Manager(Supervision, Relaying):
+class Manager:
     def __init__(self, config: ManagerConfig, control: Connection) -> None:
         self.config = config
         self.control = control
         self.control_lock = threading.Lock()
         self.address = os.path.join(config.directory, "manager")
-        self.inbox: SimpleQueue[Any] = SimpleQueue()
+        self.inbox: SimpleQueue[InboxItem] = SimpleQueue()
         self.scheduler = Scheduler(self._send, config.allowed_failures)
-        self.ctx: Any = multiprocessing.get_context(config.start_method)
-        self.processes: dict[str, Any] = {}
+        self.output = OutputPump()
+        self.supervisor = Supervisor(config, self.address, self.scheduler, self._send, self.inbox.put, self.output)
+        self.relays = RelayBoard(config.authkey, self._send, self.inbox.put, self.supervisor.notice_pending)
         self.worker_links: dict[Any, WorkerState] = {}
-        self.relays: dict[tuple[int, str], Link] = {}
-        self.target = config.n_workers
-        self.counter = 0
-        self.pending_scale: list[tuple[Any, int]] = []  # (reply-to, req_id)
+        self.pending_scale: list[int] = []  # req_ids of ScaleTo orders not answered yet
         self.ready_sent = False
         self.running = True
-        self.output = OutputPump()
-        self.links: set[Link] = set()  # every link accepted: closed on exit (threads outlive us in-process)
-        self.kill_reasons: dict[str, str] = {}  # worker -> why we killed it (e.g. its memory limit)
-        self.relays_gone: dict[str, list[Link]] = {}  # worker address -> clients to tell after its notice
-        self.dying: dict[Any, tuple[WorkerState, Any]] = {}  # link -> (worker, process) being reaped
-        self.start_failures = 0
         self.parent_gone = False
-        self._meters: dict[str, Any] = {}  # worker -> psutil.Process
+        self.links: set[Link] = set()  # every link accepted: closed on exit (threads outlive us in-process)
         self._outbox: dict[Any, list[P.Message]] | None = None  # see run(): batched sends
         self._loop_thread: threading.Thread | None = None
 
@@ -127,7 +112,16 @@ class Manager(Supervision, Relaying):
 
     def _on_link(self, link: Link) -> None:
         self.links.add(link)
-        link.start_reader(lambda lk, msg: self.inbox.put((lk, msg)), lambda lk, err: self.inbox.put((lk, _Closed(err))))
+        link.max_frame_size = self.config.max_frame_size
+        put, heard = self.inbox.put, self.supervisor.heard
+
+        def on_message(lk: Link, msg: P.Message) -> None:
+            if type(msg) is P.Pong:
+                heard(lk)  # here, not in the inbox: a busy main loop must not make a worker look hung
+            else:
+                put(Received(lk, msg))
+
+        link.start_reader(on_message, lambda lk, err: put(LinkDropped(lk, err)))
 
     def _watch_parent(self) -> None:
         # EOF on the control pipe says the cluster's process is gone; a changed
@@ -141,49 +135,19 @@ class Manager(Supervision, Relaying):
                     continue
                 order = self.control.recv()
             except (EOFError, OSError):
-                self.inbox.put((None, _PARENT_GONE))
+                self.inbox.put(ParentGone())
                 return
-            self.inbox.put((None, order))
+            if isinstance(order, (C.StopCluster, C.ScaleTo, C.ListWorkers)):
+                self.inbox.put(Order(order))
+            else:
+                logger.warning("manager: unexpected %r on the control pipe", order)
 
-    def _reply_control(self, obj: object) -> None:
+    def _reply_control(self, msg: C.ToCluster) -> None:
         with self.control_lock:
             try:
-                self.control.send(obj)
+                self.control.send(msg)
             except OSError:
                 pass
-
-    def spawn_worker(self) -> None:
-        name = f"worker-{self.counter}"
-        self.counter += 1
-        cfg = WorkerConfig(
-            name=name,
-            directory=self.config.directory,
-            authkey=self.config.authkey,
-            manager_address=self.address,
-            nthreads=self.config.threads_per_worker,
-            resources=self.config.resources,
-            memory_limit=self.config.memory_limit,
-            log_level=self.config.log_level,
-            max_in_flight=self.config.max_in_flight,
-            in_process=self.config.in_process,
-        )
-        output = None
-        if self.config.forward_output and not self.config.in_process:
-            (out_r, out_w), (err_r, err_w) = self.ctx.Pipe(duplex=False), self.ctx.Pipe(duplex=False)
-            output = (out_w, err_w)
-        proc = make_runner(
-            self.config.in_process,
-            self.config.start_method,
-            self.config.worker_entry,
-            (cfg, output),
-            f"localactors-{name}",
-        )
-        proc.start()
-        if output is not None:
-            out_w.close()  # the worker holds the write ends now: EOF comes when it exits
-            err_w.close()
-            self.output.watch(name, proc.pid or 0, out_r, err_r)
-        self.processes[name] = proc
 
     # -- main loop ------------------------------------------------------------------
 
@@ -202,14 +166,13 @@ class Manager(Supervision, Relaying):
         server = Server(self.address, self.config.authkey, "manager", self._on_link)
         threading.Thread(target=self._watch_parent, name="localactors-control", daemon=True).start()
         for _ in range(self.config.n_workers):
-            self.spawn_worker()
-        if self.config.n_workers == 0:
-            self._maybe_ready()
+            self.supervisor.spawn()
+        self._maybe_ready()
         next_check = time.monotonic()
         try:
             while self.running:
                 try:
-                    link, item = self.inbox.get(timeout=MEMORY_CHECK_INTERVAL)
+                    item = self.inbox.get(timeout=CHECK_INTERVAL)
                 except Empty:
                     pass
                 else:
@@ -221,89 +184,124 @@ class Manager(Supervision, Relaying):
                         handled = 0
                         while True:
                             try:
-                                self._handle(link, item)
+                                self._handle(item)
                             except Exception:
                                 logger.exception("manager failed handling %r", item)
                             handled += 1
                             if handled >= INBOX_BATCH or not self.running:
                                 break
                             try:
-                                link, item = self.inbox.get_nowait()
+                                item = self.inbox.get_nowait()
                             except Empty:
                                 break
                     finally:
                         self._flush_outbox()
                 if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + MEMORY_CHECK_INTERVAL
+                    next_check = time.monotonic() + CHECK_INTERVAL
                     self._check_workers()
         finally:
             server.close()
             self._shutdown_workers(0.3 if self.parent_gone else SHUTDOWN_GRACE)
-            from .._wire import shm
-
             shm.sweep(shm.prefix_for(self.config.authkey))  # segments nobody will read now
 
-    def _maybe_ready(self) -> None:
-        if not self.ready_sent and len(self.scheduler.workers) >= self.target:
+    def _check_workers(self) -> None:
+        sup = self.supervisor
+        for name in sup.check():
+            self._process_exited(name)
+        if not sup.failing or not self.running:
+            return
+        if not self.ready_sent:
+            # the cluster is waiting for us to be ready: say why we never will be,
+            # rather than let it wait out its timeout
             self.ready_sent = True
-            self._reply_control(("ready", self.address, self._infos()))
+            self._reply_control(C.StartFailed(sup.failing))
+            self.running = False
+            return
+        for req_id in self.pending_scale:  # scale() says so too, rather than time out
+            self._reply_control(C.Scaled(req_id, sup.failing))
+        self.pending_scale.clear()
+        if sup.gave_up:
+            # no worker to run anything: what waits for one fails, saying why (it keeps
+            # failing, new work too, until a replacement registers; they go on, backing off)
+            err = WorkerStartError(f"no worker can be kept alive: {sup.gave_up}")
+            self.scheduler.fail_unplaced(dump_exception(err))
+
+    def _maybe_ready(self) -> None:
+        target = self.supervisor.target
+        if not self.ready_sent and len(self.scheduler.workers) >= target:
+            self.ready_sent = True
+            self._reply_control(C.Ready(self.address, self._infos()))
         # retiring workers count until their link closes: scale(n) returns once they are gone
-        if self.pending_scale and len(self.scheduler.workers) == self.target:
-            for reply_to, req_id in self.pending_scale:
-                if reply_to is None:
-                    self._reply_control(("scaled", req_id))
-                else:
-                    self._send(reply_to, P.Ack(req_id))
+        if self.pending_scale and len(self.scheduler.workers) == target:
+            for req_id in self.pending_scale:
+                self._reply_control(C.Scaled(req_id))
             self.pending_scale.clear()
 
     def _infos(self) -> tuple[P.WorkerInfo, ...]:
         return tuple(w.info for w in sorted(self.scheduler.workers.values(), key=lambda w: w.index))
 
-    def _handle(self, link: Any, item: Any) -> None:
-        if link is None:
-            self._handle_control(item)
-        elif isinstance(item, _Closed):
-            self._link_closed(link)
-        elif isinstance(item, _Reaped):
-            self._worker_reaped(item.link)
-        elif isinstance(item, _RelayGone):
-            self._relay_gone(link, item.address)
-        else:
-            self._handle_message(link, item)
+    def _handle(self, item: InboxItem) -> None:
+        match item:
+            case Received(link, msg):
+                self._handle_message(link, msg)
+            case LinkDropped(link):
+                self._link_closed(link)
+            case Reaped(link):
+                self._worker_gone(link)
+            case RelayGone(client, address):
+                self.relays.gone(client, address)
+            case Order(order):
+                self._handle_control(order)
+            case ParentGone():
+                self.parent_gone = True
+                self.running = False
+            case _:
+                C.assert_never(item)
 
-    def _handle_control(self, order: Any) -> None:
-        if order == _PARENT_GONE or order == "shutdown":
-            self.parent_gone = order == _PARENT_GONE
-            self.running = False
-        elif isinstance(order, tuple) and order[0] == "scale":
-            self._scale(order[1], None, order[2])
-        elif isinstance(order, tuple) and order[0] == "info":
-            self._reply_control(("info", order[1], self._infos()))  # LocalCluster.workers
-
-    def _scale(self, n: int, reply_to: Any, req_id: int) -> None:
-        self.target = max(0, n)
-        live = sorted((w for w in self.scheduler.workers.values() if not w.retiring), key=lambda w: w.index)
-        starting = len([p for name, p in self.processes.items() if name not in self.scheduler.workers and p.is_alive()])
-        for _ in range(self.target - len(live) - starting):
-            self.spawn_worker()
-        if len(live) > self.target:
-            # retire the emptiest workers first: no actors, least data
-            victims = sorted(live, key=lambda w: (len(w.actors), len(w.has), -w.index))[: len(live) - self.target]
-            for ws in victims:
-                ws.retiring = True
-                self._send(ws.link, P.Shutdown())
-        self.pending_scale.append((reply_to, req_id))
-        self._maybe_ready()
+    def _handle_control(self, order: C.ToManager) -> None:
+        match order:
+            case C.StopCluster():
+                self.running = False
+            case C.ScaleTo(req_id, n):
+                self.supervisor.scale(n)
+                self.pending_scale.append(req_id)
+                self._maybe_ready()
+            case C.ListWorkers(req_id):
+                self._reply_control(C.WorkerList(req_id, self._infos()))  # LocalCluster.workers
+            case _:
+                C.assert_never(order)
 
     def _link_closed(self, link: Any) -> None:
         self.links.discard(link)
         self.output.remove_watcher(link)
         ws = self.worker_links.pop(link, None)
         if ws is not None:
-            self._worker_link_closed(link, ws)
+            if self.supervisor.link_closed(link, ws):  # else a Reaped follows once its process ended
+                self._worker_gone(link)
             return
         self.scheduler.drop_holder(link)
-        self._close_relays(link)
+        self.relays.client_closed(link)
+
+    def _process_exited(self, name: str) -> None:
+        """A worker's process ended: announce it now, even if a child of it keeps its link open."""
+        ws = self.scheduler.workers.get(name)
+        if ws is None or ws.link not in self.worker_links:
+            return  # not registered (``check`` sees to it), or its link's close came first
+        link = ws.link
+        del self.worker_links[link]
+        self.output.remove_watcher(link)
+        if self.supervisor.link_closed(link, ws):  # its exit code is known: announced at once
+            self._worker_gone(link)
+        link.close()  # its reader's LinkDropped then finds no worker: only its holds are dropped
+
+    def _worker_gone(self, link: Any) -> None:
+        """A dropped worker's process has ended: announce it, then tell its relays' clients."""
+        ws = self.supervisor.reaped(link)
+        if ws is None:
+            return
+        self.relays.release(ws.info.address)
+        self.scheduler.drop_holder(link)
+        self._maybe_ready()
 
     def _handle_message(self, link: Any, msg: P.Message) -> None:
         sched = self.scheduler
@@ -323,7 +321,7 @@ class Manager(Supervision, Relaying):
             case P.RegisterWorker(info):
                 ws = sched.add_worker(info, link)
                 self.worker_links[link] = ws
-                self.start_failures = 0
+                self.supervisor.registered(ws)
                 self._maybe_ready()
             case P.Hello():
                 sched.client_links.add(link)
@@ -335,16 +333,12 @@ class Manager(Supervision, Relaying):
                     self._send(link, P.Ack(req_id))
             case P.InfoRequest(req_id):
                 self._send(link, P.InfoReply(req_id, self._infos()))
-            case P.Scale(req_id, n):
-                self._scale(n, link, req_id)
             case P.RelayTo(address, frames):
-                self._relay(link, address, frames)
+                self.relays.relay(link, address, frames)
             case P.WatchOutput():
                 self.output.add_watcher(link)
-            case P.Goodbye(shutdown_cluster):
+            case P.Goodbye():
                 sched.drop_holder(link)
-                if shutdown_cluster:
-                    self.running = False
             case _:
                 logger.warning("manager: unexpected %s from %s", type(msg).__name__, link)
 
@@ -352,13 +346,13 @@ class Manager(Supervision, Relaying):
 
     def _shutdown_workers(self, grace: float) -> None:
         """Stop every worker within about ``grace`` + 1 s: ask, SIGTERM, SIGKILL."""
+        self.supervisor.stop_replacing()
         for link in list(self.scheduler.client_links):
             self._send(link, P.Goodbye())  # an orderly close: ClusterClosedError, not Broken
         for link in list(self.worker_links):
             self._send(link, P.Shutdown())
-        for relay in self.relays.values():
-            relay.close()
-        self._stop_processes(grace)
+        self.relays.close()
+        self.supervisor.stop(grace)
         for link in list(self.worker_links):
             link.close()
         self.output.drain(1.0)  # the workers' last lines, before our links go

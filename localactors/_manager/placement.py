@@ -61,6 +61,10 @@ class Placement:
         for key in [k for k, t in self._orphans.items() if t.worker is ws]:
             del self._orphans[key]
 
+    def unplaced(self) -> list[Task]:
+        """The tasks no live worker fits (a copy: failing one may place or fail others)."""
+        return list(self.no_worker.values())
+
     def free(self, ws: WorkerState) -> dict[str, float]:
         """What ``ws`` has left of each resource (a copy)."""
         return dict(self._free.get(ws.name, {}))

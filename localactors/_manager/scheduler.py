@@ -184,6 +184,12 @@ class Scheduler:
         if not task.waiting_on:
             self.placement.schedule(task)
 
+    def fail_unplaced(self, error: bytes) -> None:
+        """No worker can be kept alive: fail every task waiting for one, with ``error``."""
+        for task in self.placement.unplaced():
+            if task.status is TaskStatus.NO_WORKER:  # not failed meanwhile as a dependent of another
+                self._erred(task, error)
+
     # -- client requests --------------------------------------------------------------
 
     def submit(self, specs: tuple[P.TaskSpec, ...]) -> None:

@@ -41,6 +41,17 @@ _SIZE = struct.Struct("!i")
 _BIG_SIZE = struct.Struct("!Q")
 _CHUNK = 1 << 16  # read size: many small messages at once
 _DIRECT = 1 << 16  # frames this large are read, and written, without coalescing copies
+#: a message's first frame (its envelope: bulk data travels in the frames after it)
+#: claiming more than this is malformed framing: the link is dropped, and logged
+MAX_ENVELOPE = 1 << 30
+#: any one frame claiming more than this is malformed framing too (the default
+#: of ``Link.max_frame_size``: the manager's links take ``LocalCluster(max_frame_size=...)``)
+MAX_FRAME_SIZE = 1 << 40
+#: a frame's buffer starts at most this large and grows as its data arrives:
+#: a header is a claim, not data (a 1 GiB claim must not allocate 1 GiB at once)
+_FIRST_ALLOC = 1 << 27
+#: out-of-band frames after one envelope, at most (a garbled count is not waited for)
+MAX_EXTRA_FRAMES = 1 << 20
 
 
 def _write_all(fd: int, data: Any) -> None:
@@ -80,6 +91,8 @@ class LinkClosed(Exception):
 
 class Link:
     """One end of a connection: locked sends, a reader thread, a close hook."""
+
+    max_frame_size: int = MAX_FRAME_SIZE  #: a larger frame header is malformed framing (set before reading)
 
     def __init__(self, conn: Connection, name: str) -> None:
         self.conn = conn
@@ -146,13 +159,16 @@ class Link:
 
     def recv_frames(self) -> list[bytes]:
         """The frames of the next message (only ever called by one thread)."""
-        first = self._read_frame()
+        limit = self.max_frame_size
+        first = self._read_frame(MAX_ENVELOPE if limit > MAX_ENVELOPE else limit)
         extra = W.extra_frames(first)
         if not extra:
             return [first]
-        return [first, *(self._read_frame() for _ in range(extra))]
+        if extra > MAX_EXTRA_FRAMES:
+            raise ValueError(f"malformed framing: an envelope announces {extra} frames (at most {MAX_EXTRA_FRAMES})")
+        return [first, *(self._read_frame(limit) for _ in range(extra))]
 
-    def _read_frame(self) -> bytes:
+    def _read_frame(self, limit: int) -> bytes:
         # multiprocessing's framing, read through a buffer: one read() often
         # brings many small messages, where recv_bytes() makes two per message
         buf, pos = self._rbuf, self._rpos
@@ -165,18 +181,22 @@ class Link:
                 buf, pos = self._fill(buf, pos, 8)
             (n,) = _BIG_SIZE.unpack_from(buf, pos)
             pos += 8
+        if not 0 <= n <= limit:
+            raise ValueError(f"malformed framing: a frame header claims {n} bytes (at most {limit})")
         if len(buf) - pos >= n:
             self._rbuf, self._rpos = buf, pos + n
             return buf[pos : pos + n]
         if n >= _DIRECT:  # large: read straight into its own buffer, no copies on the way
-            out = bytearray(n)
             have = len(buf) - pos
+            out = bytearray(max(have, min(n, _FIRST_ALLOC)))  # grown below as data arrives
             out[:have] = buf[pos:]
             self._rbuf, self._rpos = b"", 0
-            view = memoryview(out)
             fd = self.conn.fileno()
             while have < n:
-                got = os.readv(fd, [view[have:]])
+                if have == len(out):  # the peer has sent what it claimed so far: believe more
+                    out.extend(bytes(min(n, 2 * len(out)) - len(out)))
+                with memoryview(out) as view:
+                    got = os.readv(fd, [view[have:]])
                 if not got:
                     raise EOFError
                 have += got

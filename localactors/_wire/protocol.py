@@ -3,21 +3,27 @@
 Runs in: every process.
 
 Messages are small frozen dataclasses. User data never travels as live
-objects inside them: it is pickled first (see ``_serialize``) and carried as
+objects inside them: it is pickled first (see ``_base.serialize``) and carried as
 ``bytes`` fields, so a message can always be encoded and a bad argument fails
-in the caller. How a message is framed on the wire is :mod:`~localactors._wire`.
+in the caller. How a message is framed on the wire is :mod:`~localactors._wire.codec`.
 
 Who sends what::
 
-    client  -> manager : RefDelta SubmitTasks Scatter Cancel InfoRequest Scale RelayTo Goodbye
-    manager -> client  : KeyDone KeyErred KeyLost KeyReset InfoReply Ack RelayFrom
+    client  -> manager : Hello RefDelta SubmitTasks Scatter Cancel InfoRequest RelayTo Goodbye
+    manager -> client  : KeyDone KeyErred KeyLost KeyReset InfoReply Ack RelayFrom Goodbye
     manager -> all     : WorkerDied ActorMoved ActorRestartFailed
-    worker  -> manager : RegisterWorker RefDelta TaskDone TaskErred
-    manager -> worker  : RunTask PutData FreeKeys Shutdown
-    any     -> worker  : Hello GetData ActorCall        (direct links)
+    worker  -> manager : RegisterWorker RefDelta TaskDone TaskErred Pong (as a client: the above)
+    manager -> worker  : RunTask PutData FreeKeys Shutdown Ping
+    any     -> worker  : Hello GetData ActorCall        (direct links; the manager's relays too)
     worker  -> any     : DataReply CallOk CallErr       (direct links)
     cluster -> manager : WatchOutput;  manager -> cluster : Output   (diagnostics)
     any     -> worker  : StatsRequest; worker -> any : StatsReply    (diagnostics)
+
+``Goodbye`` goes both ways: a client says it is leaving on purpose, and the
+manager, stopping, tells each client that the cluster was closed (so that
+pending calls fail with ``ClusterClosedError``, not ``ClusterBrokenError``).
+The cluster and its manager also share a control pipe, which speaks the
+messages of :mod:`~localactors._wire.control`.
 """
 
 from __future__ import annotations
@@ -175,12 +181,6 @@ class InfoRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Scale:
-    req_id: int
-    n: int
-
-
-@dataclass(frozen=True, slots=True)
 class RelayTo:
     """Forward ``frames`` (an encoded message) to the worker at ``address``."""
 
@@ -190,9 +190,7 @@ class RelayTo:
 
 @dataclass(frozen=True, slots=True)
 class Goodbye:
-    """The sender closes its link on purpose; the manager may stop if asked."""
-
-    shutdown_cluster: bool = False
+    """The sender closes its link on purpose (a client leaving, or the manager stopping)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +273,18 @@ class FreeKeys:
 @dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """The manager's heartbeat: the worker's manager-link reader answers ``Pong`` at once."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    seq: int
 
 
 # ---------------------------------------------------------------- manager -> every node
@@ -418,9 +428,9 @@ class StatsReply:
 
 
 Message = Union[
-    Hello, RegisterWorker, RefDelta, SubmitTasks, Scatter, Cancel, InfoRequest, Scale,
+    Hello, RegisterWorker, RefDelta, SubmitTasks, Scatter, Cancel, InfoRequest,
     RelayTo, Goodbye, TaskDone, TaskErred, KeyDone, KeyErred, KeyLost, InfoReply, Ack,
     RelayFrom, RunTask, PutData, FreeKeys, Shutdown, GetData, DataReply, ActorCall, CallOk,
     CallErr, WatchOutput, Output, StatsRequest, StatsReply, WorkerDied, ActorMoved, ActorRestartFailed,
-    KeyReset,
+    KeyReset, Ping, Pong,
 ]  # fmt: skip

@@ -259,6 +259,8 @@ class Worker:
                 self._exit_soon(2.0)
             case P.WorkerDied() | P.ActorMoved() | P.ActorRestartFailed():
                 self.node.on_notice(msg)
+            case P.Ping(seq):  # the heartbeat: answered here, on the reader, which user code never holds
+                self._report(P.Pong(seq))
             case _:
                 logger.warning("%s: unexpected %s on %s", self.name, type(msg).__name__, link.describe())
 
