@@ -49,28 +49,11 @@ from .._wire import shm
 from . import lifecycle as _lifecycle
 from .cluster_file import write_cluster_file
 from .output import OutputSink
-from .signals import children_of, kill_stragglers, signal_worker
+from .signals import children_of, kill_group, kill_stragglers, signal_worker
 
 logger = logging.getLogger("localactors.cluster")
 
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
-
-
-#: how long the death-watch waits for a killed process group to be gone before sweeping
-GROUP_GONE_TIMEOUT = 2.0
-
-
-def _group_alive(pgid: int) -> bool:
-    """Does a member of process group ``pgid`` still run (zombies, which write nothing, aside)?"""
-    import psutil
-
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                return True
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return False
 
 
 class LocalCluster:
@@ -382,23 +365,10 @@ class LocalCluster:
         return bool(wait_for_ready([self._process.sentinel], timeout))
 
     def _watch_manager(self) -> None:
-        """Wait for the manager process to end (a close, or its death), then kill its process group.
-
-        The manager leads a process group that every worker joins (and every
-        process they start): a worker the manager could not stop (SIGSTOPped,
-        or the manager was SIGKILLed) dies with it.
-        """
+        """Wait for the manager process to end (a close, or its death), then kill its process group."""
         proc = self._process
         wait_for_ready([proc.sentinel])  # ends when the manager does: close() makes sure it does
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet: the group id is still ours
-        except (ProcessLookupError, PermissionError):
-            return  # every member had ended already (and unlinked its shared memory)
-        # killed processes unlink nothing: once they are gone, their shared memory goes too
-        deadline = time.monotonic() + GROUP_GONE_TIMEOUT
-        while time.monotonic() < deadline and _group_alive(proc.pid):
-            time.sleep(0.01)  # nothing to wait on: the members are not our children
-        shm.sweep(shm.prefix_for(self.authkey))
+        kill_group(proc.pid, shm.prefix_for(self.authkey))
 
     # -- faults, for tests ------------------------------------------------------------
 

@@ -1,7 +1,7 @@
-"""Signals to the cluster's processes: faults injected for tests, and the last-resort kill.
+"""Signals to the cluster's processes: faults injected for tests, and the last-resort kills.
 
 Runs in: the user's process (``LocalCluster.kill_worker``, ``pause_worker``,
-``resume_worker``, and ``close()``).
+``resume_worker``, ``close()`` and the cluster's death-watch thread).
 """
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ import os
 import signal
 import time
 from typing import Any
+
+from .._wire import shm
+
+#: how long the death-watch waits for a killed process group to be gone before sweeping
+GROUP_GONE_TIMEOUT = 2.0
 
 
 def signal_worker(pid: int, sig: signal.Signals) -> None:
@@ -66,3 +71,34 @@ def kill_stragglers(children: list[Any]) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=1.0)
+
+
+def kill_group(pgid: int, shm_prefix: str) -> None:
+    """SIGKILL process group ``pgid`` (the manager's, which every worker joins), then sweep its shared memory.
+
+    Called once the manager has ended but before it is reaped, so the group
+    id cannot have been reused: a worker the manager could not stop
+    (SIGSTOPped, or the manager was SIGKILLed) dies with it. Killed processes
+    unlink nothing, so once they are gone their segments under ``shm_prefix`` go too.
+    """
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return  # every member had ended already (and unlinked its shared memory)
+    deadline = time.monotonic() + GROUP_GONE_TIMEOUT
+    while time.monotonic() < deadline and _group_runs(pgid):
+        time.sleep(0.01)  # nothing to wait on: the members are not our children
+    shm.sweep(shm_prefix)
+
+
+def _group_runs(pgid: int) -> bool:
+    """Does a member of process group ``pgid`` still run (zombies, which write nothing, aside)?"""
+    import psutil
+
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
