@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from types import ModuleType
@@ -136,8 +136,6 @@ def _dask() -> Engine:
     )  # fmt: skip
 
 
-
 def run_async(coro: Any, debug: bool = False) -> Any:
     """Run a coroutine in a fresh event loop (no async test plugin needed)."""
     return asyncio.run(coro, debug=debug)
-

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .engines import T, Engine, run_async
+from .engines import Engine, T, run_async
 from .tasks import Counter, call_actor
 
 

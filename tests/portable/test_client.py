@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .engines import T, Engine, run_async
+from .engines import Engine, T, run_async
 from .tasks import boom, import_attr, inc, pid, worker_name
 
 

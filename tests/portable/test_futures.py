@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .engines import T, Engine, run_async
+from .engines import Engine, T, run_async
 from .tasks import add, boom, flaky, gated, gated_boom, inc, release, user_frame_raises
 
 
@@ -264,9 +264,7 @@ def test_async_client_basics(eng: Engine, cluster: Any) -> None:
 
 
 @pytest.mark.parametrize("timeout", [0.2, "200ms"])
-def test_async_wait_raising_leaves_no_task_unawaited(
-    eng: Engine, cluster: Any, gate: str, timeout: Any
-) -> None:
+def test_async_wait_raising_leaves_no_task_unawaited(eng: Engine, cluster: Any, gate: str, timeout: Any) -> None:
     # wait() raises while the future is pending; the future then fails. Nothing wait()
     # started may be left pending, nor fail later with nobody to retrieve its error.
     problems: list[str] = []

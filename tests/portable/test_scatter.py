@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from .engines import T, Engine
+from .engines import Engine, T
 from .tasks import identity, inc, type_name
 
 
