@@ -159,13 +159,18 @@ def test_cancel_in_one_client_does_not_cancel_another_clients_future(eng: Engine
             mine.result(timeout=T)
 
 
-def test_submit_with_a_cancelled_future_raises_cancelled_error(eng: Engine, client: Any, gate: str) -> None:
+@pytest.mark.parametrize("when", ["pending", "finished"])
+def test_submit_with_a_cancelled_future_raises_cancelled_error(eng: Engine, client: Any, gate: str, when: str) -> None:
     f = client.submit(gated, gate, 1, pure=False)
+    if when == "finished":
+        release(gate)
+        assert f.result(timeout=T) == 1
     f.cancel()
     _until(lambda: f.cancelled(), "the future shows cancelled")
     with pytest.raises(eng.CancelledError):
         client.submit(inc, f).result(timeout=T)
-    release(gate)
+    with pytest.raises(eng.CancelledError):
+        client.map(inc, [f])[0].result(timeout=T)
 
 
 def test_wait_over_a_cancelled_future_raises_cancelled_error(eng: Engine, client: Any, gate: str) -> None:
