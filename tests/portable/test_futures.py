@@ -174,7 +174,7 @@ def test_submit_with_a_cancelled_future_raises_cancelled_error(eng: Engine, clie
 
 
 def test_wait_over_a_cancelled_future_raises_cancelled_error(eng: Engine, client: Any, gate: str) -> None:
-    # dask (2024.11+): wait() raises FuturesCancelledError, a CancelledError, naming the cancelled futures
+    # dask (2024.7+): wait() raises FuturesCancelledError, a CancelledError, naming the cancelled futures
     f = client.submit(gated, gate, 1, pure=False)
     ok = client.submit(inc, 1, pure=False)
     f.cancel()
