@@ -39,6 +39,7 @@ from .._wire import protocol as P
 from .._wire.connection import Link, LinkClosed, Server
 from .output import OutputPump
 from .relay import Relaying, _RelayGone
+from .requests import ClientRequests
 from .scheduler import Scheduler, WorkerState
 from .supervise import Supervision, _Reaped
 
@@ -73,7 +74,7 @@ class _Closed:
         self.error = error
 
 
-class Manager(Supervision, Relaying):
+class Manager(Supervision, Relaying, ClientRequests):
     def __init__(self, config: ManagerConfig, control: Connection) -> None:
         self.config = config
         self.control = control
@@ -100,6 +101,7 @@ class Manager(Supervision, Relaying):
         self._meters: dict[str, Any] = {}  # worker -> psutil.Process
         self._outbox: dict[Any, list[P.Message]] | None = None  # see run(): batched sends
         self._loop_thread: threading.Thread | None = None
+        self._init_requests()  # Client.run and Client.restart (requests.py)
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -240,6 +242,7 @@ class Manager(Supervision, Relaying):
                 else:
                     self._send(reply_to, P.Ack(req_id))
             self.pending_scale.clear()
+        self._restart_check()  # Client.restart: acknowledged once the new workers are in
 
     def _infos(self) -> tuple[P.WorkerInfo, ...]:
         return tuple(w.info for w in sorted(self.scheduler.workers.values(), key=lambda w: w.index))
@@ -285,6 +288,7 @@ class Manager(Supervision, Relaying):
         self.output.remove_watcher(link)
         ws = self.worker_links.pop(link, None)
         if ws is not None:
+            self._runs_worker_gone(ws.name)  # Client.run: no answer will come from it
             self._worker_link_closed(link, ws)
             return
         self.scheduler.drop_holder(link)
@@ -296,7 +300,7 @@ class Manager(Supervision, Relaying):
             case P.RefDelta():
                 sched.ref_delta(link, msg)
             case P.SubmitTasks(specs):
-                sched.submit(specs)
+                sched.submit(specs, link)
             case P.TaskDone():
                 ws = self.worker_links.get(link)
                 if ws is not None:
@@ -315,7 +319,7 @@ class Manager(Supervision, Relaying):
             case P.Scatter(items, workers):
                 sched.scatter(items, workers)
             case P.Cancel(keys, req_id):
-                sched.cancel(keys)
+                sched.cancel(keys, link)  # this client's claim: others holding a key keep it
                 if req_id >= 0:
                     self._send(link, P.Ack(req_id))
             case P.InfoRequest(req_id):
@@ -330,6 +334,18 @@ class Manager(Supervision, Relaying):
                 sched.drop_holder(link)
                 if shutdown_cluster:
                     self.running = False
+            case P.RunOnWorkers():
+                self._run_on_workers(link, msg)
+            case P.RunResult():
+                ws = self.worker_links.get(link)
+                if ws is not None:
+                    self._run_result(ws.name, msg)
+            case P.WhoHas(req_id, keys):
+                self._send(link, P.WhoHasReply(req_id, sched.who_has(keys)))
+            case P.Retry(keys):
+                sched.retry(keys)
+            case P.Restart(req_id):
+                self._restart(link, req_id)
             case _:
                 logger.warning("manager: unexpected %s from %s", type(msg).__name__, link)
 
