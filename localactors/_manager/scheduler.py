@@ -259,6 +259,7 @@ class Scheduler:
             if task is None or task.spec is None or task.status is not TaskStatus.ERRED:
                 continue
             self.retry(tuple(d for d in task.spec.deps if self.status(d) is TaskStatus.ERRED))
+            self._notify(key, P.KeyReset(key))  # every holder waits for it again
             self.submit((task.spec,))  # a failed key is submitted afresh
 
     def who_has(self, keys: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
