@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .blocking import blocked, hooks
+from .errors import without_our_frames
 
 logger = logging.getLogger("localactors.futures")
 
@@ -132,9 +133,13 @@ class Completion:
                 self._keep = obj
 
     def outcome(self) -> Any:
-        """The value, or raise the error; only once done."""
+        """The value, or raise the error; only once done.
+
+        A remote error is raised without the frames it gathered when raised
+        before: asking twice does not show our machinery twice.
+        """
         if self.error is not None:
-            raise self.error
+            raise without_our_frames(self.error)
         return self.value
 
     def wait_done(self, timeout: float | None) -> None:
