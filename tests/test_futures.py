@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
