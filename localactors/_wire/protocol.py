@@ -169,6 +169,7 @@ class Scatter:
 class Cancel:
     keys: tuple[str, ...]
     req_id: int = -1  #: if >= 0, the manager answers ``Ack`` once done (after the ``KeyErred``)
+    force: bool = False  #: cancel the keys for every client, not only the sender (``cancel(force=True)``)
 
 
 @dataclass(frozen=True, slots=True)
