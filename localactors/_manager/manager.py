@@ -318,8 +318,8 @@ class Manager(Supervision, Relaying, ClientRequests):
                 sched.client_links.add(link)
             case P.Scatter(items, workers):
                 sched.scatter(items, workers)
-            case P.Cancel(keys, req_id):
-                sched.cancel(keys, link)  # this client's claim: others holding a key keep it
+            case P.Cancel(keys, req_id, force):
+                sched.cancel(keys, None if force else link)  # this client's claim: others holding a key keep it
                 if req_id >= 0:
                     self._send(link, P.Ack(req_id))
             case P.InfoRequest(req_id):
