@@ -323,3 +323,31 @@ def test_scatter_a_dict_with_other_keys_and_broadcast(client: Client) -> None:
 def test_map_of_an_iterator_raises_type_error(client: Client) -> None:
     with pytest.raises(TypeError):
         client.map(inc, iter([1, 2]))
+
+
+def test_cancel_with_force_cancels_for_every_client_and_reason_is_told(cluster: LocalCluster, client: Client) -> None:
+    key = f"forced-{uuid.uuid4().hex}"
+    with Client(cluster) as other:
+        mine = client.submit(inc, 1, key=key)
+        theirs = other.submit(inc, 1, key=key)
+        assert theirs.result(timeout=T) == 2
+        mine.cancel(reason="no longer wanted", force=True)
+        wait_until(lambda: theirs.cancelled(), what="the other client's future is cancelled too")
+        with pytest.raises(CancelledError, match="no longer wanted"):
+            mine.result(timeout=T)
+
+
+def test_has_what_is_the_other_side_of_who_has(client: Client) -> None:
+    f = client.submit(inc, 20, key=f"hw-{uuid.uuid4().hex}")
+    f.result(timeout=T)
+    [holder] = client.who_has([f])[f.key]
+    has_what = client.has_what()
+    assert set(has_what) == set(client.nthreads()) and f.key in has_what[holder]
+
+
+def test_shutdown_closes_a_cluster_the_client_did_not_start() -> None:
+    cluster = LocalCluster(n_workers=1, processes=False)
+    client = Client(cluster)
+    client.shutdown()
+    assert client.status == "closed"
+    wait_until(lambda: cluster.status == "closed", what="the cluster is closed")

@@ -131,7 +131,9 @@ class FutureOwner(Protocol):
     def future(self, key: str) -> Future: ...
     def fetch(self, fut: Future, timeout: float | None) -> Any: ...
     def afetch(self, fut: Future, timeout: float | None) -> Awaitable[Any]: ...
-    def cancel(self, futures: list[Future], timeout: float | None = ...) -> Any: ...
+    def cancel(
+        self, futures: list[Future], timeout: float | None = ..., force: bool = ..., reason: str | None = ...
+    ) -> Any: ...
     def retry(self, futures: list[Future]) -> Any: ...
 
 
@@ -150,7 +152,8 @@ class TaskState(Completion):
         """Cancelled, even if it had finished (its data is being released)."""
         if not self.set_exception(error, CANCELLED):
             with self._lock:
-                self.status, self.value, self.error = CANCELLED, None, error
+                if self.status != CANCELLED:  # cancelled once is enough: the first reason stays
+                    self.status, self.value, self.error = CANCELLED, None, error
 
     def lose(self, error: BaseException) -> None:
         """Lost, even if it had finished: its data is gone with its worker."""
@@ -222,11 +225,19 @@ class Future:
     def cancelled(self) -> bool:
         return self.state.status == CANCELLED
 
-    def cancel(self, timeout: Timeout = 30.0) -> Any:
-        """Cancel this client's claim on the key (see ``Client.cancel``); awaitable in its client's loop."""
-        return self._owner.cancel([self], seconds(timeout))
+    def cancel(self, reason: str | None = None, msg: str | None = None, **kwargs: Any) -> Any:
+        """Cancel this client's claim on the key (see ``Client.cancel``); awaitable in its client's loop.
 
-    def retry(self) -> Any:
+        ``reason`` (dask's ``msg`` too) goes into the ``CancelledError``; ``force=True``
+        cancels the key for every client.
+        """
+        force = bool(kwargs.pop("force", False))
+        timeout = seconds(kwargs.pop("timeout", 30.0))
+        if kwargs:
+            raise TypeError(f"Future.cancel() got unexpected keywords {sorted(kwargs)}")
+        return self._owner.cancel([self], timeout, force, reason or msg)
+
+    def retry(self, **kwargs: Any) -> Any:
         """Run this failed (or cancelled) task again (see ``Client.retry``); awaitable in its client's loop."""
         return self._owner.retry([self])
 

@@ -362,16 +362,26 @@ class Client:
         except BaseException as err:
             raise without_our_frames(err)  # the remote error, not our machinery's frames
 
-    def cancel(self, futures: Any, timeout: Timeout = 30.0) -> Any:
+    def cancel(
+        self,
+        futures: Any,
+        asynchronous: bool | None = None,
+        force: bool = False,
+        reason: str | None = None,
+        msg: str | None = None,
+        timeout: Timeout = 30.0,
+    ) -> Any:
         """Cancel this client's futures (nested in lists, tuples, dicts); their dependents too.
 
         As in dask, cancelling lets go of *this client's* claim: a key that
-        another client holds a future of goes on for that client. Returns
-        once the manager has done it; awaitable in async code.
+        another client holds a future of goes on for that client, unless
+        ``force=True``. ``reason`` (or ``msg``) goes into the ``CancelledError``.
+        Returns once the manager has done it; awaitable in async code.
         """
-        return self.core.cancel([f for f in futures_in(futures) if isinstance(f, Future)], seconds(timeout))
+        fs = [f for f in futures_in(futures) if isinstance(f, Future)]
+        return self.core.cancel(fs, seconds(timeout), force, reason or msg)
 
-    def retry(self, futures: Any) -> Any:
+    def retry(self, futures: Any, asynchronous: bool | None = None) -> Any:
         """Run failed (or cancelled) futures' tasks again, and the failed tasks they need; awaitable in async code."""
         return self.core.retry([f for f in futures_in(futures) if isinstance(f, Future)])
 
@@ -548,6 +558,36 @@ class Client:
 
     ncores = nthreads  # dask's older name
 
+    def has_what(self, workers: Any = None) -> Any:
+        """``{worker address: (key, ...)}``: the keys each worker (or each in ``workers``) holds.
+
+        The other side of :meth:`who_has`. Awaitable in async code.
+        """
+        if self._awaits():
+            return self._has_what_async(workers)
+        return _has_what(self.nthreads(workers), self.who_has())
+
+    async def _has_what_async(self, workers: Any) -> dict[str, tuple[str, ...]]:
+        return _has_what(await self.nthreads(workers), await self.who_has())
+
+    def shutdown(self) -> Any:
+        """Close this client and its cluster, even one it did not start (as dask's)."""
+        if self._awaits():
+            return asyncio.to_thread(self._shutdown)
+        self._shutdown()
+        return None
+
+    def _shutdown(self) -> None:
+        cluster = self.cluster
+        if cluster is None and self._core is not None and not self._core.closed:
+            try:
+                self._core.send(P.Goodbye(shutdown_cluster=True))
+            except Exception:
+                pass
+        self._close()
+        if cluster is not None:
+            cluster._close(5.0)
+
     def actor_stats(self, timeout: float = 5.0) -> Any:
         """Per-actor statistics from every worker (dask.distributed has none).
 
@@ -620,6 +660,15 @@ async def _trimmed(awaitable: Awaitable[Any]) -> Any:
         return await awaitable
     except BaseException as err:
         raise without_our_frames(err)  # the remote error, not our machinery's frames
+
+
+def _has_what(nthreads: dict[str, int], who_has: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {address: [] for address in nthreads}
+    for key, holders in who_has.items():
+        for address in holders:
+            if address in out:
+                out[address].append(key)
+    return {address: tuple(keys) for address, keys in out.items()}
 
 
 def _nthreads(reply: P.InfoReply, workers: Any) -> dict[str, int]:

@@ -173,13 +173,17 @@ class ClientCore(Node):
             return _done()
         return None
 
-    def cancel(self, futures: Iterable[Future], timeout: float | None = 30.0) -> Any:
-        """Cancel the futures' keys; returns once the manager has (as dask does).
-
-        In this client's event loop it returns an awaitable instead.
+    def cancel(
+        self, futures: Iterable[Future], timeout: float | None = 30.0, force: bool = False, reason: str | None = None
+    ) -> Any:
+        """Cancel the futures' keys for this client (for all, with ``force``); returns once the
+        manager has (as dask does). In this client's event loop it returns an awaitable instead.
         """
         futures = list(futures)
-        comp = self.request(lambda r: P.Cancel(tuple(f.key for f in futures), r))
+        if reason is not None:
+            for fut in futures:
+                fut.state.cancel(CancelledError(f"{fut.key} was cancelled: {reason}"))
+        comp = self.request(lambda r: P.Cancel(tuple(f.key for f in futures), r, force))
         if self.in_async_context():
             return self._acancel(futures, comp, timeout)
         if not in_reader_thread():  # a done-callback must not wait for a reply its own thread reads
