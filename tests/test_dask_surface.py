@@ -278,6 +278,15 @@ def test_async_client_new_methods_are_awaitable(cluster: LocalCluster) -> None:
             assert await bad.traceback() is not None
             await c.retry([bad])  # fails again, but it ran again
             assert isinstance(await bad.exception(), KeyError)
+            assert f.key in (await c.has_what())[(await c.who_has([f]))[f.key][0]]
+            # off the loop, the same methods block and return values (the one rule)
+            assert len(await asyncio.to_thread(c.run, pid)) == 2
+            assert list((await asyncio.to_thread(c.nthreads)).values()) == [1, 1]
+            assert await asyncio.to_thread(c.wait_for_workers, 2) is None
+            assert (await asyncio.to_thread(c.who_has, [f]))[f.key]
+            assert f.key in str(await asyncio.to_thread(c.has_what))
+            assert await asyncio.to_thread(c.sync, async_double, 3) == 6
+            assert await asyncio.to_thread(bad.traceback) is not None
 
     asyncio.run(main())
 

@@ -15,9 +15,11 @@ to an asynchronous client (``Client(asynchronous=True)``) and it is called
 from that client's event-loop thread; everywhere else it blocks: a
 synchronous client's, even inside a running loop (as in Jupyter), and an
 asynchronous client's called from any other thread. It holds for every
-method that waits: ``Client.scatter``, ``gather``, ``cancel``,
-``scheduler_info``, ``actor_stats`` and ``close``; ``Future.result``,
-``exception`` and ``cancel``; ``ActorFuture.result`` and ``exception``;
+method that waits: ``Client.scatter``, ``gather``, ``cancel``, ``retry``,
+``scheduler_info``, ``actor_stats``, ``run``, ``upload_file``, ``restart``,
+``wait_for_workers``, ``who_has``, ``has_what``, ``nthreads``, ``sync``,
+``shutdown`` and ``close``; ``Future.result``, ``exception``,
+``traceback``, ``retry`` and ``cancel``; ``ActorFuture.result`` and ``exception``;
 reading an ``Actor``'s attribute; ``wait`` and ``progress`` (decided by
 their futures' client). An actor *method* call never waits: it returns an
 ``ActorFuture`` at once, which async code awaits. ``as_completed`` blocks in
@@ -342,7 +344,9 @@ class Client:
             return _ready(result)
         return result
 
-    def gather(self, futures: Any, errors: str = "raise", direct: bool | None = None, timeout: Timeout = None) -> Any:
+    def gather(
+        self, futures: Any, errors: str = "raise", timeout: Timeout = None, *, direct: bool | None = None
+    ) -> Any:
         """Wait for and fetch the values of futures in a nested structure.
 
         ``errors="raise"`` (the default) raises the first failed future's
