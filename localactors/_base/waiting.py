@@ -187,12 +187,15 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
     is ``(type, exception, traceback)`` as in dask; a cancelled future is
     yielded with its ``CancelledError`` as result, never raised. ``timeout``
     (seconds or ``"1s"``) counts from creation: ``TimeoutError`` once it has
-    passed with nothing finished left to yield.
+    passed with nothing finished left to yield. ``loop`` is dask's second
+    parameter, kept so positional calls mean the same; it is not used (the
+    loop of ``async for`` is whichever runs it).
     """
 
     def __init__(
         self,
         futures: Iterable[Any] | None = None,
+        loop: Any = None,
         with_results: bool = False,
         raise_errors: bool = True,
         *,
