@@ -1,6 +1,8 @@
 """The road to many machines: the examples run on dask.distributed unchanged.
 
-Skipped when dask.distributed is not installed (``tox -e dask`` installs it).
+Skipped when dask.distributed is not installed (``tox -e dask`` and ``.ci/dask``
+install it); an error instead when ``LOCALACTORS_ENGINES`` names dask, so CI
+never skips it silently.
 Each example is copied with one change -- ``from localactors import`` becomes
 ``from dask.distributed import`` -- and held to the same output checks as in
 tests/test_examples.py, except for what only localactors guarantees.
@@ -10,12 +12,16 @@ Every difference found on the way is in docs/differences-from-dask.md.
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
 from test_examples import EXAMPLES, EXAMPLES_DIR, run_example
 
-distributed = pytest.importorskip("distributed")
+if "dask" in os.environ.get("LOCALACTORS_ENGINES", ""):
+    import distributed  # asked for by name: an ImportError fails the run
+else:
+    distributed = pytest.importorskip("distributed", reason="dask.distributed not installed")
 
 IMPORT = "from localactors import"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -254,8 +255,10 @@ def test_as_completed_errors_raise_or_are_yielded(client: Client) -> None:
     bad = client.submit(fail, "boom", pure=False)
     with pytest.raises(ValueError, match="boom"):
         list(as_completed([bad], with_results=True, timeout=T))
-    ((fut, err),) = list(as_completed([bad], with_results=True, raise_errors=False, timeout=T))
-    assert fut is bad and isinstance(err, ValueError)
+    ((fut, (typ, err, tb)),) = list(as_completed([bad], with_results=True, raise_errors=False, timeout=T))
+    # as dask (issue 12): the result of a failed future is (type, exception, traceback)
+    assert fut is bad and typ is ValueError and isinstance(err, ValueError)
+    assert "fail" in [frame.name for frame in traceback.extract_tb(tb)]
     # without results, a failed future is simply yielded
     assert list(as_completed([bad], timeout=T)) == [bad]
 

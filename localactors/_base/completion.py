@@ -21,6 +21,7 @@ from typing import Any
 
 from . import interrupt
 from .blocking import blocked, hooks
+from .errors import without_our_frames
 
 logger = logging.getLogger("localactors.futures")
 
@@ -133,9 +134,13 @@ class Completion:
                 self._keep = obj
 
     def outcome(self) -> Any:
-        """The value, or raise the error; only once done."""
+        """The value, or raise the error; only once done.
+
+        A remote error is raised without the frames it gathered when raised
+        before: asking twice does not show our machinery twice.
+        """
         if self.error is not None:
-            raise self.error
+            raise without_our_frames(self.error)
         return self.value
 
     def reply_comes_on(self, link: Any) -> None:

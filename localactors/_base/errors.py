@@ -17,8 +17,11 @@ original type; the worker's formatted traceback hangs off it as ``__cause__``
 
 from __future__ import annotations
 
+import os
 import pickle
 import traceback
+import types
+from typing import Any
 
 __all__ = [
     "ActorLostError",
@@ -74,11 +77,16 @@ class SerializationError(LocalActorsError, TypeError):
 
 
 class RemoteTraceback(Exception):
-    """Carries the formatted traceback of an exception raised in a worker."""
+    """Carries the formatted traceback of an exception raised in a worker.
 
-    def __init__(self, tb: str) -> None:
+    ``frames`` holds the same frames as ``(filename, lineno, name)``, from
+    which :func:`remote_traceback` rebuilds a traceback object.
+    """
+
+    def __init__(self, tb: str, frames: tuple[tuple[str, int, str], ...] = ()) -> None:
         super().__init__(tb)
         self.tb = tb
+        self.frames = frames
 
     def __str__(self) -> str:
         return self.tb
@@ -99,8 +107,73 @@ class RemoteError(LocalActorsError):
         return (type(self), (self.type_name, self.message))
 
 
-def _format(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+#: our own package: a remote traceback starts at the first frame outside it
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _users_part(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without its leading frames of localactors' own code (the worker running the task)."""
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return tb
+
+
+def _format(exc: BaseException) -> tuple[str, tuple[tuple[str, int, str], ...]]:
+    tb = _users_part(exc.__traceback__)
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    frames = tuple((f.filename, f.lineno or 0, f.name) for f in traceback.extract_tb(tb))
+    return text, frames
+
+
+def remote_traceback(exc: BaseException | None) -> types.TracebackType | None:
+    """A traceback object of the worker's frames that raised ``exc`` (``Future.traceback()``).
+
+    Rebuilt, as tblib does for dask, from the frames the worker reported: each
+    is a real frame of a code object named and numbered like the original, so
+    ``traceback.extract_tb`` and debuggers read it (the source lines come from
+    the files, when they exist here). ``None`` for no error or a local one.
+    """
+    cause = getattr(exc, "__cause__", None)
+    if not isinstance(cause, RemoteTraceback) or not cause.frames:
+        return exc.__traceback__ if exc is not None else None
+    tb: types.TracebackType | None = None
+    for filename, lineno, name in reversed(cause.frames):
+        frame = _frame_at(filename, max(1, lineno), name)
+        if frame is not None:
+            tb = types.TracebackType(tb, frame, frame.f_lasti, frame.f_lineno)
+    return tb
+
+
+class _Here(Exception):
+    pass
+
+
+def _frame_at(filename: str, lineno: int, name: str) -> types.FrameType | None:
+    """A frame of a code object called ``name``, stopped at line ``lineno`` of ``filename``."""
+    try:
+        code = compile("\n" * (lineno - 1) + "raise _Here()", filename, "exec").replace(co_name=name)
+        exec(code, {"_Here": _Here, "__name__": "<remote>"})
+    except _Here as here:
+        assert here.__traceback__ is not None and here.__traceback__.tb_next is not None
+        return here.__traceback__.tb_next.tb_frame
+    except Exception:
+        return None
+    return None
+
+
+def without_our_frames(exc: BaseException) -> BaseException:
+    """``exc`` ready to be raised again from a public method: a remote error loses
+    the frames of our own code it gathered on earlier raises (they tell the user
+    nothing; the worker's traceback hangs off it as ``__cause__``)."""
+    if isinstance(exc.__cause__, RemoteTraceback) or _is_cancelled(exc):
+        return exc.with_traceback(None)
+    return exc
+
+
+def _is_cancelled(exc: Any) -> bool:
+    from concurrent.futures import CancelledError
+
+    return isinstance(exc, CancelledError)
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:
@@ -119,7 +192,7 @@ def dump_exception(exc: BaseException) -> bytes:
     Its type's name and message travel beside it, so the receiver can still
     say what it was if *it* cannot rebuild it (its class is not importable there).
     """
-    tb = _format(exc)
+    tb, frames = _format(exc)
     type_name, message = _describe(exc)
     body = b""
     try:
@@ -133,14 +206,14 @@ def dump_exception(exc: BaseException) -> bytes:
             pickle.loads(body)
         except Exception:
             body = b""
-    return pickle.dumps((body, tb, type_name, message), protocol=5)
+    return pickle.dumps((body, tb, type_name, message, frames), protocol=5)
 
 
 def load_exception(data: bytes) -> BaseException:
     """Rebuild an exception from :func:`dump_exception`, traceback as cause."""
     exc: BaseException
     try:
-        body, tb, type_name, message = pickle.loads(data)
+        body, tb, type_name, message, *rest = pickle.loads(data)
     except Exception as err:  # not made by dump_exception: say so, keep going
         return RemoteError(type(err).__name__, f"garbled remote exception: {err}")
     try:
@@ -150,5 +223,5 @@ def load_exception(data: bytes) -> BaseException:
     if not isinstance(exc, BaseException):
         exc = RemoteError(type_name, message)
     if tb:
-        exc.__cause__ = RemoteTraceback(tb)
+        exc.__cause__ = RemoteTraceback(tb, rest[0] if rest else ())
     return exc

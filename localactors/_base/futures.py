@@ -23,8 +23,9 @@ from . import html
 from .blocking import awaits_here
 from .completion import CANCELLED, ERROR, FINISHED, LOST, PENDING, Completion
 from .context import future_owner
-from .errors import ClusterClosedError
+from .errors import ClusterClosedError, remote_traceback
 from .serialize import current_context
+from .timeouts import Timeout, seconds
 
 __all__ = [
     "CANCELLED",
@@ -66,8 +67,10 @@ class ActorFuture(Completion):
         """Does a blocking method return an awaitable here (the one rule, for this call's loop)?"""
         return self._loop is not None and awaits_here(self._loop)
 
-    def result(self, timeout: float | None = None) -> Any:
-        """The call's return value; blocks up to ``timeout`` seconds (awaitable in its loop)."""
+    def result(self, timeout: Timeout = None) -> Any:
+        """The call's return value; blocks up to ``timeout`` (seconds or ``"1s"``; awaitable in its loop)."""
+        if timeout is not None:
+            timeout = seconds(timeout)
         if self._loop is not None and awaits_here(self._loop):
             return self._result_async(timeout)
         self.wait_done(timeout)
@@ -77,8 +80,9 @@ class ActorFuture(Completion):
         await self.await_done(timeout)
         return self.outcome()
 
-    def exception(self, timeout: float | None = None) -> Any:
+    def exception(self, timeout: Timeout = None) -> Any:
         """The call's exception, or ``None``; blocks up to ``timeout`` seconds (awaitable in its loop)."""
+        timeout = seconds(timeout)
         if self.in_async_context():
             return self._exception_async(timeout)
         self.wait_done(timeout)
@@ -124,7 +128,10 @@ class FutureOwner(Protocol):
     def future(self, key: str) -> Future: ...
     def fetch(self, fut: Future, timeout: float | None) -> Any: ...
     def afetch(self, fut: Future, timeout: float | None) -> Awaitable[Any]: ...
-    def cancel(self, futures: list[Future], timeout: float | None = ...) -> Any: ...
+    def cancel(
+        self, futures: list[Future], timeout: float | None = ..., force: bool = ..., reason: str | None = ...
+    ) -> Any: ...
+    def retry(self, futures: list[Future]) -> Any: ...
 
 
 class TaskState(Completion):
@@ -142,19 +149,28 @@ class TaskState(Completion):
         """Cancelled, even if it had finished (its data is being released)."""
         if not self.set_exception(error, CANCELLED):
             with self._lock:
-                self.status, self.value, self.error = CANCELLED, None, error
+                if self.status != CANCELLED:  # cancelled once is enough: the first reason stays
+                    self.status, self.value, self.error = CANCELLED, None, error
 
     def lose(self, error: BaseException) -> None:
         """Lost, even if it had finished: its data is gone with its worker."""
         if not self.set_exception(error, LOST):
             with self._lock:
-                self.status, self.error = LOST, error
+                if self.status != CANCELLED:  # this client let go of it: it stays cancelled
+                    self.status, self.error = LOST, error
+
+    def again(self) -> None:
+        """Pending again, whatever it was: the task runs again (``Future.retry``)."""
+        with self._lock:
+            if self._event.is_set():
+                self._event.clear()
+                self.status, self.value, self.error = PENDING, None, None
 
     def reset(self) -> None:
         """Pending again: the key's data died with its worker and is being recomputed."""
         with self._lock:
-            if not self._event.is_set():
-                return
+            if not self._event.is_set() or self.status == CANCELLED:
+                return  # a cancelled key stays cancelled for this client (it let go of it)
             self._event.clear()
             self.status, self.value, self.error = PENDING, None, None
             self.address = self.worker = None
@@ -167,15 +183,18 @@ class Future:
     re-raises with its original type and the worker's traceback as cause.
     """
 
-    __slots__ = ("__weakref__", "_owner", "key", "state")
+    __slots__ = ("__weakref__", "_owner", "_released", "key", "state")
 
     def __init__(self, key: str, owner: FutureOwner, state: TaskState) -> None:
         self.key = key
         self._owner = owner
         self.state = state  # shared by every Future for this key in this client
+        self._released = False
         owner.refs.incref(key)
 
     def __del__(self) -> None:
+        if self._released:
+            return
         try:
             self._owner.refs.decref(self.key)
         except Exception:
@@ -206,15 +225,38 @@ class Future:
     def cancelled(self) -> bool:
         return self.state.status == CANCELLED
 
-    def cancel(self) -> Any:
-        """Cancel this key (see ``Client.cancel``); awaitable in its client's loop."""
-        return self._owner.cancel([self])
+    def cancel(self, reason: str | None = None, msg: str | None = None, **kwargs: Any) -> Any:
+        """Cancel this client's claim on the key (see ``Client.cancel``); awaitable in its client's loop.
+
+        ``reason`` (dask's ``msg`` too) goes into the ``CancelledError``; ``force=True``
+        cancels the key for every client.
+        """
+        force = bool(kwargs.pop("force", False))
+        timeout = seconds(kwargs.pop("timeout", 30.0))
+        if kwargs:
+            raise TypeError(f"Future.cancel() got unexpected keywords {sorted(kwargs)}")
+        return self._owner.cancel([self], timeout, force, reason or msg)
+
+    def retry(self, **kwargs: Any) -> Any:
+        """Run this failed (or cancelled) task again (see ``Client.retry``); awaitable in its client's loop."""
+        return self._owner.retry([self])
+
+    def release(self) -> None:
+        """Let go of this future's hold on its key now, rather than when it is garbage-collected.
+
+        Once released, the future must not be used; the cluster forgets the key
+        when no other future or task holds it (as dask's ``Future.release``).
+        """
+        if not self._released:
+            self._released = True
+            self._owner.refs.decref(self.key)
 
     def add_done_callback(self, fn: Callable[[Future], None]) -> None:
         self.state.add_done_callback(lambda _: fn(self))
 
-    def exception(self, timeout: float | None = None) -> Any:
+    def exception(self, timeout: Timeout = None) -> Any:
         """The task's exception, or ``None``; blocks up to ``timeout`` seconds (awaitable in its client's loop)."""
+        timeout = seconds(timeout)
         if self._owner.in_async_context():
             return self._exception_async(timeout)
         self.state.wait_done(timeout)
@@ -224,8 +266,27 @@ class Future:
         await self.state.await_done(timeout)
         return self.state.error
 
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait up to ``timeout`` seconds, then fetch and return the value (awaitable in its client's loop)."""
+    def traceback(self, timeout: Timeout = None) -> Any:
+        """The traceback of the task's error in the worker (a ``types.TracebackType``), or ``None``.
+
+        Built from the frames the worker reported, as dask's (which tblib
+        rebuilds) so ``traceback.extract_tb`` and debuggers can read it.
+        Blocks up to ``timeout`` seconds (awaitable in its client's loop).
+        """
+        timeout = seconds(timeout)
+        if self._owner.in_async_context():
+            return self._traceback_async(timeout)
+        self.state.wait_done(timeout)
+        return remote_traceback(self.state.error)
+
+    async def _traceback_async(self, timeout: float | None) -> Any:
+        await self.state.await_done(timeout)
+        return remote_traceback(self.state.error)
+
+    def result(self, timeout: Timeout = None) -> Any:
+        """Wait up to ``timeout`` (seconds or ``"1s"``), then fetch the value (awaitable in its client's loop)."""
+        if timeout is not None:
+            timeout = seconds(timeout)
         if self._owner.in_async_context():
             return self._owner.afetch(self, timeout)
         return self._owner.fetch(self, timeout)

@@ -15,13 +15,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError
 from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
 from .blocking import blocked, nested_waiter
 from .completion import Completion, resolve_waiter
+from .errors import remote_traceback, without_our_frames
 from .futures import ActorFuture, Future
+from .nested import futures_in
+from .timeouts import Timeout, seconds
 
 
 class DoneAndNotDone(NamedTuple):
@@ -40,50 +44,48 @@ def _errored(f: Any) -> bool:
     return f.done() and _completion(f).error is not None
 
 
-def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED) -> Any:
+def _futures(fs: Any) -> list[Any]:
+    """The futures to wait for: one, or those in a (nested) collection; other items are ignored, as dask does."""
+    if isinstance(fs, (Future, ActorFuture)):
+        return [fs]
+    if not isinstance(fs, (list, tuple, set, frozenset, dict)):
+        fs = list(fs)
+    return futures_in(fs)
+
+
+def _raise_if_cancelled(done: set[Any]) -> None:
+    """As dask (2024.7+): waiting over cancelled futures raises ``CancelledError``, naming them."""
+    cancelled = sorted(f.key for f in done if isinstance(f, Future) and f.cancelled())
+    if cancelled:
+        shown = ", ".join(repr(k) for k in cancelled[:5]) + (" ..." if len(cancelled) > 5 else "")
+        raise CancelledError(f"{len(cancelled)} future(s) waited for were cancelled: {shown}")
+
+
+def wait(fs: Any, timeout: Timeout = None, return_when: str = ALL_COMPLETED) -> Any:
     """Wait for futures (task or actor); return ``(done, not_done)`` sets.
 
     Raises ``TimeoutError`` if ``return_when`` is not met within ``timeout``
-    (as dask.distributed does). In an asynchronous client's loop, returns an
-    awaitable.
+    (seconds, or a string such as ``"100ms"``), and ``CancelledError`` if a
+    future waited for was cancelled (as dask.distributed does). In an
+    asynchronous client's loop, returns an awaitable.
     """
-    if isinstance(fs, (Future, ActorFuture)):
-        fs = [fs]
-    fs = list(fs)
+    fs = _futures(fs)
+    limit = seconds(timeout)
+    if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
+        raise ValueError(f"return_when must be ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION, not {return_when!r}")
     if any(f.in_async_context() for f in fs):
-        return _wait_async(fs, timeout, return_when)
+        return _wait_async(fs, limit, return_when)
     event = threading.Event()
-    lock = threading.Lock()
-    left = [len(fs)]  # done-callbacks still to come
-
-    def check() -> bool:
-        done = [f for f in fs if f.done()]
-        if return_when == FIRST_COMPLETED:
-            return bool(done) or not fs
-        if return_when == FIRST_EXCEPTION and any(_errored(f) for f in done):
-            return True
-        return len(done) == len(fs)
-
-    def on_done(f: Any) -> None:
-        # O(1) per callback: never rescan every future here
-        if return_when == FIRST_COMPLETED or (return_when == FIRST_EXCEPTION and _errored(f)):
-            event.set()
-            return
-        with lock:
-            left[0] -= 1
-            last = left[0] <= 0
-        if last:
-            event.set()
-
-    if not check():
+    met = _condition(fs, return_when, event.set)
+    if not met.check():
         for f in fs:
-            f.add_done_callback(on_done)
-        deadline = None if timeout is None else time.monotonic() + timeout
+            f.add_done_callback(met.on_done)
+        deadline = None if limit is None else time.monotonic() + limit
         cursor = 0  # futures before it are done: the nested waiter never rescans them
-        while not (event.is_set() and check()):
+        while not (event.is_set() and met.check()):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"wait: condition {return_when} not met after {timeout} s")
+                raise TimeoutError(f"wait: condition {return_when} not met after {timeout}")
             waiter = nested_waiter()
             if waiter is not None:
                 # serve other actors while waiting: wait on any pending future
@@ -91,7 +93,7 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
                     cursor += 1
                 if cursor == len(fs):
                     cursor = 0  # all done once, but one was reset: rescan from the start
-                    if check():
+                    if met.check():
                         break
                     time.sleep(0.01)
                     continue
@@ -102,130 +104,241 @@ def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED
                 with blocked():
                     event.wait(remaining)
     done = {f for f in fs if f.done()}
+    _raise_if_cancelled(done)
     return DoneAndNotDone(done, set(fs) - done)
+
+
+class _condition:  # noqa: N801 -- a small closure holder
+    """When ``wait``'s ``return_when`` holds: ``on_done`` is O(1) per future, ``check`` rescans."""
+
+    __slots__ = ("fs", "left", "lock", "return_when", "wake")
+
+    def __init__(self, fs: list[Any], return_when: str, wake: Callable[[], None]) -> None:
+        self.fs = fs
+        self.return_when = return_when
+        self.wake = wake
+        self.lock = threading.Lock()
+        self.left = len(fs)  # done-callbacks still to come
+
+    def check(self) -> bool:
+        done = [f for f in self.fs if f.done()]
+        if self.return_when == FIRST_COMPLETED:
+            return bool(done) or not self.fs
+        if self.return_when == FIRST_EXCEPTION and any(_errored(f) for f in done):
+            return True
+        return len(done) == len(self.fs)
+
+    def on_done(self, f: Any) -> None:
+        # O(1) per callback: never rescan every future here
+        if self.return_when == FIRST_COMPLETED or (self.return_when == FIRST_EXCEPTION and _errored(f)):
+            self.wake()
+            return
+        with self.lock:
+            self.left -= 1
+            last = self.left <= 0
+        if last:
+            self.wake()
 
 
 async def _wait_async(fs: list[Any], timeout: float | None, return_when: str) -> DoneAndNotDone:
-    when = {ALL_COMPLETED: asyncio.ALL_COMPLETED, FIRST_COMPLETED: asyncio.FIRST_COMPLETED}.get(
-        return_when, asyncio.FIRST_EXCEPTION
-    )
-    if fs:
-        tasks = [asyncio.ensure_future(_done_of(f)) for f in fs]
-        finished, pending = await asyncio.wait(tasks, timeout=timeout, return_when=when)
-        for t in pending:
-            t.cancel()
-        for t in finished:
-            t.exception()  # retrieved here: the error itself stays on its future
-        if return_when == FIRST_COMPLETED:
-            met = bool(finished)
-        elif return_when == FIRST_EXCEPTION:
-            met = not pending or any(t.exception() is not None for t in finished)
-        else:
-            met = not pending
-        if not met:  # the same contract as the blocking wait
-            raise TimeoutError(f"wait: condition {return_when} not met after {timeout} s")
+    # no task per future: done-callbacks wake one loop future, which is all wait() awaits,
+    # so a timeout leaves nothing running behind it, and nothing un-awaited
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        try:
+            loop.call_soon_threadsafe(resolve_waiter, waiter)
+        except RuntimeError:
+            pass  # that loop is closed: nobody waits there any more
+
+    met = _condition(fs, return_when, wake)
+    if not met.check():
+        for f in fs:
+            f.add_done_callback(met.on_done)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (waiter.done() and met.check()):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"wait: condition {return_when} not met after {timeout} s")
+            if waiter.done():
+                await asyncio.sleep(0.01)  # done once, but a future was reset: poll until check() holds
+                continue
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), remaining)
+            except asyncio.TimeoutError:  # not the builtin one on 3.10
+                pass
     done = {f for f in fs if f.done()}
+    _raise_if_cancelled(done)
     return DoneAndNotDone(done, set(fs) - done)
 
 
-async def _done_of(f: Any) -> None:
-    comp = _completion(f)
-    await comp.await_done()
-    if comp.error is not None:
-        raise comp.error
-
-
 class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
-    """Iterate over futures in the order they complete.
+    """Iterate over futures (task or actor) in the order they complete, as dask.distributed's.
 
-    ``with_results=True`` yields ``(future, result)`` pairs (errors raise,
-    unless ``raise_errors=False``, when the exception is yielded as result).
-    ``add(future)`` adds more while iterating; ``async for`` works too.
+    ``add(future)`` and ``update(futures)`` add more while iterating (the
+    same future twice is yielded twice); anything but a future is a
+    ``TypeError``. ``next_batch(block=)`` and ``batches()`` take what has
+    finished at once; ``count()`` is the number still to be yielded;
+    ``clear()`` drops them all. ``async for`` works too.
+
+    ``with_results=True`` yields ``(future, result)`` pairs: a failed
+    future's error is raised, unless ``raise_errors=False``, when its result
+    is ``(type, exception, traceback)`` as in dask; a cancelled future is
+    yielded with its ``CancelledError`` as result, never raised. ``timeout``
+    (seconds or ``"1s"``) counts from creation: ``TimeoutError`` once it has
+    passed with nothing finished left to yield. ``loop`` is dask's second
+    parameter, kept so positional calls mean the same; it is not used (the
+    loop of ``async for`` is whichever runs it).
     """
 
     def __init__(
         self,
-        futures: Iterable[Any] = (),
+        futures: Iterable[Any] | None = None,
+        loop: Any = None,
         with_results: bool = False,
         raise_errors: bool = True,
-        timeout: float | None = None,
+        *,
+        timeout: Timeout = None,
     ) -> None:
         self._queue: SimpleQueue[Any] = SimpleQueue()
-        self._outstanding = 0
+        self._pending: dict[Any, int] = {}  # future -> times added and not arrived yet
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []  # ``async for``
         self.with_results = with_results
         self.raise_errors = raise_errors
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._timeout = timeout
+        self._timeout = seconds(timeout)
+        self._deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        self._generation = 0  # bumped by clear(): arrivals for what was cleared are dropped
+        if futures is not None:
+            self.update(futures)
+
+    def __repr__(self) -> str:
+        return f"<as_completed: waiting={len(self._pending)} done={self._queue.qsize()}>"
+
+    def update(self, futures: Iterable[Any]) -> None:
+        """Add futures: each is yielded once it finishes."""
+        futures = list(futures)
         for f in futures:
-            self.add(f)
+            if not isinstance(f, (Future, ActorFuture)):
+                raise TypeError(f"as_completed takes futures, not {type(f).__name__}: {f!r}")
+        for f in futures:
+            with self._lock:
+                self._pending[f] = self._pending.get(f, 0) + 1
+                generation = self._generation
+            f.add_done_callback(lambda fut, g=generation: self._arrived(fut, g))
 
     def add(self, future: Any) -> None:
-        with self._lock:
-            self._outstanding += 1
-        future.add_done_callback(self._arrived)
+        """Add one future: it is yielded once it finishes."""
+        self.update((future,))
 
-    def _arrived(self, future: Any) -> None:
+    def _arrived(self, future: Any, generation: int) -> None:
         with self._lock:  # the same lock __anext__ checks the queue under: no lost wake-up
+            if generation != self._generation or future not in self._pending:
+                return  # cleared meanwhile
+            self._pending[future] -= 1
+            if not self._pending[future]:
+                del self._pending[future]
             self._queue.put(future)
             waiters, self._waiters = self._waiters, []
-        for loop, waiter in waiters:
-            try:
-                loop.call_soon_threadsafe(resolve_waiter, waiter)
-            except RuntimeError:
-                pass  # that loop is closed: nobody is iterating there any more
+        _wake(waiters)
 
     def count(self) -> int:
+        """How many futures are still to be yielded: running, or finished and not yielded yet."""
         with self._lock:
-            return self._outstanding
+            return len(self._pending) + self._queue.qsize()
 
     def is_empty(self) -> bool:
         return self.count() == 0
 
+    def has_ready(self) -> bool:
+        """Whether a finished future waits to be yielded."""
+        return not self._queue.empty()
+
+    def clear(self) -> None:
+        """Drop every future: running ones and finished ones not yielded yet."""
+        with self._lock:
+            self._generation += 1
+            self._pending.clear()
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except Empty:
+                    break
+            waiters, self._waiters = self._waiters, []
+        _wake(waiters)
+
     def __iter__(self) -> as_completed:
         return self
 
-    def _take(self, block: bool) -> Any:
-        remaining = None if self._deadline is None else self._deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError(f"as_completed: not all done after {self._timeout} s")
-        try:
-            with blocked():
-                return self._queue.get(block, remaining)
-        except Empty:
-            raise TimeoutError(f"as_completed: not all done after {self._timeout} s") from None
+    def _expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _timed_out(self) -> TimeoutError:
+        return TimeoutError(f"as_completed: not all done after {self._timeout} s")
 
     def _emit(self, future: Any) -> Any:
-        with self._lock:
-            self._outstanding -= 1
         if not self.with_results:
             return future
-        try:
-            return future, future.result()
-        except BaseException as err:
-            if self.raise_errors:
-                raise
-            return future, err
+        outcome = _settled(future)
+        if outcome is not None:
+            return self._with_error(future, outcome)
+        return future, future.result()
+
+    def _with_error(self, future: Any, error: BaseException) -> Any:
+        if isinstance(error, CancelledError):
+            return future, error  # a cancelled future is not an error: yielded, never raised
+        if self.raise_errors:
+            raise without_our_frames(error)
+        return future, (type(error), error, remote_traceback(error))
 
     def __next__(self) -> Any:
-        if self.is_empty():
-            raise StopIteration
-        waiter = nested_waiter()
-        if waiter is not None:
-            while True:
-                try:
-                    return self._emit(self._queue.get_nowait())
-                except Empty:
-                    waiter(_Never(), 0.05)  # serve other actors for a while, then look again
-        return self._emit(self._take(True))
+        while True:
+            try:
+                return self._emit(self._queue.get_nowait())
+            except Empty:
+                pass
+            if self._expired():
+                raise self._timed_out()
+            if self.is_empty():
+                raise StopIteration
+            waiter = nested_waiter()
+            if waiter is not None:
+                waiter(_Never(), 0.05)  # serve other actors for a while, then look again
+                continue
+            remaining = None if self._deadline is None else self._deadline - time.monotonic()
+            try:
+                with blocked():
+                    # bounded: clear() from another thread must not leave us waiting forever
+                    item = self._queue.get(True, _POLL if remaining is None else min(remaining, _POLL))
+            except Empty:
+                continue
+            return self._emit(item)
+
+    next = __next__  # dask's name
+
+    def next_batch(self, block: bool = True) -> list[Any]:
+        """The futures finished now (at least one, waiting for it, if ``block``); ``[]`` if none and not ``block``."""
+        batch = [next(self)] if block else []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except Empty:
+                return batch
+            batch.append(self._emit(item))
+
+    def batches(self) -> Iterator[list[Any]]:
+        """Yield lists of the futures finished since the last one, until all are yielded."""
+        while True:
+            try:
+                yield self.next_batch(block=True)
+            except StopIteration:
+                return
 
     def __aiter__(self) -> as_completed:
         return self
 
     async def __anext__(self) -> Any:
-        if self.is_empty():
-            raise StopAsyncIteration
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -233,6 +346,10 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
                 break
             except Empty:
                 pass
+            if self._expired():
+                raise self._timed_out()
+            if self.is_empty():
+                raise StopAsyncIteration
             waiter = loop.create_future()
             with self._lock:
                 if not self._queue.empty():
@@ -240,25 +357,36 @@ class as_completed(Iterator[Any]):  # noqa: N801 -- the dask.distributed name
                 self._waiters.append((loop, waiter))
             remaining = None if self._deadline is None else self._deadline - time.monotonic()
             try:
-                if remaining is not None and remaining <= 0:
-                    raise asyncio.TimeoutError
                 await asyncio.wait_for(waiter, remaining)
             except asyncio.TimeoutError:  # not the builtin one on 3.10
-                raise TimeoutError(f"as_completed: not all done after {self._timeout} s") from None
+                raise self._timed_out() from None
             finally:
                 with self._lock:
                     if (loop, waiter) in self._waiters:
                         self._waiters.remove((loop, waiter))
-        if self.with_results:
-            with self._lock:
-                self._outstanding -= 1
-            try:
-                return future, await future
-            except BaseException as err:
-                if self.raise_errors:
-                    raise
-                return future, err
-        return self._emit(future)
+        if not self.with_results:
+            return future
+        outcome = _settled(future)
+        if outcome is not None:
+            return self._with_error(future, outcome)
+        return future, await future
+
+
+#: how long a blocked ``as_completed`` waits before it looks again (for ``clear()`` from another thread)
+_POLL = 0.5
+
+
+def _settled(future: Any) -> BaseException | None:
+    """A done future's error (its ``CancelledError`` if cancelled), or ``None`` if it has a value."""
+    return _completion(future).error
+
+
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    for loop, waiter in waiters:
+        try:
+            loop.call_soon_threadsafe(resolve_waiter, waiter)
+        except RuntimeError:
+            pass  # that loop is closed: nobody is iterating there any more
 
 
 class _Never(Completion):

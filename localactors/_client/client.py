@@ -15,9 +15,11 @@ to an asynchronous client (``Client(asynchronous=True)``) and it is called
 from that client's event-loop thread; everywhere else it blocks: a
 synchronous client's, even inside a running loop (as in Jupyter), and an
 asynchronous client's called from any other thread. It holds for every
-method that waits: ``Client.scatter``, ``gather``, ``cancel``,
-``scheduler_info``, ``actor_stats`` and ``close``; ``Future.result``,
-``exception`` and ``cancel``; ``ActorFuture.result`` and ``exception``;
+method that waits: ``Client.scatter``, ``gather``, ``cancel``, ``retry``,
+``scheduler_info``, ``actor_stats``, ``run``, ``upload_file``, ``restart``,
+``wait_for_workers``, ``who_has``, ``has_what``, ``nthreads``, ``sync``,
+``shutdown`` and ``close``; ``Future.result``, ``exception``,
+``traceback``, ``retry`` and ``cancel``; ``ActorFuture.result`` and ``exception``;
 reading an ``Actor``'s attribute; ``wait`` and ``progress`` (decided by
 their futures' client). An actor *method* call never waits: it returns an
 ``ActorFuture`` at once, which async code awaits. ``as_completed`` blocks in
@@ -32,22 +34,26 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import itertools
 import os
 import threading
+import time
 import uuid
 import weakref
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
+from concurrent.futures import CancelledError
 from typing import Any
 
 from .._base import context as _context
 from .._base.blocking import awaits_here
 from .._base.completion import Completion
 from .._base.config import DEFAULT_MAX_IN_FLIGHT
-from .._base.errors import ClusterClosedError
+from .._base.errors import ClusterClosedError, without_our_frames
 from .._base.futures import ActorFuture, Future
 from .._base.nested import futures_in
 from .._base.serialize import SerialContext, dumps
+from .._base.timeouts import Timeout, seconds
 from .._wire import protocol as P
 from . import lifecycle as _lifecycle
 from .cluster import LocalCluster
@@ -55,10 +61,15 @@ from .core import ClientCore
 from .diagnostics import actor_table, collect
 from .fetch import gather_plan, run_awaiting, run_blocking
 from .info import scheduler_info
+from .remote import install_file, run_in_fresh_loop, run_results
 from .spec import funcname, make_spec
 
 #: how long ``scheduler_info()`` waits for the manager's answer
 INFO_TIMEOUT = 30.0
+#: how long ``restart()`` waits for the new workers unless told
+RESTART_TIMEOUT = 60.0
+#: how often ``wait_for_workers()`` asks the manager
+WORKER_POLL = 0.05
 
 _client_ids = itertools.count()
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -205,7 +216,8 @@ class Client:
             )
         fut = self.core.future(spec.key)
         self.core.send_pins(ctx)  # type: ignore[arg-type]
-        self.core.send(P.SubmitTasks((spec,)))
+        if not _cancel_if_input_cancelled(fut, ctx):  # type: ignore[arg-type]
+            self.core.send(P.SubmitTasks((spec,)))
         return fut
 
     def _submit_later(
@@ -225,7 +237,8 @@ class Client:
             try:
                 spec, ctx = make_spec(self.core, fn, args, kwargs, key, False, *rest)
                 self.core.send_pins(ctx)
-                self.core.send(P.SubmitTasks((spec,)))
+                if not _cancel_if_input_cancelled(fut, ctx):
+                    self.core.send(P.SubmitTasks((spec,)))
             except BaseException as err:
                 fut.state.set_exception(err)
 
@@ -247,14 +260,22 @@ class Client:
         actors: bool = False,
         **kwargs: Any,
     ) -> list[Future]:
-        """``submit`` over zipped iterables, sent to the manager in one message."""
+        """``submit`` over zipped iterables, sent to the manager in one message.
+
+        Keys as dask names them: ``<function>-<token>``; ``key="INC"`` gives
+        ``INC-<token>`` (the token hashes the function and the arguments, so
+        two maps under one prefix share only the keys of equal calls);
+        ``key=[...]`` gives each key exactly.
+        """
+        if any(isinstance(it, Iterator) for it in iterables):
+            raise TypeError("map() does not take iterators or generators (as in dask): pass a list")
         specs, contexts = [], []
         keys = key if isinstance(key, list) else None
+        prefix = key if isinstance(key, str) else None
         for i, args in enumerate(zip(*iterables)):
-            k = keys[i] if keys is not None else (f"{key}-{i}" if isinstance(key, str) else None)
             spec, ctx = make_spec(
-                self.core, fn, args, kwargs, k, pure, workers, resources, allow_other_workers, retries,
-                actor or actors, 0,
+                self.core, fn, args, kwargs, keys[i] if keys is not None else None, pure, workers, resources,
+                allow_other_workers, retries, actor or actors, 0, prefix,
             )  # fmt: skip
             specs.append(spec)
             contexts.append(ctx)
@@ -263,41 +284,76 @@ class Client:
         for ctx in contexts:
             if ctx.pins:
                 self.core.refs.pin(ctx.pins)
-        if specs:
-            self.core.send(P.SubmitTasks(tuple(specs)))
+        send = [spec for spec, fut, ctx in zip(specs, futures, contexts) if not _cancel_if_input_cancelled(fut, ctx)]
+        if send:
+            self.core.send(P.SubmitTasks(tuple(send)))
         return futures
 
-    def scatter(self, data: Any, workers: Any = None, hash: bool = True) -> Any:
-        """Put local data on workers; returns Futures shaped like ``data``."""
-        if isinstance(data, dict):
-            items = list(data.items())
-        elif isinstance(data, (list, tuple, set)):
-            items = list(enumerate(data))
+    def scatter(
+        self,
+        data: Any,
+        workers: Any = None,
+        broadcast: bool | int = False,
+        direct: bool | None = None,
+        hash: bool = True,
+        timeout: Timeout = None,
+    ) -> Any:
+        """Put local data on workers; returns Futures shaped like ``data``, as dask does.
+
+        By exact type: a ``dict``'s keys become its futures' keys; a ``list``,
+        ``tuple``, ``set``, ``frozenset`` or namedtuple gives the same type of
+        futures, one per item; a ``range`` a list. Anything else (subclasses
+        of those included) is one future, its value keeping its type. An
+        iterator is a ``TypeError``. With ``hash=True`` equal values get equal
+        keys. ``broadcast=`` and ``direct=`` are accepted for dask's sake: on
+        one machine every worker fetches a value from the one worker holding
+        it (docs/differences-from-dask.md).
+        """
+        seconds(timeout)  # checked: it is dask's, and the manager answers at once
+        if isinstance(data, range):
+            data = list(data)
+        if isinstance(data, Iterator):
+            raise TypeError("scatter() does not take iterators or generators (as in dask): pass a list")
+        kind = type(data)
+        is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
+        if kind is dict:
+            names: list[str | None] = [_scatter_key(k) for k in data]
+            values = list(data.values())
+        elif kind in (list, tuple, set, frozenset) or is_namedtuple:
+            values = list(data)
+            names = [None] * len(values)
         else:
-            items = [(None, data)]
+            values, names = [data], [None]
         sent = []
         ctx = SerialContext(node=self.core)
-        for _, value in items:
+        for name, value in zip(names, values):
             payload = dumps(value, ctx, what=f"scattered {type(value).__name__}")
-            token = hashlib.blake2b(payload, digest_size=16).hexdigest() if hash else uuid.uuid4().hex
-            sent.append((f"{type(value).__name__}-{token}", payload))
+            if name is None:
+                token = hashlib.blake2b(payload, digest_size=16).hexdigest() if hash else uuid.uuid4().hex
+                name = f"{type(value).__name__}-{token}"
+            sent.append((name, payload))
         # only now, with every value pickled: a bad one must leave nothing behind
         futures = [self.core.future(key) for key, _ in sent]
         if isinstance(workers, str):
             workers = (workers,)
         self.core.send_pins(ctx)  # actor handles among the data stay alive in flight
         self.core.send(P.Scatter(tuple(sent), tuple(workers or ())))
-        if isinstance(data, dict):
-            result: Any = dict(zip(data, futures))
-        elif isinstance(data, (list, tuple, set)):
-            result = type(data)(futures) if not isinstance(data, set) else list(futures)
+        result: Any
+        if kind is dict:
+            result = dict(zip(data, futures))
+        elif is_namedtuple:
+            result = kind(*futures)
+        elif kind in (list, tuple, set, frozenset):
+            result = kind(futures)
         else:
             result = futures[0]
         if self._awaits():
             return _ready(result)
         return result
 
-    def gather(self, futures: Any, errors: str = "raise", timeout: float | None = None) -> Any:
+    def gather(
+        self, futures: Any, errors: str = "raise", timeout: Timeout = None, *, direct: bool | None = None
+    ) -> Any:
         """Wait for and fetch the values of futures in a nested structure.
 
         ``errors="raise"`` (the default) raises the first failed future's
@@ -307,19 +363,241 @@ class Client:
         """
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
+        if isinstance(futures, Iterator):
+            raise TypeError("gather() does not take iterators or generators (as in dask): pass a list")
         plan = gather_plan(self.core, futures, errors)
         if self._awaits():
-            return run_awaiting(self.core, plan, timeout)
-        return run_blocking(self.core, plan, timeout)
+            return _trimmed(run_awaiting(self.core, plan, seconds(timeout)))
+        try:
+            return run_blocking(self.core, plan, seconds(timeout))
+        except BaseException as err:
+            raise without_our_frames(err)  # the remote error, not our machinery's frames
 
-    def cancel(self, futures: Any, timeout: float | None = 30.0) -> Any:
-        """Cancel futures (nested in lists, tuples, dicts); their dependents too.
+    def cancel(
+        self,
+        futures: Any,
+        asynchronous: bool | None = None,
+        force: bool = False,
+        reason: str | None = None,
+        msg: str | None = None,
+        timeout: Timeout = 30.0,
+    ) -> Any:
+        """Cancel this client's futures (nested in lists, tuples, dicts); their dependents too.
 
-        Returns once the manager has cancelled them; awaitable in async code.
+        As in dask, cancelling lets go of *this client's* claim: a key that
+        another client holds a future of goes on for that client, unless
+        ``force=True``. ``reason`` (or ``msg``) goes into the ``CancelledError``.
+        Returns once the manager has done it; awaitable in async code.
         """
-        return self.core.cancel([f for f in futures_in(futures) if isinstance(f, Future)], timeout)
+        fs = [f for f in futures_in(futures) if isinstance(f, Future)]
+        return self.core.cancel(fs, seconds(timeout), force, reason or msg)
+
+    def retry(self, futures: Any, asynchronous: bool | None = None) -> Any:
+        """Run failed (or cancelled) futures' tasks again, and the failed tasks they need; awaitable in async code."""
+        return self.core.retry([f for f in futures_in(futures) if isinstance(f, Future)])
 
     # -- cluster ------------------------------------------------------------------------
+
+    def sync(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        asynchronous: bool | None = None,
+        callback_timeout: Timeout = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``func(*args, **kwargs)``; if it gives an awaitable, run it to its end and return its value.
+
+        In this asynchronous client's loop (the one rule) it returns the awaitable
+        instead, as dask's does. An asynchronous client's coroutine, called from
+        another thread, runs on that client's loop; otherwise on a loop of its own,
+        in a helper thread (so it works inside a running loop too, as in Jupyter).
+        """
+        limit = seconds(callback_timeout)
+        if asynchronous or (asynchronous is None and self._awaits()):
+            result = func(*args, **kwargs)
+            return asyncio.wait_for(_awaited(result), limit) if limit is not None else result
+        result = func(*args, **kwargs)
+        if not inspect.isawaitable(result):
+            return result
+        core = self._core
+        loop = core.loop if core is not None and core.asynchronous else None
+        if loop is not None and loop.is_running() and not awaits_here(loop):
+            return asyncio.run_coroutine_threadsafe(_awaited(result, limit), loop).result()
+        return run_in_fresh_loop(_awaited(result, limit))
+
+    def run(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        workers: Any = None,
+        wait: bool = True,
+        nanny: bool = False,
+        on_error: str = "raise",
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``function(*args, **kwargs)`` on every worker (or those in ``workers``), now.
+
+        Returns ``{worker address: result}``, as dask's ``run``; it runs beside
+        tasks and actors, not in a task slot. A coroutine function runs on the
+        worker's event loop; a ``dask_worker`` parameter receives the worker.
+        ``on_error``: ``"raise"`` (the first error, with its type), ``"return"``
+        (the exception as that worker's result) or ``"ignore"`` (left out).
+        ``nanny=True`` is dask's (there are no nannies here): ``ValueError``.
+        Awaitable in async code.
+        """
+        if on_error not in ("raise", "return", "ignore"):
+            raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', not {on_error!r}")
+        if nanny:
+            raise ValueError("run(nanny=True): localactors workers have no nanny process")
+        payload = dumps((function, args, kwargs), SerialContext(node=self.core), what=f"run({funcname(function)})")
+        if isinstance(workers, str):
+            workers = (workers,)
+        comp = self.core.request(lambda r: P.RunOnWorkers(r, payload, tuple(workers or ())))
+        if not wait:
+            return None
+        if self._awaits():
+            return self._run_async(comp, on_error)
+        comp.wait_done(None)
+        try:
+            return run_results(self.core, comp.outcome(), on_error)
+        except BaseException as err:
+            raise without_our_frames(err)
+
+    async def _run_async(self, comp: Completion, on_error: str) -> dict[str, Any]:
+        await comp.await_done(None)
+        try:
+            return run_results(self.core, comp.outcome(), on_error)
+        except BaseException as err:
+            raise without_our_frames(err)
+
+    def restart(self, timeout: Timeout = None, wait_for_workers: bool = True) -> Any:
+        """Replace every worker with a new process, as dask's ``restart``: every task and
+        its data is forgotten, and every future of every client is cancelled.
+
+        Returns once the new workers are in (``TimeoutError`` after ``timeout``,
+        default 60 s). Awaitable in async code.
+        """
+        limit = seconds(timeout) or RESTART_TIMEOUT
+        comp = self.core.request(lambda r: P.Restart(r))
+        if self._awaits():
+            return self._restart_async(comp, limit)
+        comp.wait_done(limit)
+        self._forget_all()
+        return None
+
+    async def _restart_async(self, comp: Completion, limit: float) -> None:
+        await comp.await_done(limit)
+        self._forget_all()
+
+    def _forget_all(self) -> None:
+        for key, state in list(self.core.states.items()):
+            if state.status != "cancelled":
+                state.cancel(CancelledError(f"{key} was cancelled: the cluster restarted"))
+
+    def wait_for_workers(self, n_workers: int, timeout: Timeout = None) -> Any:
+        """Block until at least ``n_workers`` workers are in; ``TimeoutError`` after ``timeout``.
+
+        ``ValueError`` for ``n_workers < 1``, as dask. Awaitable in async code.
+        """
+        if not isinstance(n_workers, int) or n_workers < 1:
+            raise ValueError(f"n_workers must be a positive integer, not {n_workers!r}")
+        limit = seconds(timeout)
+        if self._awaits():
+            return self._wait_for_workers_async(n_workers, limit)
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            comp = self.core.request(lambda r: P.InfoRequest(r))
+            comp.wait_done(INFO_TIMEOUT)
+            if len(comp.outcome().workers) >= n_workers:
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"wait_for_workers: fewer than {n_workers} workers after {timeout}")
+            time.sleep(WORKER_POLL)
+
+    async def _wait_for_workers_async(self, n_workers: int, limit: float | None) -> None:
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            comp = self.core.request(lambda r: P.InfoRequest(r))
+            await comp.await_done(INFO_TIMEOUT)
+            if len(comp.outcome().workers) >= n_workers:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"wait_for_workers: fewer than {n_workers} workers after {limit} s")
+            await asyncio.sleep(WORKER_POLL)
+
+    def upload_file(self, filename: str, load: bool = True) -> Any:
+        """Copy a ``.py``, ``.zip`` or ``.egg`` file to every worker, importable there.
+
+        A ``.py`` module is imported at once (reloaded if it was imported
+        before) unless ``load=False``; an archive goes on ``sys.path``. Workers
+        started later (a replacement, ``scale``, ``restart``) do not get it:
+        upload again (dask's nanny-side plugin does it for them). Returns
+        ``{worker address: None}``; awaitable in async code.
+        """
+        with open(filename, "rb") as f:
+            data = f.read()
+        return self.run(install_file, os.path.basename(filename), data, load)
+
+    def who_has(self, futures: Any = None) -> Any:
+        """``{key: (worker address, ...)}`` for these futures, or for every key the cluster knows.
+
+        Awaitable in async code.
+        """
+        keys = () if futures is None else tuple(dict.fromkeys(f.key for f in futures_in(futures)))
+        comp = self.core.request(lambda r: P.WhoHas(r, keys))
+        if self._awaits():
+            return self._who_has_async(comp)
+        comp.wait_done(INFO_TIMEOUT)
+        return {key: tuple(where) for key, where in comp.outcome().who_has}
+
+    async def _who_has_async(self, comp: Completion) -> dict[str, tuple[str, ...]]:
+        await comp.await_done(INFO_TIMEOUT)
+        return {key: tuple(where) for key, where in comp.outcome().who_has}
+
+    def nthreads(self, workers: Any = None) -> Any:
+        """``{worker address: threads}`` for every worker (or those named in ``workers``); awaitable in async code."""
+        comp = self.core.request(lambda r: P.InfoRequest(r))
+        if self._awaits():
+            return self._nthreads_async(comp, workers)
+        comp.wait_done(INFO_TIMEOUT)
+        return _nthreads(comp.outcome(), workers)
+
+    async def _nthreads_async(self, comp: Completion, workers: Any) -> dict[str, int]:
+        await comp.await_done(INFO_TIMEOUT)
+        return _nthreads(comp.outcome(), workers)
+
+    ncores = nthreads  # dask's older name
+
+    def has_what(self, workers: Any = None) -> Any:
+        """``{worker address: (key, ...)}``: the keys each worker (or each in ``workers``) holds.
+
+        The other side of :meth:`who_has`. Awaitable in async code.
+        """
+        if self._awaits():
+            return self._has_what_async(workers)
+        return _has_what(self.nthreads(workers), self.who_has())
+
+    async def _has_what_async(self, workers: Any) -> dict[str, tuple[str, ...]]:
+        return _has_what(await self.nthreads(workers), await self.who_has())
+
+    def shutdown(self) -> Any:
+        """Close this client and its cluster, even one it did not start (as dask's)."""
+        if self._awaits():
+            return asyncio.to_thread(self._shutdown)
+        self._shutdown()
+        return None
+
+    def _shutdown(self) -> None:
+        cluster = self.cluster
+        if cluster is None and self._core is not None and not self._core.closed:
+            try:
+                self._core.send(P.CloseCluster())
+            except Exception:
+                pass
+        self._close()
+        if cluster is not None:
+            cluster._close(5.0)
 
     def actor_stats(self, timeout: float = 5.0) -> Any:
         """Per-actor statistics from every worker (dask.distributed has none).
@@ -347,11 +625,12 @@ class Client:
         await comp.await_done(INFO_TIMEOUT)
         return scheduler_info(self.core.address, comp.outcome())
 
-    def close(self, timeout: float = 5.0) -> Any:
+    def close(self, timeout: Timeout = 5.0) -> Any:
         """Close the client (and the cluster it started); idempotent."""
+        limit = seconds(timeout) or 5.0
         if self._awaits():
-            return asyncio.to_thread(self._close, timeout)
-        self._close(timeout)
+            return asyncio.to_thread(self._close, limit)
+        self._close(limit)
         return None
 
     def _close(self, timeout: float = 5.0) -> None:
@@ -385,6 +664,49 @@ class Client:
 
 async def _ready(value: Any) -> Any:
     return value
+
+
+async def _trimmed(awaitable: Awaitable[Any]) -> Any:
+    try:
+        return await awaitable
+    except BaseException as err:
+        raise without_our_frames(err)  # the remote error, not our machinery's frames
+
+
+def _has_what(nthreads: dict[str, int], who_has: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {address: [] for address in nthreads}
+    for key, holders in who_has.items():
+        for address in holders:
+            if address in out:
+                out[address].append(key)
+    return {address: tuple(keys) for address, keys in out.items()}
+
+
+def _nthreads(reply: P.InfoReply, workers: Any) -> dict[str, int]:
+    if isinstance(workers, str):
+        workers = [workers]
+    wanted = set(workers or ())
+    return {w.address: w.nthreads for w in reply.workers if not wanted or {w.name, w.address} & wanted}
+
+
+async def _awaited(awaitable: Any, timeout: float | None = None) -> Any:
+    if timeout is None:
+        return await awaitable
+    return await asyncio.wait_for(_awaited(awaitable), timeout)
+
+
+def _scatter_key(name: Any) -> str:
+    """A scattered dict's key as a task key: a string as it is, anything else as its ``str``."""
+    return name if isinstance(name, str) else str(name)
+
+
+def _cancel_if_input_cancelled(fut: Future, ctx: SerialContext) -> bool:
+    """A call with a cancelled future among its arguments is cancelled, not sent (as in dask)."""
+    gone = [dep for dep in ctx.deps.values() if isinstance(dep, Future) and dep.cancelled()]
+    if not gone:
+        return False
+    fut.state.cancel(CancelledError(f"{fut.key}: its input {gone[0].key} was cancelled"))
+    return True
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

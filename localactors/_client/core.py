@@ -21,7 +21,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from .._base.blocking import awaits_here
-from .._base.errors import ClusterBrokenError, ClusterClosedError, load_exception
+from .._base.errors import ClusterBrokenError, ClusterClosedError, load_exception, without_our_frames
 from .._base.futures import CANCELLED, ERROR, Completion, Future, TaskState
 from .._caller.node import Node
 from .._wire import protocol as P
@@ -99,7 +99,7 @@ class ClientCore(Node):
                 state = self.states.get(key)
                 if state is not None:
                     state.lose(load_exception(error))  # even if it had finished: the data is gone now
-            case P.InfoReply(req_id) | P.Ack(req_id):
+            case P.InfoReply(req_id) | P.Ack(req_id) | P.RunReply(req_id) | P.WhoHasReply(req_id):
                 comp = self._requests.pop(req_id, None)
                 if comp is not None:
                     comp.set_result(msg)
@@ -144,19 +144,46 @@ class ClientCore(Node):
 
     def fetch(self, fut: Future, timeout: float | None) -> Any:
         """``fut``'s value, blocking up to ``timeout`` seconds (``Future.result()``)."""
-        return run_blocking(self, fetch_plan(self, fut), timeout)
+        try:
+            return run_blocking(self, fetch_plan(self, fut), timeout)
+        except BaseException as err:
+            raise without_our_frames(err)  # the remote error, not our machinery's frames
 
     async def afetch(self, fut: Future, timeout: float | None) -> Any:
         """``fut``'s value, awaited (``Future.result()`` and ``await fut`` in async code)."""
-        return await run_awaiting(self, fetch_plan(self, fut), timeout)
+        try:
+            return await run_awaiting(self, fetch_plan(self, fut), timeout)
+        except BaseException as err:
+            raise without_our_frames(err)  # the remote error, not our machinery's frames
 
-    def cancel(self, futures: Iterable[Future], timeout: float | None = 30.0) -> Any:
-        """Cancel the futures' keys; returns once the manager has (as dask does).
+    def retry(self, futures: Iterable[Future]) -> Any:
+        """Run the failed futures' tasks again (``Future.retry``, ``Client.retry``).
 
-        In this client's event loop it returns an awaitable instead.
+        Their states are pending again before the manager hears of it, so
+        its next word on the keys is taken. Awaitable in this client's loop.
+        """
+        keys = []
+        for fut in futures:
+            if fut.state.status == ERROR:
+                fut.state.again()
+                keys.append(fut.key)
+        if keys:
+            self.send(P.Retry(tuple(dict.fromkeys(keys))))
+        if self.in_async_context():
+            return _done()
+        return None
+
+    def cancel(
+        self, futures: Iterable[Future], timeout: float | None = 30.0, force: bool = False, reason: str | None = None
+    ) -> Any:
+        """Cancel the futures' keys for this client (for all, with ``force``); returns once the
+        manager has (as dask does). In this client's event loop it returns an awaitable instead.
         """
         futures = list(futures)
-        comp = self.request(lambda r: P.Cancel(tuple(f.key for f in futures), r))
+        if reason is not None:
+            for fut in futures:
+                fut.state.cancel(CancelledError(f"{fut.key} was cancelled: {reason}"))
+        comp = self.request(lambda r: P.Cancel(tuple(f.key for f in futures), r, force))
         if self.in_async_context():
             return self._acancel(futures, comp, timeout)
         if not in_reader_thread():  # a done-callback must not wait for a reply its own thread reads
@@ -184,6 +211,10 @@ class ClientCore(Node):
         self.close_peers()
         if link is not None:
             link.join_reader(2.0)
+
+
+async def _done() -> None:
+    return None
 
 
 def _mark_cancelled(futures: list[Future]) -> None:

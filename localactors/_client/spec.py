@@ -27,9 +27,14 @@ def funcname(fn: Any) -> str:
 def make_spec(
     node: Node, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None, pure: bool,
     workers: Any, resources: dict[str, float] | None, allow_other_workers: bool, retries: int,
-    actor: bool, max_restarts: int,
+    actor: bool, max_restarts: int, prefix: str | None = None,
 ) -> tuple[P.TaskSpec, SerialContext]:  # fmt: skip
-    """The ``TaskSpec`` of ``fn(*args, **kwargs)``, pickled with ``node`` owning its handles."""
+    """The ``TaskSpec`` of ``fn(*args, **kwargs)``, pickled with ``node`` owning its handles.
+
+    Without ``key`` the key is ``<prefix>-<token>``, the prefix being the
+    function's name unless given (``map(key="INC")``, as dask names them):
+    the token hashes the pickled call when pure, else it is random.
+    """
     ctx = SerialContext(node=node, collect_deps=True)
     payload = dumps((fn, args, kwargs), ctx, what=f"the call of {funcname(fn)}")
     if key is None:
@@ -37,7 +42,7 @@ def make_spec(
             token = hashlib.blake2b(payload, digest_size=16).hexdigest()
         else:
             token = uuid.uuid4().hex
-        key = f"{funcname(fn)}-{token}"
+        key = f"{prefix or funcname(fn)}-{token}"
     if isinstance(workers, str):
         workers = (workers,)
     spec = P.TaskSpec(

@@ -44,6 +44,7 @@ from .books import WorkerState
 from .inbox import InboxItem, LinkDropped, Order, ParentGone, Reaped, Received, RelayGone
 from .output import OutputPump
 from .relay import RelayBoard
+from .requests import WorkerRequests
 from .scheduler import Scheduler
 from .supervise import Supervisor
 
@@ -89,6 +90,7 @@ class Manager:
         self.output = OutputPump()
         self.supervisor = Supervisor(config, self.address, self.scheduler, self._send, self.inbox.put, self.output)
         self.relays = RelayBoard(config.authkey, self._send, self.inbox.put, self.supervisor.notice_pending)
+        self.requests = WorkerRequests(self.scheduler, self.supervisor, self._send)  # Client.run, Client.restart
         self.worker_links: dict[Any, WorkerState] = {}
         self.pending_scale: list[int] = []  # req_ids of ScaleTo orders not answered yet
         self.ready_sent = False
@@ -236,6 +238,7 @@ class Manager:
             for req_id in self.pending_scale:
                 self._reply_control(C.Scaled(req_id))
             self.pending_scale.clear()
+        self.requests.workers_changed()  # Client.restart: acknowledged once the new workers are in
 
     def _infos(self) -> tuple[P.WorkerInfo, ...]:
         return tuple(w.info for w in sorted(self.scheduler.workers.values(), key=lambda w: w.index))
@@ -276,6 +279,7 @@ class Manager:
         self.output.remove_watcher(link)
         ws = self.worker_links.pop(link, None)
         if ws is not None:
+            self.requests.worker_gone(ws.name)  # Client.run: no answer will come from it
             if self.supervisor.link_closed(link, ws):  # else a Reaped follows once its process ended
                 self._worker_gone(link)
             return
@@ -309,7 +313,7 @@ class Manager:
             case P.RefDelta():
                 sched.ref_delta(link, msg)
             case P.SubmitTasks(specs):
-                sched.submit(specs)
+                sched.submit(specs, link)
             case P.TaskDone():
                 ws = self.worker_links.get(link)
                 if ws is not None:
@@ -327,8 +331,8 @@ class Manager:
                 sched.client_links.add(link)
             case P.Scatter(items, workers):
                 sched.scatter(items, workers)
-            case P.Cancel(keys, req_id):
-                sched.cancel(keys)
+            case P.Cancel(keys, req_id, force):
+                sched.cancel(keys, None if force else link)  # this client's claim: others holding a key keep it
                 if req_id >= 0:
                     self._send(link, P.Ack(req_id))
             case P.InfoRequest(req_id):
@@ -339,6 +343,20 @@ class Manager:
                 self.output.add_watcher(link)
             case P.Goodbye():
                 sched.drop_holder(link)
+            case P.CloseCluster():
+                self.running = False  # Client.shutdown(): the workers stop with us
+            case P.RunOnWorkers():
+                self.requests.run_on_workers(link, msg)
+            case P.RunResult():
+                ws = self.worker_links.get(link)
+                if ws is not None:
+                    self.requests.run_result(ws.name, msg)
+            case P.WhoHas(req_id, keys):
+                self._send(link, P.WhoHasReply(req_id, sched.who_has(keys)))
+            case P.Retry(keys):
+                sched.retry(keys)
+            case P.Restart(req_id):
+                self.requests.restart(link, req_id)
             case _:
                 logger.warning("manager: unexpected %s from %s", type(msg).__name__, link)
 

@@ -192,10 +192,14 @@ class Scheduler:
 
     # -- client requests --------------------------------------------------------------
 
-    def submit(self, specs: tuple[P.TaskSpec, ...]) -> None:
+    def submit(self, specs: tuple[P.TaskSpec, ...], link: Any = None) -> None:
         for spec in specs:
             old = self.tasks.get(spec.key)
             if old is not None and old.status not in FAILED:
+                if link in self.client_links and old.status not in UNFINISHED:
+                    # the same pure task again: share it. A client that let go of the key
+                    # (cancelled it while another kept it) hears its outcome again
+                    self.send(link, self._done_message(old))
                 continue  # the same pure task again: share it
             task = Task(spec.key, spec, retries_left=spec.retries, restarts_left=spec.max_restarts)
             self.tasks[spec.key] = task
@@ -232,10 +236,46 @@ class Scheduler:
             ws.processing.add(key)
             self.send(ws.link, P.PutData(key, payload))
 
-    def cancel(self, keys: tuple[str, ...]) -> None:
+    def cancel(self, keys: tuple[str, ...], link: Any = None) -> None:
+        """Cancel ``keys`` for the client at ``link``: as dask does, a key another client
+        holds goes on for that client, and only this one hears it cancelled."""
         error = dump_exception(CancelledError("cancelled"))
         for key in keys:
+            if link is not None and any(h is not link and h in self.client_links for h in self.refs.holders(key)):
+                self.send(link, P.KeyErred(key, error))
+                continue
             self._cancel(key, error)
+
+    def cancel_all(self) -> None:
+        """Cancel every key, for every client (``Client.restart``)."""
+        error = dump_exception(CancelledError("cancelled: the cluster restarted"))
+        for key in sorted(self.tasks):
+            task = self.tasks.get(key)
+            if task is not None and task.status in FAILED:
+                task.status = TaskStatus.CANCELLED  # a failed key is forgotten too: its holders hear so
+                task.error = error
+                self._notify(key, P.KeyErred(key, error))
+            else:
+                self._cancel(key, error)
+
+    def retry(self, keys: tuple[str, ...]) -> None:
+        """Run failed keys again, the failed keys they depend on first (``Client.retry``)."""
+        for key in keys:
+            task = self.tasks.get(key)
+            if task is None or task.spec is None or task.status is not TaskStatus.ERRED:
+                continue
+            self.retry(tuple(d for d in task.spec.deps if self.status(d) is TaskStatus.ERRED))
+            self._notify(key, P.KeyReset(key))  # every holder waits for it again
+            self.submit((task.spec,))  # a failed key is submitted afresh
+
+    def who_has(self, keys: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Which workers hold each key's value (every key known, if ``keys`` is empty)."""
+        out = []
+        for key in keys or tuple(self.tasks):
+            task = self.tasks.get(key)
+            held = task is not None and task.status is TaskStatus.MEMORY and task.worker is not None
+            out.append((key, (task.worker.info.address,) if held else ()))  # type: ignore[union-attr]
+        return tuple(out)
 
     def _cancel(self, key: str, error: bytes) -> None:
         task = self.tasks.get(key)

@@ -18,6 +18,8 @@ Who sends what::
     worker  -> any     : DataReply CallOk CallErr       (direct links)
     cluster -> manager : WatchOutput;  manager -> cluster : Output   (diagnostics)
     any     -> worker  : StatsRequest; worker -> any : StatsReply    (diagnostics)
+    client  -> manager : RunOnWorkers WhoHas Retry Restart CloseCluster;  manager -> client : RunReply WhoHasReply
+    manager -> worker  : RunFunction;  worker -> manager : RunResult   (Client.run)
 
 ``Goodbye`` goes both ways: a client says it is leaving on purpose, and the
 manager, stopping, tells each client that the cluster was closed (so that
@@ -173,6 +175,7 @@ class Scatter:
 class Cancel:
     keys: tuple[str, ...]
     req_id: int = -1  #: if >= 0, the manager answers ``Ack`` once done (after the ``KeyErred``)
+    force: bool = False  #: cancel the keys for every client, not only the sender (``cancel(force=True)``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,10 +430,87 @@ class StatsReply:
     actors: tuple[ActorStat, ...]
 
 
+# ---------------------------------------------------------------- Client.run, who_has, retry, restart
+
+
+@dataclass(frozen=True, slots=True)
+class RunOnWorkers:
+    """client -> manager: run pickled ``(fn, args, kwargs)`` on ``workers`` (names or addresses; all if empty).
+
+    The manager answers ``RunReply`` once every one of them has answered (or died).
+    """
+
+    req_id: int
+    payload: bytes
+    workers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunFunction:
+    """manager -> worker: run pickled ``(fn, args, kwargs)`` now, beside tasks and actors; answer ``RunResult``."""
+
+    run_id: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """worker -> manager: ``payload`` is the pickled result if ``ok``, else from ``dump_exception``."""
+
+    run_id: int
+    ok: bool
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunReply:
+    """manager -> client: ``(worker address, ok, payload)`` per worker, as ``RunResult``."""
+
+    req_id: int
+    results: tuple[tuple[str, bool, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WhoHas:
+    """client -> manager: where are these keys' values (every key held, if ``keys`` is empty)?"""
+
+    req_id: int
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WhoHasReply:
+    """manager -> client: ``(key, worker addresses)`` for each key asked about."""
+
+    req_id: int
+    who_has: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """client -> manager: run these failed or cancelled keys again (and the failed keys they need)."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """client -> manager: cancel every key, replace every worker; ``Ack`` once the new ones are in."""
+
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCluster:
+    """A client asks the manager to stop the cluster (``Client.shutdown``, as dask's)."""
+
+
+
 Message = Union[
     Hello, RegisterWorker, RefDelta, SubmitTasks, Scatter, Cancel, InfoRequest,
     RelayTo, Goodbye, TaskDone, TaskErred, KeyDone, KeyErred, KeyLost, InfoReply, Ack,
     RelayFrom, RunTask, PutData, FreeKeys, Shutdown, GetData, DataReply, ActorCall, CallOk,
     CallErr, WatchOutput, Output, StatsRequest, StatsReply, WorkerDied, ActorMoved, ActorRestartFailed,
-    KeyReset, Ping, Pong,
+    KeyReset, Ping, Pong, RunOnWorkers, RunFunction, RunResult, RunReply, WhoHas, WhoHasReply, Retry, Restart,
+    CloseCluster,
 ]  # fmt: skip

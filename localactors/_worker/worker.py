@@ -42,7 +42,7 @@ from .._base import context as _context
 from .._base.config import WorkerConfig
 from .._base.errors import SerializationError, WorkerLostError, dump_exception
 from .._base.futures import Completion
-from .._base.serialize import SerialContext, loads
+from .._base.serialize import SerialContext, dumps, loads
 from .._caller.actor import Actor
 from .._caller.node import FetchedData, Node
 from .._client.client import Client
@@ -261,6 +261,10 @@ class Worker:
                 self.node.on_notice(msg)
             case P.Ping(seq):  # the heartbeat: answered here, on the reader, which user code never holds
                 self._report(P.Pong(seq))
+            case P.RunFunction(run_id, payload):
+                threading.Thread(
+                    target=self._run_function, args=(run_id, payload), name=f"localactors-run-{run_id}", daemon=True
+                ).start()
             case _:
                 logger.warning("%s: unexpected %s on %s", self.name, type(msg).__name__, link.describe())
 
@@ -275,6 +279,25 @@ class Worker:
         self.node.refs.unpin(ctx.unpins)
         self.data[key] = value
         self._report(P.TaskDone(key, _sizeof(value), type(value).__name__))
+
+    def _run_function(self, run_id: int, payload: bytes) -> None:
+        """``Client.run``: call the function here, now, beside tasks and actors (as dask does).
+
+        A coroutine function runs on the worker's event loop; a function taking
+        ``dask_worker`` gets this worker, as in dask.
+        """
+        _context.set_worker(self, thread_only=True)
+        try:
+            fn, args, kwargs = loads(payload, SerialContext(node=self.node), what="the function of run()")
+            if "dask_worker" in _parameters(fn):
+                kwargs = {**kwargs, "dask_worker": self}
+            result = fn(*args, **kwargs)
+            if inspect.iscoroutine(result):
+                result = asyncio.run_coroutine_threadsafe(result, self.loop).result()
+            reply = P.RunResult(run_id, True, dumps(result, SerialContext(node=self.node), what="run()'s result"))
+        except BaseException as err:
+            reply = P.RunResult(run_id, False, dump_exception(err))
+        self._report(reply)
 
     def _drop_actor(self, key: str) -> None:
         self.actors.pop(key, None)
@@ -393,6 +416,13 @@ def _copy_outcome(outcome: concurrent.futures.Future[Any], task: asyncio.Task[An
         outcome.set_exception(task.exception())
     else:
         outcome.set_result(task.result())
+
+
+def _parameters(fn: Any) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 def _sizeof(value: object) -> int:

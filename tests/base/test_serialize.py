@@ -10,10 +10,10 @@ import sys
 import threading
 from typing import Any
 
-import cloudpickle
 import pytest
 
 from localactors import RemoteError, RemoteTraceback, SerializationError
+from localactors._base import code_source
 from localactors._base.errors import dump_exception, load_exception
 from localactors._base.futures import Future, TaskState
 from localactors._base.serialize import SerialContext, dumps, loads
@@ -34,15 +34,15 @@ class Plain:
 
 @pytest.fixture
 def cloudpickle_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Record every object handed to cloudpickle (the fallback)."""
+    """Record every object handed to cloudpickle (the fallback, through ``code_source.dumps``)."""
     calls: list[object] = []
-    real = cloudpickle.dumps
+    real = code_source.dumps
 
     def spy(obj: object, *args: Any, **kwargs: Any) -> bytes:
         calls.append(obj)
-        return real(obj, *args, **kwargs)  # type: ignore[no-any-return]
+        return real(obj, *args, **kwargs)
 
-    monkeypatch.setattr(cloudpickle, "dumps", spy)
+    monkeypatch.setattr(code_source, "dumps", spy)
     return calls
 
 
