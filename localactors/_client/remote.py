@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import os
 import sys
 import threading
@@ -85,6 +86,13 @@ def install_file(name: str, data: bytes, load: bool) -> None:
     entry = path if ext in (".zip", ".egg", ".whl", ".pyz") else directory
     if entry not in sys.path:
         sys.path.insert(0, entry)
+    if ext == ".py":
+        # a bytecode cache is checked by the source's size and mtime in whole seconds: a
+        # same-sized file uploaded again within the second would be read from the old one
+        try:
+            os.remove(importlib.util.cache_from_source(path))
+        except OSError:
+            pass
     importlib.invalidate_caches()
     if not load or ext not in (".py", ".zip", ".egg", ".pyz"):
         return
