@@ -153,9 +153,9 @@ class TaskState(Completion):
     def reset(self) -> None:
         """Pending again: the key's data died with its worker and is being recomputed."""
         with self._lock:
-            if not self._event.is_set():
+            if not self._done:
                 return
-            self._event.clear()
+            self._reopen_locked()
             self.status, self.value, self.error = PENDING, None, None
             self.address = self.worker = None
 

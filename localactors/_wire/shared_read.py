@@ -38,6 +38,22 @@ def mark_reader_thread() -> None:
     _thread_role.reader = True
 
 
+#: the thread owed a KeyboardInterrupt held back while it handed a message over
+_interrupt_owed: int | None = None
+
+
+def defer_interrupt() -> bool:
+    """For a SIGINT handler (it runs in the main thread): is this thread between
+    reading a message and handing it over? Then the interrupt is owed, raised by
+    the read path once the message is handed over, and ``True``."""
+    global _interrupt_owed
+    if getattr(_thread_role, "reader", False):
+        _interrupt_owed = threading.get_ident()
+        return True
+    _interrupt_owed = None  # raised now: nothing owed any more
+    return False
+
+
 EPOLL = hasattr(select, "epoll")  # without it (not Linux) links are read by their reader threads only
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT if EPOLL else 0
 _DISARMED = select.EPOLLONESHOT if EPOLL else 0
@@ -73,6 +89,14 @@ def _drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
+
+
+def _raise_owed_interrupt() -> None:
+    """Raise the KeyboardInterrupt held back while this thread handed a message over."""
+    global _interrupt_owed
+    if _interrupt_owed == threading.get_ident() and not getattr(_thread_role, "reader", False):
+        _interrupt_owed = None
+        raise KeyboardInterrupt
 
 
 class ReadToken:
@@ -186,6 +210,8 @@ class ReadToken:
             raise _CallerReadError(err) from err
         finally:
             _thread_role.reader = was
+        if _interrupt_owed is not None:
+            _raise_owed_interrupt()
 
     # -- an idle actor thread reads its caller's next request ------------------
 
