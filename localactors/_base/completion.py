@@ -21,7 +21,7 @@ from typing import Any
 
 from . import interrupt
 from .blocking import blocked, hooks
-from .interrupt import SIGINT
+from .interrupt import PYTHON_HANDLER, SIGINT, getsignal
 
 logger = logging.getLogger("localactors.futures")
 
@@ -129,11 +129,28 @@ class Completion:
 
     def wait_done(self, timeout: float | None) -> None:
         """Block until done; ``TimeoutError`` after ``timeout`` seconds."""
-        if not self._done and not self._block(timeout):
+        if self._done:
+            return
+        link = self._link
+        if link is None or getattr(hooks, "any", False):
+            if not self._block(timeout):
+                raise TimeoutError(f"not done after {timeout} s")
+            return
+        # the hot path (a plain thread waiting for a reply): _block_here, inlined
+        if getsignal(SIGINT) is PYTHON_HANDLER:
+            interrupt.install()  # Ctrl-C-safe reading in the main thread
+        if timeout is None:
+            done = link.read_until(self, None)
+            left = None
+        else:
+            deadline = time.monotonic() + timeout
+            done = link.read_until(self, timeout)
+            left = timeout if done is None else max(0.0, deadline - time.monotonic())
+        if not done and not self._sleep(left):
             raise TimeoutError(f"not done after {timeout} s")
 
     def _block(self, timeout: float | None) -> bool:
-        waiter = getattr(hooks, "nested_waiter", None)  # blocking.nested_waiter(), inlined: the hot path
+        waiter = getattr(hooks, "nested_waiter", None)
         if waiter is not None:
             return bool(waiter(self, timeout))
         if getattr(hooks, "block_hook", None) is not None:
@@ -146,7 +163,7 @@ class Completion:
         if link is not None:
             # read the reply in this thread if nobody else is reading the link:
             # it saves waking the reader thread and then being woken by it
-            if interrupt.getsignal(SIGINT) is interrupt.PYTHON_HANDLER:
+            if getsignal(SIGINT) is PYTHON_HANDLER:
                 interrupt.install()  # Ctrl-C-safe reading in the main thread
             if timeout is None:
                 done = link.read_until(self, None)

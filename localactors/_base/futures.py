@@ -52,7 +52,10 @@ class ActorFuture(Completion):
     __slots__ = ("_loop", "label")
 
     def __init__(self, label: str = "", loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__()
+        # Completion.__init__, inlined: one is made per call
+        self._done = False
+        self._waiter = self._link = self._keep = self._callbacks = self.value = self.error = None
+        self.status = PENDING
         self.label = label  # ``Class.method``: how progress() groups it
         self._loop = loop  # the event loop of the async code that made the call, if any
 

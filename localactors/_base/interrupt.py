@@ -29,9 +29,9 @@ from typing import Any
 from .._wire.shared_read import defer_interrupt
 
 try:  # the raw handler, without the enum conversions of signal.getsignal
-    from _signal import getsignal
+    from _signal import getsignal as getsignal  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - not CPython
-    getsignal = signal.getsignal  # type: ignore[assignment]
+    getsignal = signal.getsignal
 
 SIGINT = int(signal.SIGINT)
 #: Python's own SIGINT handler: replaced by :func:`on_sigint` at the main thread's next wait

@@ -169,20 +169,25 @@ class ReadToken:
                 return None
             fd, ep, poller = self._fd, self._ep, self._poller
             ep.modify(fd, _DISARMED)  # the reader thread sleeps on; HUP and errors still wake it
-            deadline = None if timeout is None else time.monotonic() + timeout
+            if timeout is None:
+                wait_ms, deadline = -1, 0.0
+            else:
+                wait_ms, deadline = max(1, int(timeout * 1000 + 0.999)), time.monotonic() + timeout
             try:
-                while not comp.done():
+                done = comp.done()
+                again = False
+                while not done:
                     if not self._buffered():
-                        if deadline is None:
-                            ready = poller.poll()
-                        else:
+                        if again and wait_ms >= 0:  # the first message was not the reply: what is left
                             remaining = deadline - time.monotonic()
-                            if remaining <= 0:
-                                break
-                            ready = poller.poll(max(1, int(remaining * 1000 + 0.999)))
-                        if not ready:
-                            continue
+                            wait_ms = max(1, int(remaining * 1000 + 0.999)) if remaining > 0 else 0
+                        if not poller.poll(wait_ms):
+                            if wait_ms < 0:
+                                continue
+                            break  # timed out
                     self._take_one()
+                    done = comp.done()
+                    again = True
                 while self._buffered():
                     self._take_one()
             except _CallerReadError as wrapped:
