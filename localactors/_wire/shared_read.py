@@ -309,7 +309,7 @@ class ReadToken:
         while True:
             if not self._buffered():
                 ready = poller.poll()
-                if any(f == wake_fd for f, _ in ready):
+                if len(ready) > 1 or ready[0][0] == wake_fd:  # woken: work came by another way
                     _drain(wake_fd)
                     break
             self._take_one()
