@@ -55,7 +55,7 @@ from .core import ClientCore
 from .diagnostics import actor_table, collect
 from .fetch import gather_plan, run_awaiting, run_blocking
 from .info import scheduler_info
-from .spec import funcname, make_spec
+from .spec import funcname, make_spec, ship_function
 
 #: how long ``scheduler_info()`` waits for the manager's answer
 INFO_TIMEOUT = 30.0
@@ -250,10 +250,11 @@ class Client:
         """``submit`` over zipped iterables, sent to the manager in one message."""
         specs, contexts = [], []
         keys = key if isinstance(key, list) else None
+        shipped = ship_function(self.core, fn)  # a function pickled by value: pickled once
         for i, args in enumerate(zip(*iterables)):
             k = keys[i] if keys is not None else (f"{key}-{i}" if isinstance(key, str) else None)
             spec, ctx = make_spec(
-                self.core, fn, args, kwargs, k, pure, workers, resources, allow_other_workers, retries,
+                self.core, shipped, args, kwargs, k, pure, workers, resources, allow_other_workers, retries,
                 actor or actors, 0,
             )  # fmt: skip
             specs.append(spec)
