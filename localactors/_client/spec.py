@@ -22,7 +22,6 @@ from .._base.serialize import SerialContext, dumps
 from .._caller.node import Node
 from .._wire import protocol as P
 
-
 #: a function pickled by value is this long at least (by reference: a module and a name)
 _BY_VALUE = 256
 #: how many functions a worker keeps unpickled, by content hash
