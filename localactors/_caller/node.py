@@ -361,7 +361,8 @@ class Node:
         """Call ``name`` on actor ``actor_key``; ``keep`` is held until the reply (its proxy)."""
         if self.closed or self.broken is not None:
             self.check()  # a closed client must not quietly reconnect to the worker
-        fut = ActorFuture(label, self.loop if self.asynchronous and self.in_async_context() else None)
+        # (a node without an event loop, as a plain client's, never returns awaitables)
+        fut = ActorFuture(label, self.loop if self.loop is not None and self.in_async_context() else None)
         # the pending call keeps the proxy (so the actor) alive: dropping the last
         # handle right after a fire-and-forget call must not let the release,
         # which goes through the manager, overtake the call (dropped with the reply)

@@ -71,13 +71,10 @@ _OK_TAG = _TAG[CallOk]
 _ERR_TAG = _TAG[CallErr]
 
 
-_KIND_VALUE = {kind: kind.value for kind in CallKind}  # a dict lookup: no Python-level call
-
-
-def frame_call(call_id: int, actor: str, name: str, kind: CallKind, payload: bytes) -> bytes:
-    """An :class:`ActorCall` with a small payload, as one frame ready to write (the hot path)."""
-    head = pickle.dumps((_CALL_TAG, call_id, actor, name, _KIND_VALUE[kind], payload), 5)
-    return _FRAME_HEAD.pack(len(head) + 4, 0) + head
+#: what ``Link.send_call`` pickles, the hot path's own copy of :func:`encode` for an
+#: ActorCall with a small payload: ``(CALL_TAG, call_id, actor, name, KIND_VALUE[kind], payload)``
+CALL_TAG = _CALL_TAG
+KIND_VALUE = {kind: kind.value for kind in CallKind}  # a dict lookup: no Python-level call
 
 
 def frame_reply(msg: CallOk | CallErr) -> bytes | None:

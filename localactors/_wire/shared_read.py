@@ -173,6 +173,7 @@ class ReadToken:
                 wait_ms, deadline = -1, 0.0
             else:
                 wait_ms, deadline = max(1, int(timeout * 1000 + 0.999)), time.monotonic() + timeout
+            done = False
             try:
                 done = comp.done()
                 again = False
@@ -196,7 +197,7 @@ class ReadToken:
                 ep.modify(fd, _ARMED)
         finally:
             self._lock.release()
-        return comp.done()
+        return done or comp.done()
 
     def _hand_error_to_reader(self, error: BaseException) -> None:
         """The stream is broken for everyone: the reader thread reports and closes
