@@ -140,13 +140,15 @@ class Completion:
         if getsignal(SIGINT) is PYTHON_HANDLER:
             interrupt.install()  # Ctrl-C-safe reading in the main thread
         if timeout is None:
-            done = link.read_until(self, None)
-            left = None
-        else:
-            deadline = time.monotonic() + timeout
-            done = link.read_until(self, timeout)
-            left = timeout if done is None else max(0.0, deadline - time.monotonic())
-        if not done and not self._sleep(left):
+            if not link.read_until(self, None) and not self._sleep(None):
+                raise TimeoutError(f"not done after {timeout} s")
+            return
+        deadline = time.monotonic() + timeout
+        done = link.read_until(self, timeout, deadline)
+        if done:
+            return
+        left = timeout if done is None else max(0.0, deadline - time.monotonic())
+        if not self._sleep(left):
             raise TimeoutError(f"not done after {timeout} s")
 
     def _block(self, timeout: float | None) -> bool:

@@ -326,14 +326,14 @@ class Link:
 
     # -- shared reading: a waiting thread reads the link itself (see shared_read) --------
 
-    def read_until(self, comp: Awaited, timeout: float | None) -> bool | None:
+    def read_until(self, comp: Awaited, timeout: float | None, deadline: float = 0.0) -> bool | None:
         """Read and dispatch messages in this thread until ``comp`` is done.
 
         Returns whether it is done, or ``None`` when this thread cannot read
         (another one is reading, or the link is not shared): then wait as usual.
         """
         shared = self._shared
-        return None if shared is None else shared.read_until(comp, timeout)
+        return None if shared is None else shared.read_until(comp, timeout, deadline)
 
     def hold(self) -> bool:
         """Keep the reader thread off this link until this thread reads it next

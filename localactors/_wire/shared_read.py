@@ -156,11 +156,12 @@ class ReadToken:
 
     # -- a waiting caller reads its own reply ---------------------------------
 
-    def read_until(self, comp: Awaited, timeout: float | None) -> bool | None:
+    def read_until(self, comp: Awaited, timeout: float | None, deadline: float = 0.0) -> bool | None:
         """Read and dispatch messages in this thread until ``comp`` is done.
 
         Returns whether it is done, or ``None`` when this thread cannot read
-        (another one is reading): then wait as usual.
+        (another one is reading): then wait as usual. ``deadline``: the
+        ``time.monotonic()`` that ``timeout`` ends at, when the caller knows it.
         """
         if not self._lock.acquire(blocking=False):
             return None
@@ -170,9 +171,11 @@ class ReadToken:
             fd, ep, poller = self._fd, self._ep, self._poller
             ep.modify(fd, _DISARMED)  # the reader thread sleeps on; HUP and errors still wake it
             if timeout is None:
-                wait_ms, deadline = -1, 0.0
+                wait_ms = -1
             else:
-                wait_ms, deadline = max(1, int(timeout * 1000 + 0.999)), time.monotonic() + timeout
+                wait_ms = int(timeout * 1000) + 1 if timeout > 0 else 0  # (rounded up: never early)
+                if not deadline:
+                    deadline = time.monotonic() + timeout
             done = False
             try:
                 done = comp.done()
