@@ -34,7 +34,7 @@ class Counts:
 
     latency: int = 2000  #: samples of the client's sync call (and of the pipe)
     small: int = 500  #: samples of the other round trips
-    pipelined: int = 10_000  #: calls fired before waiting
+    pipelined: int = 20_000  #: calls fired before waiting (the pipelined target: 20,000)
     tasks: int = 10_000  #: no-op tasks mapped at once
     rate_reps: int = 3  #: repetitions of each throughput
     big_mb: int = 100

@@ -691,3 +691,24 @@ def test_task_pool_shutdown_drops_queued_work() -> None:
     assert ran == []
     with pytest.raises(RuntimeError):
         pool.submit(ran.append, "late")
+
+
+def test_a_function_pickled_by_value_is_shipped_once_per_map_and_unpickled_once_per_worker(client: Client) -> None:
+    import pickle
+
+    from localactors._client import spec
+
+    offset = 1000
+
+    def shifted(x: int) -> tuple[int, int]:  # a closure: pickled by value
+        return x + offset, id(shifted)
+
+    shipped = spec.ship_function(client.core, shifted)
+    assert isinstance(shipped, spec.ShippedFunction)
+    assert pickle.loads(pickle.dumps(shipped)) is pickle.loads(pickle.dumps(shipped))  # cached by its hash
+    assert spec.ship_function(client.core, inc) is inc  # by reference: nothing to cache
+    results = client.gather(client.map(shifted, range(40)))
+    assert [r[0] for r in results] == [x + 1000 for x in range(40)]
+    assert len({ident for _, ident in results}) <= len(client.cluster.workers)  # one function per worker
+    offset = 2000  # a new map pickles the function afresh: its captured value too
+    assert client.gather(client.map(shifted, [1]))[0][0] == 2001

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-#: the per-thread hooks: ``nested_waiter`` and ``block_hook``
+#: the per-thread hooks: ``nested_waiter`` and ``block_hook``; ``any``: is either set?
+#: (one look on the hot path of a wait)
 hooks = threading.local()
 
 
@@ -50,6 +51,7 @@ def awaits_here(loop: asyncio.AbstractEventLoop | None) -> bool:
 def set_block_hook(hook: Callable[[], AbstractContextManager[Any]] | None) -> None:
     """Have every blocking wait of this thread run inside ``hook()`` (see ``_taskpool``)."""
     hooks.block_hook = hook
+    hooks.any = hook is not None or getattr(hooks, "nested_waiter", None) is not None
 
 
 def blocked() -> AbstractContextManager[Any]:
@@ -61,6 +63,7 @@ def blocked() -> AbstractContextManager[Any]:
 def set_nested_waiter(waiter: NestedWaiter | None) -> None:
     """Have every blocking wait of this thread call ``waiter`` instead (see ``_worker.actor_thread``)."""
     hooks.nested_waiter = waiter
+    hooks.any = waiter is not None or getattr(hooks, "block_hook", None) is not None
 
 
 def nested_waiter() -> NestedWaiter | None:

@@ -22,6 +22,7 @@ from typing import Any
 from . import interrupt
 from .blocking import blocked, hooks
 from .errors import without_our_frames
+from .interrupt import PYTHON_HANDLER, SIGINT, getsignal
 
 logger = logging.getLogger("localactors.futures")
 
@@ -29,76 +30,57 @@ logger = logging.getLogger("localactors.futures")
 PENDING, FINISHED, ERROR, CANCELLED, LOST = "pending", "finished", "error", "cancelled", "lost"
 
 
-class _Flag:
-    """The part of ``threading.Event`` a completion needs, on one plain lock.
-
-    An Event costs a Condition and a lock to make, and a fresh waiter lock on
-    every wait; a completion is made for every call, so this one costs a
-    single lock, held while unset. Each waiter that gets the lock hands it on
-    at once, so any number of threads may wait.
-    """
-
-    __slots__ = ("_lock", "_set")
-
-    def __init__(self) -> None:
-        self._set = False
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        # callers serialise set() and clear() (Completion holds its own lock)
-        if not self._set:
-            self._set = True
-            self._lock.release()
-
-    def clear(self) -> None:
-        if self._set:
-            self._lock.acquire()  # waiters only hold it for an instant
-            self._set = False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._set:
-            return True
-        if timeout is None:
-            got = self._lock.acquire()
-        else:
-            got = self._lock.acquire(timeout=max(0.0, timeout))
-        if got:
-            self._lock.release()  # wake the next waiter
-            return True
-        return self._set
+#: guards every completion's state for a few bytecodes at a time (never across a
+#: call out): one lock for all of them, so that making a completion -- one per
+#: actor call -- allocates no lock at all
+_GUARD = threading.Lock()
 
 
 class Completion:
-    """Set once with a value or an exception; wakes threads and coroutines."""
+    """Set once with a value or an exception; wakes threads and coroutines.
 
-    __slots__ = ("__weakref__", "_callbacks", "_event", "_keep", "_link", "_lock", "error", "status", "value")
+    A thread that must sleep until it is set sleeps on a lock made for the
+    purpose (:attr:`_waiter`, held while unset); most never do, because a
+    caller reads its own reply (``wait_done``), so most completions never
+    make one. Each waiter that gets the lock hands it on at once, so any
+    number of threads may wait.
+    """
+
+    __slots__ = ("__weakref__", "_callbacks", "_done", "_keep", "_link", "_waiter", "error", "status", "value")
+
+    _lock = _GUARD  # (a class attribute: what subclasses lock to change the state)
 
     def __init__(self) -> None:
-        self._event = _Flag()
+        self._done = False
+        self._waiter: Any = None  # a lock held while unset, made by the first thread to sleep on it
         self._link: Any = None  # the link its reply comes on, when a waiter may read it itself
         self._keep: Any = None  # held until done (see keep_until_done)
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[Any], None]] = []
+        self._callbacks: list[Callable[[Any], None]] | None = None
         self.status = PENDING
         self.value: Any = None
         self.error: BaseException | None = None
 
     def _finish(self, status: str, value: Any = None, error: BaseException | None = None) -> bool:
-        with self._lock:
-            if self._event.is_set():
+        with _GUARD:
+            if self._done:
                 return False
             self.status, self.value, self.error = status, value, error
-            callbacks, self._callbacks = self._callbacks, []
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, None
             keep, self._keep = self._keep, None
-            self._event.set()
-        for fn in callbacks:
-            self._run_callback(fn)
+            waiter = self._waiter
+        if waiter is not None:
+            waiter.release()  # wakes the first sleeper, which hands it on
+        if callbacks is not None:
+            for fn in callbacks:
+                self._run_callback(fn)
         del keep  # after the callbacks, outside the lock: dropping a proxy may release its actor
         return True
+
+    def _reopen_locked(self) -> None:
+        """Pending again (under ``_lock``, only when done; ``TaskState.reset``)."""
+        self._done = False
+        self._waiter = None  # sleepers on the old one (released) wake; new ones make another
 
     def set_result(self, value: Any) -> bool:
         return self._finish(FINISHED, value)
@@ -117,20 +99,23 @@ class Completion:
 
     def done(self) -> bool:
         """True once the value or the error has arrived."""
-        return self._event.is_set()
+        return self._done
 
     def add_done_callback(self, fn: Callable[[Any], None]) -> None:
         """Call ``fn(future)`` when done (at once, in this thread, if it is)."""
-        with self._lock:
-            if not self._event.is_set():
-                self._callbacks.append(fn)
+        with _GUARD:
+            if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = [fn]
+                else:
+                    self._callbacks.append(fn)
                 return
         self._run_callback(fn)
 
     def keep_until_done(self, obj: object) -> None:
         """Hold a reference to ``obj`` until this completes (an actor call keeps its proxy alive)."""
-        with self._lock:
-            if not self._event.is_set():
+        with _GUARD:
+            if not self._done:
                 self._keep = obj
 
     def outcome(self) -> Any:
@@ -149,33 +134,79 @@ class Completion:
 
     def wait_done(self, timeout: float | None) -> None:
         """Block until done; ``TimeoutError`` after ``timeout`` seconds."""
-        if not self._event.is_set() and not self._block(timeout):
+        if self._done:
+            return
+        link = self._link
+        if link is None or getattr(hooks, "any", False):
+            if not self._block(timeout):
+                raise TimeoutError(f"not done after {timeout} s")
+            return
+        # the hot path (a plain thread waiting for a reply): _block_here, inlined
+        if getsignal(SIGINT) is PYTHON_HANDLER:
+            interrupt.install()  # Ctrl-C-safe reading in the main thread
+        if timeout is None:
+            if not link.read_until(self, None) and not self._sleep(None):
+                raise TimeoutError(f"not done after {timeout} s")
+            return
+        deadline = time.monotonic() + timeout
+        done = link.read_until(self, timeout, deadline)
+        if done:
+            return
+        left = timeout if done is None else max(0.0, deadline - time.monotonic())
+        if not self._sleep(left):
             raise TimeoutError(f"not done after {timeout} s")
 
-
     def _block(self, timeout: float | None) -> bool:
-        waiter = getattr(hooks, "nested_waiter", None)  # blocking.nested_waiter(), inlined: the hot path
+        waiter = getattr(hooks, "nested_waiter", None)
         if waiter is not None:
             return bool(waiter(self, timeout))
-        with blocked():
-            link = self._link
-            if link is not None:
-                # read the reply in this thread if nobody else is reading the link:
-                # it saves waking the reader thread and then being woken by it
-                deadline = None if timeout is None else time.monotonic() + timeout
-                done = interrupt.read_until(link, self, timeout)  # Ctrl-C-safe in the main thread
-                if done:
-                    return True
-                if done is not None and deadline is not None:
+        if getattr(hooks, "block_hook", None) is not None:
+            with blocked():
+                return self._block_here(timeout)
+        return self._block_here(timeout)
+
+    def _block_here(self, timeout: float | None) -> bool:
+        link = self._link
+        if link is not None:
+            # read the reply in this thread if nobody else is reading the link:
+            # it saves waking the reader thread and then being woken by it
+            if getsignal(SIGINT) is PYTHON_HANDLER:
+                interrupt.install()  # Ctrl-C-safe reading in the main thread
+            if timeout is None:
+                done = link.read_until(self, None)
+            else:
+                deadline = time.monotonic() + timeout
+                done = link.read_until(self, timeout)
+                if done is not None:
                     timeout = max(0.0, deadline - time.monotonic())
-            return self._event.wait(timeout)
+            if done:
+                return True
+        return self._sleep(timeout)
+
+    def _sleep(self, timeout: float | None) -> bool:
+        """Sleep until set (or ``timeout``); whether it is set."""
+        with _GUARD:
+            if self._done:
+                return True
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = threading.Lock()
+                waiter.acquire()
+        if timeout is None:
+            got = waiter.acquire()
+        else:
+            got = waiter.acquire(timeout=max(0.0, timeout))
+        if got:
+            waiter.release()  # wake the next sleeper
+            return True
+        return self._done
 
     async def await_done(self, timeout: float | None = None) -> None:
         """Wait in a coroutine (woken by the setting thread, through the loop).
 
         ``TimeoutError`` (the builtin one) after ``timeout`` seconds.
         """
-        if self._event.is_set():
+        if self._done:
             return
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
@@ -183,10 +214,13 @@ class Completion:
         def wake(_: Any) -> None:
             loop.call_soon_threadsafe(resolve_waiter, waiter)
 
-        with self._lock:
-            if self._event.is_set():
+        with _GUARD:
+            if self._done:
                 return
-            self._callbacks.append(wake)
+            if self._callbacks is None:
+                self._callbacks = [wake]
+            else:
+                self._callbacks.append(wake)
         if timeout is None:
             await waiter
             return

@@ -53,7 +53,10 @@ class ActorFuture(Completion):
     __slots__ = ("_loop", "label")
 
     def __init__(self, label: str = "", loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__()
+        # Completion.__init__, inlined: one is made per call
+        self._done = False
+        self._waiter = self._link = self._keep = self._callbacks = self.value = self.error = None
+        self.status = PENDING
         self.label = label  # ``Class.method``: how progress() groups it
         self._loop = loop  # the event loop of the async code that made the call, if any
 
@@ -162,16 +165,16 @@ class TaskState(Completion):
     def again(self) -> None:
         """Pending again, whatever it was: the task runs again (``Future.retry``)."""
         with self._lock:
-            if self._event.is_set():
-                self._event.clear()
+            if self._done:
+                self._reopen_locked()
                 self.status, self.value, self.error = PENDING, None, None
 
     def reset(self) -> None:
         """Pending again: the key's data died with its worker and is being recomputed."""
         with self._lock:
-            if not self._event.is_set() or self.status == CANCELLED:
+            if not self._done or self.status == CANCELLED:
                 return  # a cancelled key stays cancelled for this client (it let go of it)
-            self._event.clear()
+            self._reopen_locked()
             self.status, self.value, self.error = PENDING, None, None
             self.address = self.worker = None
 

@@ -6,50 +6,48 @@ A thread waiting for a reply may read and dispatch the link's messages itself
 (see ``_wire.shared_read``). In the main thread a Ctrl-C raises
 KeyboardInterrupt wherever the interpreter happens to be: in the middle of
 reading a message, or of handing it to its future, that would lose the
-message or break the link for every caller. :func:`read_until` lets the
-interrupt through at once while the thread sleeps in ``poll`` (the usual
-case: a long ``.result()``), and holds it back while the thread is between
-reading a message and handing it over, raising it as soon as that is done.
+message or break the link for every caller.
+
+So the first wait that reads a link in the main thread, while Python's own
+handler is in place, puts :func:`on_sigint` in its stead, and leaves it
+there: it raises KeyboardInterrupt at once, as Python's does, except while
+the main thread is between reading a message and handing it over (the read
+path marks that stretch, ``shared_read.defer_interrupt``); then the read path
+raises it as soon as the message is handed over. The common path costs one
+look at the current handler per wait, and no system call. A handler of the
+user's own is left alone (no protection then), and one put back later
+(``signal.signal(SIGINT, signal.default_int_handler)``, as IPython does
+around each cell) is replaced again at the next wait.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-import time
 from typing import Any
 
-from .._wire.shared_read import in_reader_thread
+from .._wire.shared_read import defer_interrupt
 
-#: how long a held-back Ctrl-C may wait before it is raised (the wait is read in slices this long)
-SLICE = 0.05
+try:  # the raw handler, without the enum conversions of signal.getsignal
+    from _signal import getsignal as getsignal  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - not CPython
+    getsignal = signal.getsignal
+
+SIGINT = int(signal.SIGINT)
+#: Python's own SIGINT handler: replaced by :func:`on_sigint` at the main thread's next wait
+PYTHON_HANDLER = signal.default_int_handler
 
 
-def read_until(link: Any, comp: Any, timeout: float | None) -> bool | None:
-    """``link.read_until(comp, timeout)``, safe from Ctrl-C in the main thread."""
+def on_sigint(signum: int, frame: Any) -> None:
+    """Raise KeyboardInterrupt, unless a message is being handed over: then right after."""
+    if defer_interrupt():
+        return
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Put :func:`on_sigint` in place of Python's handler (only from the main thread)."""
     if threading.current_thread() is not threading.main_thread():
-        return link.read_until(comp, timeout)  # type: ignore[no-any-return]
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return link.read_until(comp, timeout)  # type: ignore[no-any-return]  # the user's own handler
-    held = False
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        nonlocal held
-        if in_reader_thread():  # between reading a message and handing it over: not now
-            held = True
-            return
-        raise KeyboardInterrupt
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        while True:
-            step = SLICE if deadline is None else min(SLICE, max(0.0, deadline - time.monotonic()))
-            done = link.read_until(comp, step)
-            if done is None or done or held or (deadline is not None and time.monotonic() >= deadline):
-                break
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if held:
-        raise KeyboardInterrupt
-    return done  # type: ignore[no-any-return]
+        return
+    if signal.getsignal(signal.SIGINT) is PYTHON_HANDLER:
+        signal.signal(signal.SIGINT, on_sigint)

@@ -90,10 +90,10 @@ class Actor:
         return sorted({*self._info.methods, *self._info.attributes})
 
     def __getattr__(self, name: str) -> Any:
+        if name in self._info.methods:  # (public names only: never a dunder)
+            return _Method(self, name)
         if name.startswith("__"):
             raise AttributeError(name)
-        if name in self._info.methods:
-            return _Method(self, name)
         if name in self._info.attributes:
             fut = self._send(name, P.CallKind.GETATTR, EMPTY_ARGS)
             if self._node.in_async_context():
@@ -144,6 +144,9 @@ def _rebuild(key: str, address: str, worker: str, info: P.ActorInfo, token: str)
     return actor
 
 
+_METHOD = P.CallKind.METHOD
+
+
 class _Method:
     """A bound remote method: calling it sends the request, returns a future."""
 
@@ -158,8 +161,11 @@ class _Method:
 
     def __call__(self, *args: Any, **kwargs: Any) -> ActorFuture:
         actor = self._actor
-        if not args and not kwargs:
-            return actor._send(self._name, P.CallKind.METHOD, EMPTY_ARGS)
+        if not args and not kwargs:  # the common call, made lean: straight to the node
+            name = self._name
+            return actor._node.call_actor(
+                actor._address, actor._key, name, _METHOD, EMPTY_ARGS, f"{actor._info.cls_name}.{name}", actor
+            )
         found = futures_in((args, kwargs))
         if found:
             if actor._node.in_async_context() and not all(_ready(f) for f in found):

@@ -22,6 +22,7 @@ import asyncio
 import functools
 import logging
 import os
+import pickle
 import threading
 from queue import Empty
 from typing import Any, NamedTuple, NoReturn
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple, NoReturn
 from .._base.blocking import nested_waiter
 from .._base.config import DEFAULT_MAX_IN_FLIGHT
 from .._base.errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
-from .._base.futures import ActorFuture, Completion
+from .._base.futures import FINISHED, ActorFuture, Completion
 from .._base.serialize import SerialContext, loads
 from .._wire import codec as W
 from .._wire import protocol as P
@@ -277,6 +278,22 @@ class Node:
         peer.fail_all(wait=0.0 if self.closed else DEATH_NOTICE_WAIT)
 
     def _on_peer_message(self, peer: PeerLink, link: Link, msg: P.Message) -> None:
+        if type(msg) is P.CallOk:  # the hot path
+            request = peer.reply(msg.call_id)
+            if request is not None:
+                payload = msg.payload
+                if type(payload) is bytes and b"\x93" not in payload:
+                    # no STACK_GLOBAL opcode: nothing in it can call code, so no handle can be
+                    # in it and it needs no context (a plain value: an int, a str, a list...)
+                    try:
+                        value = pickle.loads(payload)
+                    except Exception:
+                        self._call_ok(request, payload)  # the same error, raised the usual way
+                        return
+                    request.comp._finish(FINISHED, value)
+                else:
+                    self._call_ok(request, payload)
+            return
         self.handle_peer_message(peer, msg)
 
     def handle_peer_message(self, peer: PeerLink, msg: P.Message) -> None:
@@ -334,24 +351,49 @@ class Node:
     # -- operations ----------------------------------------------------------------
 
     def call_actor(
-        self, address: str, actor_key: str, name: str, kind: P.CallKind, payload: bytes, label: str
+        self,
+        address: str,
+        actor_key: str,
+        name: str,
+        kind: P.CallKind,
+        payload: bytes,
+        label: str,
+        keep: object = None,
     ) -> ActorFuture:
-        self.check()  # a closed client must not quietly reconnect to the worker
-        fut = ActorFuture(label, self.loop if self.in_async_context() else None)
-        call = ParkedCall(actor_key, name, kind, payload, fut, label)
-        if actor_key in self._restarting or actor_key in self._moved or actor_key in self._failed_restarts:
-            with self._notices:  # the rare path: the actor was restarted, or is being
-                parked = self._restarting.get(actor_key)
-                if parked is not None:
-                    parked.append(call)  # sent, in order, when the new instance is up
-                    return fut
-                error = self._failed_restarts.get(actor_key)
-                address = self._moved.get(actor_key, address)
-            if error is not None:
-                fut.set_exception(self._restart_error(actor_key, error))
-                return fut
-        self._send_call(address, call, None)
+        """Call ``name`` on actor ``actor_key``; ``keep`` is held until the reply (its proxy)."""
+        if self.closed or self.broken is not None:
+            self.check()  # a closed client must not quietly reconnect to the worker
+        # (a node without an event loop, as a plain client's, never returns awaitables)
+        fut = ActorFuture(label, self.loop if self.loop is not None and self.in_async_context() else None)
+        # the pending call keeps the proxy (so the actor) alive: dropping the last
+        # handle right after a fire-and-forget call must not let the release,
+        # which goes through the manager, overtake the call (dropped with the reply)
+        fut._keep = keep
+        if (self._restarting or self._moved or self._failed_restarts) and (
+            actor_key in self._restarting or actor_key in self._moved or actor_key in self._failed_restarts
+        ):
+            self._call_moved_actor(address, ParkedCall(actor_key, name, kind, payload, fut, label))
+            return fut
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self.peer(address)
+        peer.call(fut, actor_key, name, kind, payload, label)
         return fut
+
+    def _call_moved_actor(self, address: str, call: ParkedCall) -> None:
+        """The rare path: the actor was restarted, or is being."""
+        key, fut = call.key, call.future
+        with self._notices:
+            parked = self._restarting.get(key)
+            if parked is not None:
+                parked.append(call)  # sent, in order, when the new instance is up
+                return
+            error = self._failed_restarts.get(key)
+            address = self._moved.get(key, address)
+        if error is not None:
+            fut.set_exception(self._restart_error(key, error))
+            return
+        self._send_call(address, call, None)
 
     def _send_call(self, address: str, call: ParkedCall, block: bool | None) -> None:
         key, name, kind, payload, fut, label = call  # unpacked: the lambda keeps only what it sends

@@ -10,6 +10,7 @@ the death when it arrives in time, and later requests fail at once.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import deque
@@ -48,6 +49,10 @@ class PendingRequest(NamedTuple):
     key: str  # the actor's key for an actor call, "" for a data or statistics request
 
 
+#: ``_pending((comp, label, key))`` is ``PendingRequest(comp, label, key)`` without a Python frame
+_pending: Callable[[tuple[Completion, str, str]], PendingRequest] = functools.partial(tuple.__new__, PendingRequest)
+
+
 class _Unsent(NamedTuple):
     """A request waiting in the backlog for room: it gets its id when sent."""
 
@@ -71,7 +76,8 @@ class PeerLink:
         self.worker = worker
         self.link = link  # None when relayed through the manager
         self._ids = itertools.count()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # taken bare on the hot path (Condition.__enter__ is a Python call)
+        self._cond = threading.Condition(self._lock)
         self.pending: dict[int, PendingRequest] = {}  # by request id
         self.lost: BaseException | None = None
         self.limit = max(1, limit)
@@ -136,6 +142,28 @@ class PeerLink:
         except LinkClosed:
             self.fail_all()
 
+    def call(self, comp: Completion, key: str, name: str, kind: P.CallKind, payload: Any, label: str) -> None:
+        """Send actor call ``name`` to ``key``: :meth:`request`, made lean for the common case
+        (a direct link with room), which builds no message object and no closure."""
+        link = self.link
+        if link is not None:
+            comp._link = link.read_point  # comp.reply_comes_on(link), inlined: the waiter reads it there
+            with self._lock:
+                if self.lost is None and len(self.pending) < self.limit and not self.backlog and not self._flushing:
+                    req_id = next(self._ids)
+                    self.pending[req_id] = _pending((comp, f"call {label} to actor {key}", key))
+                else:
+                    req_id = -1
+            if req_id >= 0:
+                try:
+                    link.send_call(req_id, key, name, kind, payload)
+                except LinkClosed:
+                    self.fail_all()
+                return
+        self.request(
+            lambda call_id: P.ActorCall(call_id, key, name, kind, payload), comp, f"call {label} to actor {key}", key
+        )
+
     def _flush(self) -> None:
         """Send the backlog in order as replies make room; end when it is empty."""
         while True:
@@ -166,7 +194,7 @@ class PeerLink:
 
     def reply(self, req_id: int) -> PendingRequest | None:
         """The request a reply answers, no longer pending (``None``: unknown or failed already)."""
-        with self._cond:
+        with self._lock:
             entry = self.pending.pop(req_id, None)
             if self.blocked or self.backlog:
                 self._cond.notify_all()

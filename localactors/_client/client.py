@@ -62,7 +62,7 @@ from .diagnostics import actor_table, collect
 from .fetch import gather_plan, run_awaiting, run_blocking
 from .info import scheduler_info
 from .remote import install_file, run_in_fresh_loop, run_results
-from .spec import funcname, make_spec
+from .spec import funcname, make_spec, ship_function
 
 #: how long ``scheduler_info()`` waits for the manager's answer
 INFO_TIMEOUT = 30.0
@@ -272,9 +272,10 @@ class Client:
         specs, contexts = [], []
         keys = key if isinstance(key, list) else None
         prefix = key if isinstance(key, str) else None
+        shipped = ship_function(self.core, fn)  # a function pickled by value: pickled once
         for i, args in enumerate(zip(*iterables)):
             spec, ctx = make_spec(
-                self.core, fn, args, kwargs, keys[i] if keys is not None else None, pure, workers, resources,
+                self.core, shipped, args, kwargs, keys[i] if keys is not None else None, pure, workers, resources,
                 allow_other_workers, retries, actor or actors, 0, prefix,
             )  # fmt: skip
             specs.append(spec)

@@ -10,12 +10,82 @@ twice shares one task); an impure call or an actor gets a fresh key.
 from __future__ import annotations
 
 import hashlib
+import pickle
+import threading
 import uuid
+import zlib
+from collections import OrderedDict
 from typing import Any
 
+from .._base.errors import SerializationError
 from .._base.serialize import SerialContext, dumps
 from .._caller.node import Node
 from .._wire import protocol as P
+
+#: a function pickled by value is this long at least (by reference: a module and a name)
+_BY_VALUE = 256
+#: how many functions a worker keeps unpickled, by content hash
+CACHED_FUNCTIONS = 256
+
+
+class ShippedFunction:
+    """A function pickled once for a whole ``map``: every task's payload carries its
+    bytes and their hash, and a worker unpickles them once (:func:`_shipped`).
+
+    Made by :func:`ship_function` only for functions pickled by value (defined in
+    ``__main__``, a notebook, a closure): one by reference costs less to unpickle
+    than to look up. The bytes are compressed, which also keeps the mark of a
+    ``__main__`` object out of the payload (it would have it pickled by value
+    again, by cloudpickle).
+    """
+
+    __slots__ = ("__name__", "blob", "digest", "fn")
+
+    def __init__(self, fn: Any, digest: bytes, blob: bytes) -> None:
+        self.fn = fn
+        self.__name__ = funcname(fn)
+        self.digest = digest
+        self.blob = blob
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_shipped, (self.digest, self.blob))
+
+
+def ship_function(node: Node, fn: Any) -> Any:
+    """``fn`` to pickle into many task specs: a :class:`ShippedFunction` when it
+    goes by value (and holds no handle), else ``fn`` itself."""
+    if not callable(fn) or isinstance(fn, ShippedFunction):
+        return fn
+    ctx = SerialContext(node=node, collect_deps=True)
+    try:
+        data = dumps(fn, ctx, what=f"function {funcname(fn)}")
+    except SerializationError:
+        return fn  # fails again with the task's own message
+    if len(data) < _BY_VALUE or ctx.deps or ctx.pins or ctx.foreign_pins:
+        return fn
+    return ShippedFunction(fn, hashlib.blake2b(data, digest_size=16).digest(), zlib.compress(data, 1))
+
+
+_functions: OrderedDict[bytes, Any] = OrderedDict()  # digest -> function, least recently used first
+_functions_lock = threading.Lock()
+
+
+def _shipped(digest: bytes, blob: bytes) -> Any:
+    """Unpickling a :class:`ShippedFunction` (in a worker): the function, unpickled once per content."""
+    with _functions_lock:
+        fn = _functions.get(digest)
+        if fn is not None:
+            _functions.move_to_end(digest)
+            return fn
+    data = zlib.decompress(blob)
+    if hashlib.blake2b(data, digest_size=16).digest() != digest:
+        raise pickle.UnpicklingError("a shipped function does not match its hash")
+    fn = pickle.loads(data)
+    with _functions_lock:
+        _functions[digest] = fn
+        while len(_functions) > CACHED_FUNCTIONS:
+            _functions.popitem(last=False)
+    return fn
 
 
 def funcname(fn: Any) -> str:

@@ -20,7 +20,7 @@ import struct
 from dataclasses import fields
 from typing import Any
 
-from .protocol import OUT_OF_BAND, ActorCall, CallKind, Message, _Big
+from .protocol import OUT_OF_BAND, ActorCall, CallErr, CallKind, CallOk, Message, _Big
 
 _TYPES: tuple[type, ...] = Message.__args__  # type: ignore[attr-defined]
 _TAG = {cls: i for i, cls in enumerate(_TYPES)}
@@ -65,19 +65,58 @@ def encode(msg: Message) -> list[bytes | pickle.PickleBuffer]:
     return [_COUNT.pack(len(buffers)) + head, *buffers]
 
 
+#: a frame's size (multiprocessing's framing, see link.py) and then the envelope's count of out-of-band frames
+_FRAME_HEAD = struct.Struct("!iI")
+_OK_TAG = _TAG[CallOk]
+_ERR_TAG = _TAG[CallErr]
+
+
+#: what ``Link.send_call`` pickles, the hot path's own copy of :func:`encode` for an
+#: ActorCall with a small payload: ``(CALL_TAG, call_id, actor, name, KIND_VALUE[kind], payload)``
+CALL_TAG = _CALL_TAG
+KIND_VALUE = {kind: kind.value for kind in CallKind}  # a dict lookup: no Python-level call
+
+
+def frame_reply(msg: CallOk | CallErr) -> bytes | None:
+    """A reply with a small payload as one frame ready to write; ``None`` when it is not small."""
+    if type(msg) is CallOk:
+        tag, data = _OK_TAG, msg.payload
+    else:
+        tag, data = _ERR_TAG, msg.error  # type: ignore[union-attr]
+    if type(data) is not bytes or len(data) >= OUT_OF_BAND:
+        return None
+    head = pickle.dumps((tag, msg.call_id, data), 5)
+    return _FRAME_HEAD.pack(len(head) + 4, 0) + head
+
+
+def decode_small(envelope: bytes) -> Message:
+    """:func:`decode` for a message with no out-of-band frames, given its envelope
+    without the count (the hot path: a reply of a few dozen bytes)."""
+    try:
+        tagged = pickle.loads(envelope)
+        if tagged[0] == _OK_TAG and type(tagged[0]) is int:
+            return CallOk(tagged[1], tagged[2])
+        return _message(tagged)
+    except Exception as err:
+        raise ValueError(f"garbled message: {type(err).__name__}: {err}") from err
+
+
 def decode(first: bytes, rest: list[bytes]) -> Message:
     """Rebuild a message from its frames; raise ``ValueError`` if garbled."""
     try:
-        tagged = pickle.loads(memoryview(first)[_COUNT.size :], buffers=rest)
-        tag = tagged[0]
-        if type(tag) is not int or not 0 <= tag < len(_TYPES):
-            raise TypeError(f"{tag!r} is not a message tag")
-        if tag == _CALL_TAG:
-            call_id, actor, name, kind, payload = tagged[1:]
-            return ActorCall(call_id, actor, name, _KINDS[kind], payload)
-        return _TYPES[tag](*tagged[1:])  # type: ignore[no-any-return]
+        return _message(pickle.loads(memoryview(first)[_COUNT.size :], buffers=rest))
     except Exception as err:
         raise ValueError(f"garbled message: {type(err).__name__}: {err}") from err
+
+
+def _message(tagged: Any) -> Message:
+    tag = tagged[0]
+    if type(tag) is not int or not 0 <= tag < len(_TYPES):
+        raise TypeError(f"{tag!r} is not a message tag")
+    if tag == _CALL_TAG:
+        call_id, actor, name, kind, payload = tagged[1:]
+        return ActorCall(call_id, actor, name, _KINDS[kind], payload)
+    return _TYPES[tag](*tagged[1:])  # type: ignore[no-any-return]
 
 
 def extra_frames(first: bytes) -> int:

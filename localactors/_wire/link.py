@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import pickle
 import socket
 import struct
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 
 from . import codec as W
 from . import protocol as P
+from .protocol import OUT_OF_BAND
 from .shared_read import EPOLL, Awaited, ReadToken, mark_reader_thread
 
 logger = logging.getLogger("localactors.connection")
@@ -39,6 +41,7 @@ OnClose = Callable[["Link", "BaseException | None"], None]
 
 _SIZE = struct.Struct("!i")
 _BIG_SIZE = struct.Struct("!Q")
+_FRAME_HEAD = struct.Struct("!iI")  # a frame's size, then (codec) the count of out-of-band frames after it
 _CHUNK = 1 << 16  # read size: many small messages at once
 _DIRECT = 1 << 16  # frames this large are read, and written, without coalescing copies
 #: a message's first frame (its envelope: bulk data travels in the frames after it)
@@ -96,6 +99,7 @@ class Link:
 
     def __init__(self, conn: Connection, name: str) -> None:
         self.conn = conn
+        self._fd = conn.fileno()  # valid until the link releases it: used under send_lock, or by its reader
         self.name = name
         self.id = next(_ids)
         #: on a worker's end of a caller's link: the caller's introduction (for log messages)
@@ -107,6 +111,9 @@ class Link:
         self._rbuf = b""  # bytes read but not yet taken, from _rpos on
         self._rpos = 0
         self._shared: ReadToken | None = None  # set when read shared (start_reader)
+        #: what a thread waiting for a reply on this link reads it through (its read token;
+        #: ``None``: it cannot, the link's reader thread reads everything)
+        self.read_point: ReadToken | None = None
         self._close_lock = threading.Lock()
         self._reading = False  # a reader thread owns the descriptor until it stops
         self._shut = False
@@ -130,6 +137,52 @@ class Link:
                 self.before_send()
             self._write(frames)
 
+    def send_call(self, call_id: int, actor: str, name: str, kind: P.CallKind, payload: Any) -> None:
+        """Send an :class:`~localactors._wire.protocol.ActorCall`: the hot path of
+        :meth:`send`, with no message object and one write."""
+        if type(payload) is bytes and len(payload) < OUT_OF_BAND:
+            # codec.frame_call, inlined: the hot path
+            head = pickle.dumps((W.CALL_TAG, call_id, actor, name, W.KIND_VALUE[kind], payload), 5)
+            n = len(head) + 8
+            data = _FRAME_HEAD.pack(n - 4, 0) + head
+            with self.send_lock:
+                if self.before_send is not None:
+                    self.before_send()
+                if self.closed:
+                    raise LinkClosed(self.name)
+                try:
+                    sent = os.write(self._fd, data)
+                    if sent < n:
+                        _write_all(self._fd, memoryview(data)[sent:])
+                except (OSError, ValueError) as err:
+                    self.closed = True
+                    raise LinkClosed(f"{self.name}: {err}") from err
+        else:
+            self.send(P.ActorCall(call_id, actor, name, kind, payload))
+
+    def send_reply(self, msg: P.CallOk | P.CallErr) -> None:
+        """Send a :class:`~localactors._wire.protocol.CallOk` or ``CallErr``: the hot path of :meth:`send`."""
+        data = W.frame_reply(msg)
+        if data is None:
+            self.send(msg)
+            return
+        with self.send_lock:
+            if self.before_send is not None:
+                self.before_send()
+            self._write_one(data)
+
+    def _write_one(self, data: bytes) -> None:
+        """Write one small framed message (holding ``send_lock``)."""
+        if self.closed:
+            raise LinkClosed(self.name)
+        try:
+            sent = os.write(self._fd, data)
+            if sent < len(data):
+                _write_all(self._fd, memoryview(data)[sent:])
+        except (OSError, ValueError) as err:
+            self.closed = True
+            raise LinkClosed(f"{self.name}: {err}") from err
+
     def send_unlocked(self, msg: P.Message) -> None:
         """Send while the caller already holds ``send_lock``."""
         self._write(W.encode(msg))
@@ -150,7 +203,7 @@ class Link:
         if self.closed:
             raise LinkClosed(self.name)
         try:
-            _write_frames(self.conn.fileno(), frames)
+            _write_frames(self._fd, frames)
         except (OSError, ValueError) as err:
             self.closed = True
             raise LinkClosed(f"{self.name}: {err}") from err
@@ -191,7 +244,7 @@ class Link:
             out = bytearray(max(have, min(n, _FIRST_ALLOC)))  # grown below as data arrives
             out[:have] = buf[pos:]
             self._rbuf, self._rpos = b"", 0
-            fd = self.conn.fileno()
+            fd = self._fd
             while have < n:
                 if have == len(out):  # the peer has sent what it claimed so far: believe more
                     out.extend(bytes(min(n, 2 * len(out)) - len(out)))
@@ -208,7 +261,7 @@ class Link:
     def _fill(self, buf: bytes, pos: int, need: int) -> tuple[bytes, int]:
         """Read until ``need`` bytes are buffered; return the new buffer at offset 0."""
         rest = buf[pos:]
-        fd = self.conn.fileno()
+        fd = self._fd
         while len(rest) < need:
             chunk = os.read(fd, max(_CHUNK, need - len(rest)))
             if not chunk:
@@ -218,6 +271,21 @@ class Link:
         return rest, 0
 
     def recv(self) -> P.Message:
+        # the hot path: a small message with no out-of-band frames, whole in the
+        # buffer or in what one read brings
+        buf, pos = self._rbuf, self._rpos
+        have = len(buf) - pos
+        if have == 0:
+            buf = os.read(self._fd, _CHUNK)
+            if not buf:
+                raise EOFError
+            self._rbuf, self._rpos = buf, pos = buf, 0
+            have = len(buf)
+        if have >= 8:
+            n, extra = _FRAME_HEAD.unpack_from(buf, pos)
+            if extra == 0 and 4 <= n <= have - 4:
+                self._rpos = end = pos + 4 + n
+                return W.decode_small(buf[pos + 8 : end])
         frames = self.recv_frames()
         return W.decode(frames[0], frames[1:])
 
@@ -241,7 +309,7 @@ class Link:
                 self._shared = ReadToken(self, self.conn.fileno(), on_message)
             except (OSError, ValueError):
                 pass  # released already: the plain reader reports the close
-        shared_token = self._shared
+        shared_token = self.read_point = self._shared
 
         def run() -> None:
             mark_reader_thread()
@@ -278,14 +346,14 @@ class Link:
 
     # -- shared reading: a waiting thread reads the link itself (see shared_read) --------
 
-    def read_until(self, comp: Awaited, timeout: float | None) -> bool | None:
+    def read_until(self, comp: Awaited, timeout: float | None, deadline: float = 0.0) -> bool | None:
         """Read and dispatch messages in this thread until ``comp`` is done.
 
         Returns whether it is done, or ``None`` when this thread cannot read
         (another one is reading, or the link is not shared): then wait as usual.
         """
         shared = self._shared
-        return None if shared is None else shared.read_until(comp, timeout)
+        return None if shared is None else shared.read_until(comp, timeout, deadline)
 
     def hold(self) -> bool:
         """Keep the reader thread off this link until this thread reads it next

@@ -38,6 +38,22 @@ def mark_reader_thread() -> None:
     _thread_role.reader = True
 
 
+#: the thread owed a KeyboardInterrupt held back while it handed a message over
+_interrupt_owed: int | None = None
+
+
+def defer_interrupt() -> bool:
+    """For a SIGINT handler (it runs in the main thread): is this thread between
+    reading a message and handing it over? Then the interrupt is owed, raised by
+    the read path once the message is handed over, and ``True``."""
+    global _interrupt_owed
+    if getattr(_thread_role, "reader", False):
+        _interrupt_owed = threading.get_ident()
+        return True
+    _interrupt_owed = None  # raised now: nothing owed any more
+    return False
+
+
 EPOLL = hasattr(select, "epoll")  # without it (not Linux) links are read by their reader threads only
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT if EPOLL else 0
 _DISARMED = select.EPOLLONESHOT if EPOLL else 0
@@ -73,6 +89,14 @@ def _drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
+
+
+def _raise_owed_interrupt() -> None:
+    """Raise the KeyboardInterrupt held back while this thread handed a message over."""
+    global _interrupt_owed
+    if _interrupt_owed == threading.get_ident() and not getattr(_thread_role, "reader", False):
+        _interrupt_owed = None
+        raise KeyboardInterrupt
 
 
 class ReadToken:
@@ -132,11 +156,12 @@ class ReadToken:
 
     # -- a waiting caller reads its own reply ---------------------------------
 
-    def read_until(self, comp: Awaited, timeout: float | None) -> bool | None:
+    def read_until(self, comp: Awaited, timeout: float | None, deadline: float = 0.0) -> bool | None:
         """Read and dispatch messages in this thread until ``comp`` is done.
 
         Returns whether it is done, or ``None`` when this thread cannot read
-        (another one is reading): then wait as usual.
+        (another one is reading): then wait as usual. ``deadline``: the
+        ``time.monotonic()`` that ``timeout`` ends at, when the caller knows it.
         """
         if not self._lock.acquire(blocking=False):
             return None
@@ -145,20 +170,28 @@ class ReadToken:
                 return None
             fd, ep, poller = self._fd, self._ep, self._poller
             ep.modify(fd, _DISARMED)  # the reader thread sleeps on; HUP and errors still wake it
-            deadline = None if timeout is None else time.monotonic() + timeout
+            if timeout is None:
+                wait_ms = -1
+            else:
+                wait_ms = int(timeout * 1000) + 1 if timeout > 0 else 0  # (rounded up: never early)
+                if not deadline:
+                    deadline = time.monotonic() + timeout
+            done = False
             try:
-                while not comp.done():
+                done = comp.done()
+                again = False
+                while not done:
                     if not self._buffered():
-                        if deadline is None:
-                            ready = poller.poll()
-                        else:
+                        if again and wait_ms >= 0:  # the first message was not the reply: what is left
                             remaining = deadline - time.monotonic()
-                            if remaining <= 0:
-                                break
-                            ready = poller.poll(max(1, int(remaining * 1000 + 0.999)))
-                        if not ready:
-                            continue
+                            wait_ms = max(1, int(remaining * 1000 + 0.999)) if remaining > 0 else 0
+                        if not poller.poll(wait_ms):
+                            if wait_ms < 0:
+                                continue
+                            break  # timed out
                     self._take_one()
+                    done = comp.done()
+                    again = True
                 while self._buffered():
                     self._take_one()
             except _CallerReadError as wrapped:
@@ -167,7 +200,7 @@ class ReadToken:
                 ep.modify(fd, _ARMED)
         finally:
             self._lock.release()
-        return comp.done()
+        return done or comp.done()
 
     def _hand_error_to_reader(self, error: BaseException) -> None:
         """The stream is broken for everyone: the reader thread reports and closes
@@ -186,6 +219,8 @@ class ReadToken:
             raise _CallerReadError(err) from err
         finally:
             _thread_role.reader = was
+        if _interrupt_owed is not None:
+            _raise_owed_interrupt()
 
     # -- an idle actor thread reads its caller's next request ------------------
 
@@ -278,7 +313,7 @@ class ReadToken:
         while True:
             if not self._buffered():
                 ready = poller.poll()
-                if any(f == wake_fd for f, _ in ready):
+                if len(ready) > 1 or ready[0][0] == wake_fd:  # woken: work came by another way
                     _drain(wake_fd)
                     break
             self._take_one()

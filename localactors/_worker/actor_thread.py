@@ -63,6 +63,7 @@ class ActorThread:
         self._helper_ids = itertools.count(1)
         self.threads: list[threading.Thread] = []
         self.thread = self._new_thread(f"localactors-actor-{name}", primary=True)
+        self.ident: int | None = None  # the primary thread's, once it runs
         self.queued = 0  # operations submitted and not yet finished (for statistics)
         # idle reading (see set_idle_wait): the primary thread, when it has
         # nothing to do, reads a link itself instead of sleeping on _cv
@@ -131,6 +132,8 @@ class ActorThread:
     def _serve(self, primary: bool) -> None:
         """A thread of this executor: take the next ready operation, run it, repeat."""
         set_nested_waiter(self._nested_wait)  # blocking waits in actor code lend the baton
+        if primary:
+            self.ident = threading.get_ident()
         if self._initializer is not None:
             self._initializer()
         me = threading.current_thread()

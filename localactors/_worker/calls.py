@@ -19,9 +19,11 @@ import functools
 import inspect
 import logging
 import os
+import pickle
 import select
 import threading
 from collections.abc import Callable, Coroutine
+from threading import get_ident
 from typing import Any
 
 from .._base.errors import ActorLostError, SerializationError, dump_exception
@@ -38,6 +40,10 @@ logger = logging.getLogger("localactors.worker")
 
 #: replies smaller than this may be written while the actor thread holds the link (Link.hold)
 _HOLD_MAX = 1 << 15
+
+#: results of these types pickle plainly: no handle in them, nothing for shared memory
+_PLAIN = frozenset({int, float, bool, type(None), str})
+_PLAIN_STR = 1 << 16  # (a longer str: the usual path, which may send a large stream through shared memory)
 
 #: the worker's door into its event loop: run ``fn()`` there soon (raises RuntimeError once closed)
 CallInLoop = Callable[[Callable[[], object]], None]
@@ -193,8 +199,8 @@ class CallServer:
             if (
                 self._held is None
                 and link is self._last_link
+                and get_ident() == self._actor_thread.ident
                 and len(msg.payload if type(msg) is P.CallOk else msg.error) < _HOLD_MAX  # type: ignore[union-attr]
-                and threading.current_thread() is self._actor_thread.thread
                 and not self._actor_thread.has_queued()
                 and link.hold()
             ):
@@ -202,6 +208,11 @@ class CallServer:
                 # thread off it until the actor thread, idle again, reads it itself
                 # (not when more calls are queued: pipelined calls, the actor runs them next)
                 self._held = link
+            try:
+                link.send_reply(msg)  # type: ignore[arg-type]
+            except LinkClosed:
+                pass  # the caller went away; nobody is waiting for this
+            return
         try:
             link.send(msg)
         except LinkClosed:
@@ -238,7 +249,7 @@ class CallServer:
                     finally:
                         self._node.refs.unpin(ctx.unpins)
                     value = method(*args, **kwargs)
-                if inspect.iscoroutine(value):
+                if type(value) not in _PLAIN and inspect.iscoroutine(value):
                     # ``async def`` (or a sync wrapper returning a coroutine): its
                     # body has not started yet; it runs on the event loop
                     return self._start_async(link, call_id, label, value)
@@ -249,6 +260,11 @@ class CallServer:
         return None
 
     def _send_result(self, link: Link, call_id: int, label: str, value: Any) -> None:
+        kind = type(value)
+        if kind in _PLAIN and (kind is not str or len(value) < _PLAIN_STR):
+            # nothing in it to track or to put in shared memory: plain pickle
+            self._reply(link, P.CallOk(call_id, pickle.dumps(value, 5)))
+            return
         ctx = SerialContext(node=self._node)
         try:
             data = dumps(value, ctx, what=f"the result of {label}", shared=True)
