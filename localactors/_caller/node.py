@@ -45,7 +45,7 @@ logger = logging.getLogger("localactors.node")
 #: how long a caller whose link to a worker broke waits for the manager's
 #: notice of that worker's death (it carries the exit code or signal) before
 #: failing the calls with what it knows
-DEATH_NOTICE_WAIT = 0.5
+DEATH_NOTICE_WAIT = 1.0
 
 
 class FetchedData(NamedTuple):

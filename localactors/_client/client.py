@@ -417,7 +417,7 @@ class Client:
         limit = seconds(callback_timeout)
         if asynchronous or (asynchronous is None and self._awaits()):
             result = func(*args, **kwargs)
-            return asyncio.wait_for(_awaited(result), limit) if limit is not None else result
+            return _awaited(result, limit) if limit is not None else result
         result = func(*args, **kwargs)
         if not inspect.isawaitable(result):
             return result
@@ -693,7 +693,10 @@ def _nthreads(reply: P.InfoReply, workers: Any) -> dict[str, int]:
 async def _awaited(awaitable: Any, timeout: float | None = None) -> Any:
     if timeout is None:
         return await awaitable
-    return await asyncio.wait_for(_awaited(awaitable), timeout)
+    try:
+        return await asyncio.wait_for(_awaited(awaitable), timeout)
+    except asyncio.TimeoutError:  # not the builtin one on 3.10
+        raise TimeoutError(f"not done after {timeout} s") from None
 
 
 def _scatter_key(name: Any) -> str:
