@@ -45,12 +45,12 @@ from .._base.errors import ClusterClosedError
 from .._base.futures import Future
 from .._base.nested import futures_in
 from .._base.timeouts import Timeout, seconds
-from .._wire import protocol as P
 from . import lifecycle as _lifecycle
 from . import requests
 from .cluster import LocalCluster
+from .connect import connect
 from .core import ClientCore
-from .diagnostics import actor_table, collect
+from .diagnostics import actor_stats
 from .fetch import gather
 from .remote import install_file
 from .scatter import scatter_plan, send_scatter
@@ -101,21 +101,9 @@ class Client:
             self._start()
 
     def _start(self) -> None:
-        address = self._address
-        if address is None:
-            self.cluster = LocalCluster(**self._cluster_kwargs)
-            self._owns_cluster = True
-            address = self.cluster
-        if isinstance(address, LocalCluster):
-            if address.status == "created":
-                address._start()
-            authkey, manager = address.authkey, address.manager_address
-        else:
-            if self._authkey is None:
-                raise ValueError("Client(address) needs authkey=")
-            authkey, manager = self._authkey, address
-        self._core = ClientCore(self, manager, authkey, self._name, self._direct)
-        self._core.max_in_flight = self._max_in_flight
+        self.cluster, self._owns_cluster, self._core = connect(
+            self, self._address, self._authkey, self._name, self._direct, self._max_in_flight, self._cluster_kwargs
+        )
         self.status = "running"
         _lifecycle.track_client(self)  # this process's open clients; closed at interpreter exit if the user does not
         _context.set_default_client(self._core)
@@ -232,10 +220,7 @@ class Client:
         """
         seconds(timeout)  # checked: it is dask's, and the manager answers at once
         plan = scatter_plan(data)  # a bad shape fails before the client is needed
-        result = send_scatter(self.core, plan, workers, hash)
-        if self._awaits():
-            return _ready(result)
-        return result
+        return send_scatter(self.core, plan, workers, hash, self._awaits())
 
     def gather(
         self, futures: Any, errors: str = "raise", timeout: Timeout = None, *, direct: bool | None = None
@@ -384,11 +369,8 @@ class Client:
 
     def _shutdown(self) -> None:
         cluster = self.cluster
-        if cluster is None and self._core is not None and not self._core.closed:
-            try:
-                self._core.send(P.CloseCluster())
-            except Exception:
-                pass
+        if cluster is None and self._core is not None:
+            requests.close_cluster(self._core)  # known by its address only: its manager closes it
         self._close()
         if cluster is not None:
             cluster._close(5.0)
@@ -400,12 +382,7 @@ class Client:
         "max_latency", "queued", "running"}}``; latencies in seconds, from a
         call's arrival at the worker to its reply. Awaitable in async code.
         """
-        if self._awaits():
-            return self._actor_stats_async(timeout)
-        return actor_table(collect(self, timeout))
-
-    async def _actor_stats_async(self, timeout: float) -> dict[str, dict[str, Any]]:
-        return actor_table(await asyncio.to_thread(collect, self, timeout))
+        return actor_stats(self, timeout, self._awaits())
 
     def scheduler_info(self) -> Any:
         """``{"workers": {name: {...}}}`` with pid, nthreads, resources and memory."""
@@ -446,10 +423,6 @@ class Client:
                 self._close(2.0)
             except Exception:
                 pass
-
-
-async def _ready(value: Any) -> Any:
-    return value
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -3,12 +3,12 @@
 Runs in: the user's process (and in workers, under their ``get_client()``).
 
 The work of ``Client.run``, ``restart``, ``wait_for_workers``, ``who_has``,
-``has_what``, ``nthreads`` and ``scheduler_info``, as functions of the
-:class:`ClientCore`: each sends its request to the manager and reads the
-answer. Each takes ``awaits``, the client's answer under the one sync/async
-rule (stated in ``client.py``): with it the function returns an awaitable,
-without it, it blocks. The ``Client`` methods check their arguments, decide
-``awaits`` and call these.
+``has_what``, ``nthreads``, ``scheduler_info`` and (for a client connected by
+address) ``shutdown``, as functions of the :class:`ClientCore`: each sends its
+request to the manager and reads the answer. Each that waits takes ``awaits``,
+the client's answer under the one sync/async rule (stated in ``client.py``):
+with it the function returns an awaitable, without it, it blocks. The
+``Client`` methods check their arguments, decide ``awaits`` and call these.
 """
 
 from __future__ import annotations
@@ -166,6 +166,16 @@ def _has_what(nthreads: dict[str, int], who_has: dict[str, tuple[str, ...]]) -> 
             if address in out:
                 out[address].append(key)
     return {address: tuple(keys) for address, keys in out.items()}
+
+
+def close_cluster(core: ClientCore) -> None:
+    """``Client.shutdown`` of a client connected by address: ask the manager to close the cluster."""
+    if core.closed:
+        return
+    try:
+        core.send(P.CloseCluster())
+    except Exception:
+        pass  # gone already: nothing left to close
 
 
 def scheduler_info(core: ClientCore, awaits: bool) -> Any:

@@ -50,8 +50,12 @@ def scatter_plan(data: Any) -> ScatterPlan:
     return ScatterPlan([None], [data], lambda fs: fs[0])
 
 
-def send_scatter(core: ClientCore, plan: ScatterPlan, workers: Any, hash: bool) -> Any:
-    """Pickle ``plan``'s values, send them to the manager, return their futures in the data's shape."""
+def send_scatter(core: ClientCore, plan: ScatterPlan, workers: Any, hash: bool, awaits: bool) -> Any:
+    """Pickle ``plan``'s values, send them to the manager, return their futures in the data's shape.
+
+    The manager answers nothing: the futures are ready at once, and awaitable when ``awaits``
+    (the one sync/async rule, stated in ``client.py``).
+    """
     sent = []
     ctx = SerialContext(node=core)
     for name, value in zip(plan.names, plan.values):
@@ -66,7 +70,12 @@ def send_scatter(core: ClientCore, plan: ScatterPlan, workers: Any, hash: bool) 
         workers = (workers,)
     core.send_pins(ctx)  # actor handles among the data stay alive in flight
     core.send(P.Scatter(tuple(sent), tuple(workers or ())))
-    return plan.shape(futures)
+    result = plan.shape(futures)
+    return _ready(result) if awaits else result
+
+
+async def _ready(value: Any) -> Any:
+    return value
 
 
 def _scatter_key(name: Any) -> str:
