@@ -320,9 +320,8 @@ class LocalCluster:
         # closing wins every race: this process's clients of this cluster learn it now, not
         # from the manager's Goodbye, which can reach them after a worker's link dropped,
         # so that a call the close ends fails with ClusterClosedError, not ActorLostError
-        for core in list(_context._cores):
-            if getattr(core, "address", None) == self.manager_address:
-                core.mark_broken(ClusterClosedError("the cluster was closed"))
+        for core in _context.clients_of(self.manager_address):
+            core.mark_broken(ClusterClosedError("the cluster was closed"))
         if self._control is not None:
             try:
                 self._control.send(C.StopCluster())
