@@ -96,9 +96,7 @@ def _options(request: pytest.FixtureRequest) -> tuple[dict[str, Any], bool]:
 
 def localactors_threads(strict: bool = False) -> set[threading.Thread]:
     """Live ``localactors-*`` threads, except (unless ``strict``) those of clients still open."""
-    from ._client.client import open_client_names
-
-    names = set() if strict else open_client_names()
+    names = set() if strict else {c._name for c in lifecycle.live_clients()}
 
     def owned_by_open_client(t: threading.Thread) -> bool:
         return any(f"-{n}-" in t.name or f"-{n}->" in t.name or t.name.endswith(f"-{n}") for n in names)

@@ -41,6 +41,11 @@ def set_default_client(core: Any) -> None:
     _recent[:] = [r for r in _recent if r() is not None] + [weakref.ref(core)]
 
 
+def clients_of(address: str) -> list[Any]:
+    """This process's client cores connected to the manager at ``address`` (closed ones too)."""
+    return [core for core in list(_cores) if getattr(core, "address", None) == address]
+
+
 _recent: list[weakref.ref[Any]] = []  # the user's client cores, oldest first
 
 

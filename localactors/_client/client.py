@@ -33,51 +33,31 @@ One function decides it all: ``_base/blocking.awaits_here``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 import itertools
 import os
-import threading
-import time
-import uuid
-import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
-from concurrent.futures import CancelledError
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from .._base import context as _context
 from .._base.blocking import awaits_here
-from .._base.completion import Completion
 from .._base.config import DEFAULT_MAX_IN_FLIGHT
-from .._base.errors import ClusterClosedError, without_our_frames
-from .._base.futures import ActorFuture, Future
+from .._base.errors import ClusterClosedError
+from .._base.futures import Future
 from .._base.nested import futures_in
-from .._base.serialize import SerialContext, dumps
 from .._base.timeouts import Timeout, seconds
-from .._wire import protocol as P
 from . import lifecycle as _lifecycle
+from . import requests
 from .cluster import LocalCluster
+from .connect import connect
 from .core import ClientCore
-from .diagnostics import actor_table, collect
-from .fetch import gather_plan, run_awaiting, run_blocking
-from .info import scheduler_info
-from .remote import install_file, run_in_fresh_loop, run_results
-from .spec import funcname, make_spec, ship_function
-
-#: how long ``scheduler_info()`` waits for the manager's answer
-INFO_TIMEOUT = 30.0
-#: how long ``restart()`` waits for the new workers unless told
-RESTART_TIMEOUT = 60.0
-#: how often ``wait_for_workers()`` asks the manager
-WORKER_POLL = 0.05
+from .diagnostics import actor_stats
+from .fetch import gather
+from .remote import install_file
+from .scatter import scatter_plan, send_scatter
+from .submit import submit_many, submit_one
+from .sync import sync_call
 
 _client_ids = itertools.count()
-_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-def open_client_names() -> set[str]:
-    """Names of clients in this process that are still open."""
-    return {c._name for c in list(_live_clients) if c.status == "running"}
 
 
 class Client:
@@ -121,24 +101,11 @@ class Client:
             self._start()
 
     def _start(self) -> None:
-        address = self._address
-        if address is None:
-            self.cluster = LocalCluster(**self._cluster_kwargs)
-            self._owns_cluster = True
-            address = self.cluster
-        if isinstance(address, LocalCluster):
-            if address.status == "created":
-                address._start()
-            authkey, manager = address.authkey, address.manager_address
-        else:
-            if self._authkey is None:
-                raise ValueError("Client(address) needs authkey=")
-            authkey, manager = self._authkey, address
-        self._core = ClientCore(self, manager, authkey, self._name, self._direct)
-        self._core.max_in_flight = self._max_in_flight
+        self.cluster, self._owns_cluster, self._core = connect(
+            self, self._address, self._authkey, self._name, self._direct, self._max_in_flight, self._cluster_kwargs
+        )
         self.status = "running"
-        _live_clients.add(self)
-        _lifecycle.track_client(self)  # closed at interpreter exit if the user does not
+        _lifecycle.track_client(self)  # this process's open clients; closed at interpreter exit if the user does not
         _context.set_default_client(self._core)
 
     async def _astart(self) -> Client:
@@ -195,56 +162,10 @@ class Client:
         Futures among the arguments (also in lists, tuples and dicts) are
         dependencies: the task runs after them and receives their values.
         """
-        waits = [f for f in futures_in((args, kwargs)) if isinstance(f, ActorFuture) and not f.done()]
-        spec, ctx = make_spec(
+        return submit_one(
             self.core, fn, args, kwargs, key, pure, workers, resources, allow_other_workers, retries,
             actor or actors, max_restarts,
-        ) if not waits else (None, None)  # fmt: skip
-        if spec is None:
-            return self._submit_later(
-                fn,
-                args,
-                kwargs,
-                waits,
-                key,
-                workers,
-                resources,
-                allow_other_workers,
-                retries,
-                actor or actors,
-                max_restarts,
-            )
-        fut = self.core.future(spec.key)
-        self.core.send_pins(ctx)  # type: ignore[arg-type]
-        if not _cancel_if_input_cancelled(fut, ctx):  # type: ignore[arg-type]
-            self.core.send(P.SubmitTasks((spec,)))
-        return fut
-
-    def _submit_later(
-        self, fn: Any, args: Any, kwargs: Any, waits: list[ActorFuture], key: str | None, *rest: Any
-    ) -> Future:
-        """Some arguments are actor calls still running: send when they finish."""
-        key = key or f"{funcname(fn)}-{uuid.uuid4().hex}"
-        fut = self.core.future(key)
-        remaining = [len(waits)]
-        lock = threading.Lock()
-
-        def go(_: Any) -> None:
-            with lock:
-                remaining[0] -= 1
-                if remaining[0]:
-                    return
-            try:
-                spec, ctx = make_spec(self.core, fn, args, kwargs, key, False, *rest)
-                self.core.send_pins(ctx)
-                if not _cancel_if_input_cancelled(fut, ctx):
-                    self.core.send(P.SubmitTasks((spec,)))
-            except BaseException as err:
-                fut.state.set_exception(err)
-
-        for w in waits:
-            w.add_done_callback(go)
-        return fut
+        )  # fmt: skip
 
     def map(
         self,
@@ -269,26 +190,13 @@ class Client:
         """
         if any(isinstance(it, Iterator) for it in iterables):
             raise TypeError("map() does not take iterators or generators (as in dask): pass a list")
-        specs, contexts = [], []
-        keys = key if isinstance(key, list) else None
-        prefix = key if isinstance(key, str) else None
-        shipped = ship_function(self.core, fn)  # a function pickled by value: pickled once
-        for i, args in enumerate(zip(*iterables)):
-            spec, ctx = make_spec(
-                self.core, shipped, args, kwargs, keys[i] if keys is not None else None, pure, workers, resources,
-                allow_other_workers, retries, actor or actors, 0, prefix,
-            )  # fmt: skip
-            specs.append(spec)
-            contexts.append(ctx)
-        # only now, with every argument pickled: a bad one must leave nothing behind
-        futures = [self.core.future(spec.key) for spec in specs]
-        for ctx in contexts:
-            if ctx.pins:
-                self.core.refs.pin(ctx.pins)
-        send = [spec for spec, fut, ctx in zip(specs, futures, contexts) if not _cancel_if_input_cancelled(fut, ctx)]
-        if send:
-            self.core.send(P.SubmitTasks(tuple(send)))
-        return futures
+        calls = list(zip(*iterables))
+        if not calls:
+            return []  # nothing to send: the client is not even needed (an unstarted one included)
+        return submit_many(
+            self.core, fn, calls, kwargs, key, pure, workers, resources, allow_other_workers, retries,
+            actor or actors,
+        )  # fmt: skip
 
     def scatter(
         self,
@@ -311,46 +219,8 @@ class Client:
         it (docs/differences-from-dask.md).
         """
         seconds(timeout)  # checked: it is dask's, and the manager answers at once
-        if isinstance(data, range):
-            data = list(data)
-        if isinstance(data, Iterator):
-            raise TypeError("scatter() does not take iterators or generators (as in dask): pass a list")
-        kind = type(data)
-        is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
-        if kind is dict:
-            names: list[str | None] = [_scatter_key(k) for k in data]
-            values = list(data.values())
-        elif kind in (list, tuple, set, frozenset) or is_namedtuple:
-            values = list(data)
-            names = [None] * len(values)
-        else:
-            values, names = [data], [None]
-        sent = []
-        ctx = SerialContext(node=self.core)
-        for name, value in zip(names, values):
-            payload = dumps(value, ctx, what=f"scattered {type(value).__name__}")
-            if name is None:
-                token = hashlib.blake2b(payload, digest_size=16).hexdigest() if hash else uuid.uuid4().hex
-                name = f"{type(value).__name__}-{token}"
-            sent.append((name, payload))
-        # only now, with every value pickled: a bad one must leave nothing behind
-        futures = [self.core.future(key) for key, _ in sent]
-        if isinstance(workers, str):
-            workers = (workers,)
-        self.core.send_pins(ctx)  # actor handles among the data stay alive in flight
-        self.core.send(P.Scatter(tuple(sent), tuple(workers or ())))
-        result: Any
-        if kind is dict:
-            result = dict(zip(data, futures))
-        elif is_namedtuple:
-            result = kind(*futures)
-        elif kind in (list, tuple, set, frozenset):
-            result = kind(futures)
-        else:
-            result = futures[0]
-        if self._awaits():
-            return _ready(result)
-        return result
+        plan = scatter_plan(data)  # a bad shape fails before the client is needed
+        return send_scatter(self.core, plan, workers, hash, self._awaits())
 
     def gather(
         self, futures: Any, errors: str = "raise", timeout: Timeout = None, *, direct: bool | None = None
@@ -366,13 +236,7 @@ class Client:
             raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
         if isinstance(futures, Iterator):
             raise TypeError("gather() does not take iterators or generators (as in dask): pass a list")
-        plan = gather_plan(self.core, futures, errors)
-        if self._awaits():
-            return _trimmed(run_awaiting(self.core, plan, seconds(timeout)))
-        try:
-            return run_blocking(self.core, plan, seconds(timeout))
-        except BaseException as err:
-            raise without_our_frames(err)  # the remote error, not our machinery's frames
+        return gather(self.core, futures, errors, seconds(timeout), self._awaits())
 
     def cancel(
         self,
@@ -414,18 +278,8 @@ class Client:
         another thread, runs on that client's loop; otherwise on a loop of its own,
         in a helper thread (so it works inside a running loop too, as in Jupyter).
         """
-        limit = seconds(callback_timeout)
-        if asynchronous or (asynchronous is None and self._awaits()):
-            result = func(*args, **kwargs)
-            return _awaited(result, limit) if limit is not None else result
-        result = func(*args, **kwargs)
-        if not inspect.isawaitable(result):
-            return result
-        core = self._core
-        loop = core.loop if core is not None and core.asynchronous else None
-        if loop is not None and loop.is_running() and not awaits_here(loop):
-            return asyncio.run_coroutine_threadsafe(_awaited(result, limit), loop).result()
-        return run_in_fresh_loop(_awaited(result, limit))
+        awaits = bool(asynchronous) if asynchronous is not None else self._awaits()
+        return sync_call(self._core, func, args, kwargs, awaits, seconds(callback_timeout))
 
     def run(
         self,
@@ -451,26 +305,7 @@ class Client:
             raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', not {on_error!r}")
         if nanny:
             raise ValueError("run(nanny=True): localactors workers have no nanny process")
-        payload = dumps((function, args, kwargs), SerialContext(node=self.core), what=f"run({funcname(function)})")
-        if isinstance(workers, str):
-            workers = (workers,)
-        comp = self.core.request(lambda r: P.RunOnWorkers(r, payload, tuple(workers or ())))
-        if not wait:
-            return None
-        if self._awaits():
-            return self._run_async(comp, on_error)
-        comp.wait_done(None)
-        try:
-            return run_results(self.core, comp.outcome(), on_error)
-        except BaseException as err:
-            raise without_our_frames(err)
-
-    async def _run_async(self, comp: Completion, on_error: str) -> dict[str, Any]:
-        await comp.await_done(None)
-        try:
-            return run_results(self.core, comp.outcome(), on_error)
-        except BaseException as err:
-            raise without_our_frames(err)
+        return requests.run(self.core, function, args, kwargs, workers, wait, on_error, self._awaits())
 
     def restart(self, timeout: Timeout = None, wait_for_workers: bool = True) -> Any:
         """Replace every worker with a new process, as dask's ``restart``: every task and
@@ -479,22 +314,8 @@ class Client:
         Returns once the new workers are in (``TimeoutError`` after ``timeout``,
         default 60 s). Awaitable in async code.
         """
-        limit = seconds(timeout) or RESTART_TIMEOUT
-        comp = self.core.request(lambda r: P.Restart(r))
-        if self._awaits():
-            return self._restart_async(comp, limit)
-        comp.wait_done(limit)
-        self._forget_all()
-        return None
-
-    async def _restart_async(self, comp: Completion, limit: float) -> None:
-        await comp.await_done(limit)
-        self._forget_all()
-
-    def _forget_all(self) -> None:
-        for key, state in list(self.core.states.items()):
-            if state.status != "cancelled":
-                state.cancel(CancelledError(f"{key} was cancelled: the cluster restarted"))
+        limit = seconds(timeout)
+        return requests.restart(self.core, limit, self._awaits())
 
     def wait_for_workers(self, n_workers: int, timeout: Timeout = None) -> Any:
         """Block until at least ``n_workers`` workers are in; ``TimeoutError`` after ``timeout``.
@@ -504,28 +325,7 @@ class Client:
         if not isinstance(n_workers, int) or n_workers < 1:
             raise ValueError(f"n_workers must be a positive integer, not {n_workers!r}")
         limit = seconds(timeout)
-        if self._awaits():
-            return self._wait_for_workers_async(n_workers, limit)
-        deadline = None if limit is None else time.monotonic() + limit
-        while True:
-            comp = self.core.request(lambda r: P.InfoRequest(r))
-            comp.wait_done(INFO_TIMEOUT)
-            if len(comp.outcome().workers) >= n_workers:
-                return None
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"wait_for_workers: fewer than {n_workers} workers after {timeout}")
-            time.sleep(WORKER_POLL)
-
-    async def _wait_for_workers_async(self, n_workers: int, limit: float | None) -> None:
-        deadline = None if limit is None else time.monotonic() + limit
-        while True:
-            comp = self.core.request(lambda r: P.InfoRequest(r))
-            await comp.await_done(INFO_TIMEOUT)
-            if len(comp.outcome().workers) >= n_workers:
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"wait_for_workers: fewer than {n_workers} workers after {limit} s")
-            await asyncio.sleep(WORKER_POLL)
+        return requests.wait_for_workers(self.core, n_workers, limit, timeout, self._awaits())
 
     def upload_file(self, filename: str, load: bool = True) -> Any:
         """Copy a ``.py``, ``.zip`` or ``.egg`` file to every worker, importable there.
@@ -545,28 +345,11 @@ class Client:
 
         Awaitable in async code.
         """
-        keys = () if futures is None else tuple(dict.fromkeys(f.key for f in futures_in(futures)))
-        comp = self.core.request(lambda r: P.WhoHas(r, keys))
-        if self._awaits():
-            return self._who_has_async(comp)
-        comp.wait_done(INFO_TIMEOUT)
-        return {key: tuple(where) for key, where in comp.outcome().who_has}
-
-    async def _who_has_async(self, comp: Completion) -> dict[str, tuple[str, ...]]:
-        await comp.await_done(INFO_TIMEOUT)
-        return {key: tuple(where) for key, where in comp.outcome().who_has}
+        return requests.who_has(self.core, futures, self._awaits())
 
     def nthreads(self, workers: Any = None) -> Any:
         """``{worker address: threads}`` for every worker (or those named in ``workers``); awaitable in async code."""
-        comp = self.core.request(lambda r: P.InfoRequest(r))
-        if self._awaits():
-            return self._nthreads_async(comp, workers)
-        comp.wait_done(INFO_TIMEOUT)
-        return _nthreads(comp.outcome(), workers)
-
-    async def _nthreads_async(self, comp: Completion, workers: Any) -> dict[str, int]:
-        await comp.await_done(INFO_TIMEOUT)
-        return _nthreads(comp.outcome(), workers)
+        return requests.nthreads(self.core, workers, self._awaits())
 
     ncores = nthreads  # dask's older name
 
@@ -575,12 +358,7 @@ class Client:
 
         The other side of :meth:`who_has`. Awaitable in async code.
         """
-        if self._awaits():
-            return self._has_what_async(workers)
-        return _has_what(self.nthreads(workers), self.who_has())
-
-    async def _has_what_async(self, workers: Any) -> dict[str, tuple[str, ...]]:
-        return _has_what(await self.nthreads(workers), await self.who_has())
+        return requests.has_what(self.core, workers, self._awaits())
 
     def shutdown(self) -> Any:
         """Close this client and its cluster, even one it did not start (as dask's)."""
@@ -591,11 +369,8 @@ class Client:
 
     def _shutdown(self) -> None:
         cluster = self.cluster
-        if cluster is None and self._core is not None and not self._core.closed:
-            try:
-                self._core.send(P.CloseCluster())
-            except Exception:
-                pass
+        if cluster is None and self._core is not None:
+            requests.close_cluster(self._core)  # known by its address only: its manager closes it
         self._close()
         if cluster is not None:
             cluster._close(5.0)
@@ -607,24 +382,11 @@ class Client:
         "max_latency", "queued", "running"}}``; latencies in seconds, from a
         call's arrival at the worker to its reply. Awaitable in async code.
         """
-        if self._awaits():
-            return self._actor_stats_async(timeout)
-        return actor_table(collect(self, timeout))
-
-    async def _actor_stats_async(self, timeout: float) -> dict[str, dict[str, Any]]:
-        return actor_table(await asyncio.to_thread(collect, self, timeout))
+        return actor_stats(self, timeout, self._awaits())
 
     def scheduler_info(self) -> Any:
         """``{"workers": {name: {...}}}`` with pid, nthreads, resources and memory."""
-        comp = self.core.request(lambda r: P.InfoRequest(r))
-        if self._awaits():
-            return self._scheduler_info_async(comp)
-        comp.wait_done(INFO_TIMEOUT)
-        return scheduler_info(self.core.address, comp.outcome())
-
-    async def _scheduler_info_async(self, comp: Completion) -> dict[str, Any]:
-        await comp.await_done(INFO_TIMEOUT)
-        return scheduler_info(self.core.address, comp.outcome())
+        return requests.scheduler_info(self.core, self._awaits())
 
     def close(self, timeout: Timeout = 5.0) -> Any:
         """Close the client (and the cluster it started); idempotent."""
@@ -661,56 +423,6 @@ class Client:
                 self._close(2.0)
             except Exception:
                 pass
-
-
-async def _ready(value: Any) -> Any:
-    return value
-
-
-async def _trimmed(awaitable: Awaitable[Any]) -> Any:
-    try:
-        return await awaitable
-    except BaseException as err:
-        raise without_our_frames(err)  # the remote error, not our machinery's frames
-
-
-def _has_what(nthreads: dict[str, int], who_has: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-    out: dict[str, list[str]] = {address: [] for address in nthreads}
-    for key, holders in who_has.items():
-        for address in holders:
-            if address in out:
-                out[address].append(key)
-    return {address: tuple(keys) for address, keys in out.items()}
-
-
-def _nthreads(reply: P.InfoReply, workers: Any) -> dict[str, int]:
-    if isinstance(workers, str):
-        workers = [workers]
-    wanted = set(workers or ())
-    return {w.address: w.nthreads for w in reply.workers if not wanted or {w.name, w.address} & wanted}
-
-
-async def _awaited(awaitable: Any, timeout: float | None = None) -> Any:
-    if timeout is None:
-        return await awaitable
-    try:
-        return await asyncio.wait_for(_awaited(awaitable), timeout)
-    except asyncio.TimeoutError:  # not the builtin one on 3.10
-        raise TimeoutError(f"not done after {timeout} s") from None
-
-
-def _scatter_key(name: Any) -> str:
-    """A scattered dict's key as a task key: a string as it is, anything else as its ``str``."""
-    return name if isinstance(name, str) else str(name)
-
-
-def _cancel_if_input_cancelled(fut: Future, ctx: SerialContext) -> bool:
-    """A call with a cancelled future among its arguments is cancelled, not sent (as in dask)."""
-    gone = [dep for dep in ctx.deps.values() if isinstance(dep, Future) and dep.cancelled()]
-    if not gone:
-        return False
-    fut.state.cancel(CancelledError(f"{fut.key}: its input {gone[0].key} was cancelled"))
-    return True
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

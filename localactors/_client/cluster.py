@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import weakref
@@ -38,7 +37,6 @@ from .._base.config import (
     DEFAULT_WORKER_TIMEOUT,
     MANAGER_ENTRY,
     WORKER_ENTRY,
-    ManagerConfig,
     parse_memory,
 )
 from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartError
@@ -50,6 +48,7 @@ from . import lifecycle as _lifecycle
 from .cluster_file import write_cluster_file
 from .output import OutputSink
 from .signals import children_of, kill_group, kill_stragglers, signal_worker
+from .start import await_ready, manager_config, private_directory
 
 logger = logging.getLogger("localactors.cluster")
 
@@ -195,27 +194,9 @@ class LocalCluster:
     def _start(self) -> None:
         if self.processes:
             _lifecycle.check_main_guard(self.start_method)  # one clear line, before anything starts
-        self.directory = tempfile.mkdtemp(prefix="localactors-")  # mode 0700
-        os.chmod(self.directory, 0o700)
-        self.authkey = os.urandom(32)
+        self.directory, self.authkey = private_directory()
+        config = manager_config(self, self.directory, self.authkey)
         ctx: Any = multiprocessing.get_context(self.start_method)
-        config = ManagerConfig(
-            directory=self.directory,
-            authkey=self.authkey,
-            n_workers=self.n_workers,
-            threads_per_worker=self.threads_per_worker,
-            resources=tuple(sorted(self.resources.items())),
-            memory_limit=self.memory_limit,
-            start_method=self.start_method,
-            allowed_failures=self.allowed_failures,
-            log_level=self.log_level,
-            in_process=not self.processes,
-            forward_output=self.forward_output,
-            max_in_flight=self.max_in_flight,
-            worker_entry=self.worker_entry,
-            worker_timeout=self.worker_timeout,
-            max_frame_size=self.max_frame_size,
-        )
         ours, theirs = ctx.Pipe()
         self._control = ours
         self._process = make_runner(
@@ -231,19 +212,7 @@ class LocalCluster:
                 self._watcher.start()
             else:
                 self._theirs = theirs  # the manager thread reads it; closed after it ends
-            if not ours.poll(self.timeout):
-                raise ClusterBrokenError(f"the cluster did not start within {self.timeout} s")
-            try:
-                reply = ours.recv()
-            except EOFError:
-                raise ClusterBrokenError("the manager process died while starting") from None
-            match reply:
-                case C.Ready(address, workers):
-                    self.manager_address, self._workers = address, workers
-                case C.StartFailed(why):
-                    raise WorkerStartError(f"the cluster could not start: {why}")
-                case _:
-                    raise ClusterBrokenError(f"the manager answered {reply!r} to its start")
+            self.manager_address, self._workers = await_ready(ours, self.timeout)
         except BaseException:
             self.status = "running"
             self._close()  # not close(): in async mode that only makes a coroutine
@@ -320,9 +289,8 @@ class LocalCluster:
         # closing wins every race: this process's clients of this cluster learn it now, not
         # from the manager's Goodbye, which can reach them after a worker's link dropped,
         # so that a call the close ends fails with ClusterClosedError, not ActorLostError
-        for core in list(_context._cores):
-            if getattr(core, "address", None) == self.manager_address:
-                core.mark_broken(ClusterClosedError("the cluster was closed"))
+        for core in _context.clients_of(self.manager_address):
+            core.mark_broken(ClusterClosedError("the cluster was closed"))
         if self._control is not None:
             try:
                 self._control.send(C.StopCluster())

@@ -11,6 +11,7 @@ counters (:mod:`localactors._worker.stats`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,20 @@ class Snapshot:
     workers: tuple[P.WorkerStat, ...]
     actors: tuple[tuple[str, P.ActorStat], ...]  #: (worker name, stats)
     unreachable: tuple[str, ...]  #: workers that did not answer
+
+
+def actor_stats(client: Any, timeout: float, awaits: bool) -> Any:
+    """``client.actor_stats()``: :func:`actor_table` of :func:`collect`.
+
+    Awaitable when ``awaits`` (the one sync/async rule): then collected in a thread.
+    """
+    if awaits:
+        return _actor_stats_async(client, timeout)
+    return actor_table(collect(client, timeout))
+
+
+async def _actor_stats_async(client: Any, timeout: float) -> dict[str, dict[str, Any]]:
+    return actor_table(await asyncio.to_thread(collect, client, timeout))
 
 
 def collect(client: Any, timeout: float = 5.0) -> Snapshot:

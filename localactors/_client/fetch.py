@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from .._base.completion import Completion
-from .._base.errors import WorkerLostError
+from .._base.errors import WorkerLostError, without_our_frames
 from .._base.futures import Future
 from .._base.nested import SKIP, futures_in, replace, without_erred
 from .._base.serialize import SerialContext, loads
@@ -88,6 +88,24 @@ async def run_awaiting(node: Node, plan: Plan[T], timeout: float | None) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
+
+
+def gather(node: Node, futures: Any, errors: str, timeout: float | None, awaits: bool) -> Any:
+    """``Client.gather``: run :func:`gather_plan`, blocking, or awaited when ``awaits``."""
+    plan = gather_plan(node, futures, errors)
+    if awaits:
+        return _trimmed(run_awaiting(node, plan, timeout))
+    try:
+        return run_blocking(node, plan, timeout)
+    except BaseException as err:
+        raise without_our_frames(err)  # the remote error, not our machinery's frames
+
+
+async def _trimmed(awaitable: Awaitable[T]) -> T:
+    try:
+        return await awaitable
+    except BaseException as err:
+        raise without_our_frames(err)  # the remote error, not our machinery's frames
 
 
 # -- the plans ---------------------------------------------------------------------------

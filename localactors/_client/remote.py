@@ -1,19 +1,16 @@
-"""What ``Client.run``, ``upload_file`` and ``sync`` need besides messages.
+"""What ``Client.run`` and ``upload_file`` need besides messages.
 
-Runs in: the user's process (``run_results``, ``run_in_fresh_loop``) and in
-workers (``install_file``, sent there by ``Client.upload_file`` through
-``Client.run``).
+Runs in: the user's process (``run_results``) and in workers
+(``install_file``, sent there by ``Client.upload_file`` through ``Client.run``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Coroutine
 from typing import Any
 
 from .._base.errors import load_exception
@@ -39,28 +36,6 @@ def run_results(node: Node, reply: P.RunReply, on_error: str) -> dict[str, Any]:
         if on_error == "return":
             out[address] = error
     return out
-
-
-def run_in_fresh_loop(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run ``coro`` to its end on a new event loop in a helper thread (``Client.sync``).
-
-    A thread of its own: this thread may be running a loop already (Jupyter),
-    and ``asyncio.run`` here would also reset this thread's event loop.
-    """
-    box: dict[str, Any] = {}
-
-    def main() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as err:
-            box["error"] = err
-
-    thread = threading.Thread(target=main, name="localactors-sync", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def install_file(name: str, data: bytes, load: bool) -> None:

@@ -4,10 +4,12 @@ Runs in: the manager process, on its one main thread (no locks needed).
 
 Pure state machine: every handler updates state and sends messages through
 the ``send`` callback it was given; it never blocks. The records and the task
-states are in :mod:`~localactors._manager.books`. Two collaborators own their
+states are in :mod:`~localactors._manager.books`. Collaborators own their
 own state: :class:`~localactors._manager.placement.Placement` (which worker
-runs a task, free resources, tasks no worker fits) and
-:class:`~localactors._manager.refcount.References` (who holds which key).
+runs a task, free resources, tasks no worker fits),
+:class:`~localactors._manager.refcount.References` (who holds which key) and
+:class:`~localactors._manager.loss.Recovery` (what a lost worker had: rerun,
+recompute, restart or give up).
 The scheduler releases a key once nothing refers to it: then its worker frees
 the data or drops the actor.
 """
@@ -15,13 +17,13 @@ the data or drops the actor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from concurrent.futures import CancelledError
-from typing import Any, NamedTuple
+from typing import Any
 
-from .._base.errors import ActorLostError, KilledWorker, WorkerLostError, dump_exception
+from .._base.errors import WorkerLostError, dump_exception
 from .._wire import protocol as P
 from .books import FAILED, NOT_STARTED, UNFINISHED, Send, Task, TaskStatus, WorkerState
+from .loss import Recovery, WorkerLoss
 from .placement import Placement
 from .refcount import References
 
@@ -33,32 +35,19 @@ logger = logging.getLogger("localactors.scheduler")
 _DONE_WITH_INPUTS = frozenset({TaskStatus.MEMORY, TaskStatus.ERRED, TaskStatus.CANCELLED})
 
 
-class _WorkerLoss(NamedTuple):
-    """A worker that just died or left, and how: what errors about it say."""
-
-    name: str
-    reason: str
-    exitcode: int | None
-
-    def error(self, cls: type[WorkerLostError], what: str) -> bytes:
-        return dump_exception(cls(f"{what} lost: worker {self.name} {self.reason}", self.name, self.exitcode))
-
-    def killed_worker(self, task: Task) -> bytes:
-        why = f"task {task.key!r} was running on {task.failures} workers that died; last: {self.name} {self.reason}"
-        return dump_exception(KilledWorker(why, self.name, self.exitcode))
-
-
 class Scheduler:
     """Knows every task, every worker and every reference."""
 
     def __init__(self, send: Send, allowed_failures: int = 3) -> None:
         self.send = send
-        self.allowed_failures = allowed_failures
         self.workers: dict[str, WorkerState] = {}
         self.tasks: dict[str, Task] = {}
         self.client_links: set[Any] = set()
         self.placement = Placement(self.workers, self.tasks, send, self._erred)
         self.refs = References()
+        self.recovery = Recovery(
+            self.tasks, self.placement, allowed_failures, self._erred, self._notify, self._referenced
+        )
         #: tasks released while running: they keep their inputs until the run ends
         self._released_running: dict[str, Task] = {}
         self._index = 0
@@ -84,7 +73,7 @@ class Scheduler:
         return ws
 
     def remove_worker(self, name: str, reason: str, exitcode: int | None = None) -> P.WorkerDied | None:
-        """A worker died or left: rerun, recompute, restart or give up what it had.
+        """A worker died or left: rerun, recompute, restart or give up what it had (:mod:`.loss`).
 
         Returns the notice for every node. The manager sends it *after* the
         per-key messages sent here, so a node holding the notice has seen them.
@@ -96,93 +85,8 @@ class Scheduler:
         self.placement.remove_worker(ws, reason)
         for key in [k for k, t in self._released_running.items() if t.worker is ws]:
             self._released_run_ended(key, ws)
-        loss = _WorkerLoss(name, reason, exitcode)
-        rerun = self._requeue_runs(ws, loss)
-        recovered = self._recover_keys(ws, loss)
-        restarting = tuple(task.key for task in recovered if task.actor is not None)
-        for task in rerun + recovered:  # start each over once the inputs it needs are back
-            if task.status is TaskStatus.WAITING:  # not erred meanwhile through a lost input
-                self._wait_for_deps(task)
+        restarting = self.recovery.take_back(ws, WorkerLoss(name, reason, exitcode))
         return P.WorkerDied(name, ws.info.address, reason, exitcode, restarting)
-
-    def _requeue_runs(self, ws: WorkerState, loss: _WorkerLoss) -> list[Task]:
-        """What was running on ``ws``: to run elsewhere, unless it keeps killing workers."""
-        rerun = []
-        for task in self._tasks_on(ws, ws.processing):
-            if task.spec is None:  # scattered data on its way there: nothing to rerun
-                self._lose(task, loss.error(WorkerLostError, f"scattered {task.key!r}"))
-                continue
-            task.failures += 1
-            if task.failures > self.allowed_failures:
-                self._erred(task, loss.killed_worker(task))
-            else:
-                task.status = TaskStatus.WAITING
-                rerun.append(task)
-        return rerun
-
-    def _recover_keys(self, ws: WorkerState, loss: _WorkerLoss) -> list[Task]:
-        """What lived on ``ws``: actors to restart and data still wanted, to compute again; the rest is lost."""
-        recovered = []
-        for task in self._tasks_on(ws, ws.has | ws.actors):
-            if task.actor is not None and task.restarts_left > 0 and task.spec is not None:
-                task.restarts_left -= 1
-                task.restarting = True
-                task.status = TaskStatus.WAITING
-                recovered.append(task)
-            elif task.actor is None and task.spec is not None and self._referenced(task.key):
-                self._recompute(task)  # its Futures are still held
-                recovered.append(task)
-            elif task.actor is not None:
-                self._lose(task, loss.error(ActorLostError, f"actor {task.key}"))
-            else:
-                self._lose(task, loss.error(WorkerLostError, f"data of {task.key!r}"))
-        return recovered
-
-    def _tasks_on(self, ws: WorkerState, keys: set[str]) -> Iterator[Task]:
-        """The tasks of ``keys`` that ``ws`` still has when their turn comes (in key
-        order: handling one may release or fail another), each taken off ``ws``."""
-        for key in sorted(keys):
-            task = self.tasks.get(key)
-            if task is not None and task.worker is ws:
-                task.worker = None
-                yield task
-
-    def _recompute(self, task: Task) -> None:
-        """``task``'s value died with its worker: its holders and dependents wait for it again."""
-        task.status = TaskStatus.WAITING
-        self._notify(task.key, P.KeyReset(task.key))
-        for dep_key in task.dependents:
-            dependent = self.tasks.get(dep_key)
-            if dependent is not None and dependent.status in NOT_STARTED:
-                dependent.waiting_on.add(task.key)
-                dependent.status = TaskStatus.WAITING
-                self.placement.unpark(dep_key)
-
-    def _lose(self, task: Task, error: bytes) -> None:
-        """The key's value is gone for good: tell its holders, fail its dependents."""
-        task.status, task.error, task.worker = TaskStatus.LOST, error, None
-        self.placement.unpark(task.key)
-        self._notify(task.key, P.KeyLost(task.key, task.error))
-        for dep_key in list(task.dependents):
-            dependent = self.tasks.get(dep_key)
-            if dependent is not None and dependent.status in NOT_STARTED:
-                self._erred(dependent, task.error)
-
-    def _wait_for_deps(self, task: Task) -> None:
-        """(Re)start ``task``: schedule it now, or when its missing inputs are back."""
-        assert task.spec is not None
-        task.waiting_on = set()
-        for dep in task.spec.deps:
-            dt = self.tasks.get(dep)
-            if dt is None or dt.status in FAILED:
-                err = WorkerLostError(f"dependency {dep!r} of {task.key!r} is gone")
-                self._erred(task, dt.error if dt is not None and dt.error else dump_exception(err))
-                return
-            dt.dependents.add(task.key)
-            if dt.status is not TaskStatus.MEMORY:
-                task.waiting_on.add(dep)
-        if not task.waiting_on:
-            self.placement.schedule(task)
 
     def fail_unplaced(self, error: bytes) -> None:
         """No worker can be kept alive: fail every task waiting for one, with ``error``."""
