@@ -98,7 +98,10 @@ class Client:
         self._core: ClientCore | None = None
         self.status = "newly-created"
         if not asynchronous:
-            self._start()
+            try:
+                self._start()
+            except _lifecycle.MainGuardError as err:  # the user's line, then this one: nothing of ours
+                raise err.with_traceback(None) from None
 
     def _start(self) -> None:
         self.cluster, self._owns_cluster, self._core = connect(

@@ -133,7 +133,10 @@ class LocalCluster:
         self._watcher: threading.Thread | None = None  # kills the process group when the manager ends
         self._req = 0
         if not asynchronous:
-            self._start()
+            try:
+                self._start()
+            except _lifecycle.MainGuardError as err:  # the user's line, then this one: nothing of ours
+                raise err.with_traceback(None) from None
 
     def __repr__(self) -> str:
         return f"<LocalCluster {self.status} workers={len(self._workers)} dir={self.directory!r}>"
