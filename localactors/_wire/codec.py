@@ -20,7 +20,8 @@ import struct
 from dataclasses import fields
 from typing import Any
 
-from .protocol import OUT_OF_BAND, ActorCall, CallErr, CallKind, CallOk, Message, _Big
+from .protocol import OUT_OF_BAND, ActorCall, CallErr, CallKind, CallOk, Message
+from .records import _Big
 
 _TYPES: tuple[type, ...] = Message.__args__  # type: ignore[attr-defined]
 _TAG = {cls: i for i, cls in enumerate(_TYPES)}

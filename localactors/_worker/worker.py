@@ -42,7 +42,7 @@ from .._base import context as _context
 from .._base.config import WorkerConfig
 from .._base.errors import SerializationError, WorkerLostError, dump_exception
 from .._base.futures import Completion
-from .._base.serialize import SerialContext, dumps, loads
+from .._base.serialize import SerialContext, loads
 from .._caller.actor import Actor
 from .._caller.node import FetchedData, Node
 from .._client.client import Client
@@ -52,6 +52,7 @@ from .._wire.link import Link, LinkClosed
 from .actor_thread import ActorThread
 from .calls import CallServer, members
 from .output import line_buffer_streams, redirect_worker_output
+from .run import run_function
 from .taskpool import TaskPool
 
 logger = logging.getLogger("localactors.worker")
@@ -281,23 +282,7 @@ class Worker:
         self._report(P.TaskDone(key, _sizeof(value), type(value).__name__))
 
     def _run_function(self, run_id: int, payload: bytes) -> None:
-        """``Client.run``: call the function here, now, beside tasks and actors (as dask does).
-
-        A coroutine function runs on the worker's event loop; a function taking
-        ``dask_worker`` gets this worker, as in dask.
-        """
-        _context.set_worker(self, thread_only=True)
-        try:
-            fn, args, kwargs = loads(payload, SerialContext(node=self.node), what="the function of run()")
-            if "dask_worker" in _parameters(fn):
-                kwargs = {**kwargs, "dask_worker": self}
-            result = fn(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                result = asyncio.run_coroutine_threadsafe(result, self.loop).result()
-            reply = P.RunResult(run_id, True, dumps(result, SerialContext(node=self.node), what="run()'s result"))
-        except BaseException as err:
-            reply = P.RunResult(run_id, False, dump_exception(err))
-        self._report(reply)
+        self._report(run_function(self, self.node, self._await_in_loop, run_id, payload))
 
     def _drop_actor(self, key: str) -> None:
         self.actors.pop(key, None)
@@ -416,13 +401,6 @@ def _copy_outcome(outcome: concurrent.futures.Future[Any], task: asyncio.Task[An
         outcome.set_exception(task.exception())
     else:
         outcome.set_result(task.result())
-
-
-def _parameters(fn: Any) -> tuple[str, ...]:
-    try:
-        return tuple(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return ()
 
 
 def _sizeof(value: object) -> int:
