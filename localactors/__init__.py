@@ -21,16 +21,19 @@ the module at each end (``client/core`` is ``localactors/_client/core.py``)::
     |   caller/node       | <---------- |   manager/supervise | ----------> |   caller/node       |
     |                     |  WorkerDied |                     |  WorkerDied |                     |
     |                     |  ActorMoved |                     |  ActorMoved |                     |
+    |                     |             |   manager/supervise | --Ping----> |   worker/worker     |
+    |                     |             |                     | <----Pong-- |   (its manager link)|
     |                     |             +---------------------+             |                     |
     | Future.result()     |                     GetData                     |                     |
-    |   client/core       |    ----------------------------------------->   |   worker/calls      |
-    |   caller/peer       |    <-----------------------------------------   |   (the thread that  |
-    |                     |                    DataReply                    |   reads the link)   |
+    |   client/fetch      |    ----------------------------------------->   |   worker/calls      |
+    |   caller/peer       |    <-----------------------------------------   |   (the link's reader|
+    |                     |                    DataReply                    |    or the loop)     |
     | Actor proxy         |                    ActorCall                    |                     |
     |   caller/actor      |    ----------------------------------------->   |   worker/calls      |
     |   caller/node,peer  |    <-----------------------------------------   |   worker/           |
     | ActorFuture         |                 CallOk, CallErr                 |     actor_thread    |
     |   base/futures      |                                                 |                     |
+    |   base/completion   |                                                 |                     |
     |   wire/shared_read  |                                                 |                     |
     +---------------------+                                                 +---------------------+
 
@@ -41,7 +44,9 @@ and fetch each other's data over the same direct links. With
 ``Client(direct_to_workers=False)`` the direct links run through the manager
 (``RelayTo``/``RelayFrom``, ``manager/relay``). The manager keeps the books (who
 holds what, who refers to what) and is off the path of every actor call and
-every result.
+every result. Large buffers in an actor call's arguments and result and in a
+data reply travel through shared memory (``wire/shm``), the message naming
+the segment.
 
 Layers: a subpackage imports only the layers its row names (its own included),
 counting imports under ``TYPE_CHECKING`` and inside functions, and no module
