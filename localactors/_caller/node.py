@@ -37,15 +37,10 @@ from .._wire import protocol as P
 from .._wire.connection import connect
 from .._wire.link import Link, LinkClosed
 from .._wire.shared_read import in_reader_thread
-from .peer import PeerLink, PendingRequest
+from .peer import DEATH_NOTICE_WAIT, PeerLink, PendingRequest
 from .refs import RefTracker
 
 logger = logging.getLogger("localactors.node")
-
-#: how long a caller whose link to a worker broke waits for the manager's
-#: notice of that worker's death (it carries the exit code or signal) before
-#: failing the calls with what it knows
-DEATH_NOTICE_WAIT = 1.0
 
 
 class FetchedData(NamedTuple):
@@ -275,7 +270,7 @@ class Node:
         return peer
 
     def _on_peer_close(self, peer: PeerLink, link: Link, error: BaseException | None) -> None:
-        peer.fail_all(wait=0.0 if self.closed else DEATH_NOTICE_WAIT)
+        peer.fail_all(DEATH_NOTICE_WAIT)
 
     def _on_peer_message(self, peer: PeerLink, link: Link, msg: P.Message) -> None:
         if type(msg) is P.CallOk:  # the hot path

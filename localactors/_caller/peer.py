@@ -23,6 +23,12 @@ from .._wire import codec as W
 from .._wire import protocol as P
 from .._wire.link import Link, LinkClosed
 
+#: how long a caller whose link to a worker broke (its reader saw EOF, or a send
+#: failed) waits for the manager's notice of that worker's death (it carries the
+#: exit code or signal, and which actors are being restarted) before failing the
+#: calls with what it knows
+DEATH_NOTICE_WAIT = 1.0
+
 #: builds a request's message once it has its id
 MakeRequest = Callable[[int], P.Message]
 
@@ -139,8 +145,8 @@ class PeerLink:
             return
         try:
             self.send(make(req_id))
-        except LinkClosed:
-            self.fail_all()
+        except LinkClosed:  # the worker is gone: say how, once the manager has told us
+            self.fail_all(DEATH_NOTICE_WAIT)
 
     def call(self, comp: Completion, key: str, name: str, kind: P.CallKind, payload: Any, label: str) -> None:
         """Send actor call ``name`` to ``key``: :meth:`request`, made lean for the common case
@@ -157,8 +163,8 @@ class PeerLink:
             if req_id >= 0:
                 try:
                     link.send_call(req_id, key, name, kind, payload)
-                except LinkClosed:
-                    self.fail_all()
+                except LinkClosed:  # the worker is gone: say how, once the manager has told us
+                    self.fail_all(DEATH_NOTICE_WAIT)
                 return
         self.request(
             lambda call_id: P.ActorCall(call_id, key, name, kind, payload), comp, f"call {label} to actor {key}", key
@@ -180,7 +186,7 @@ class PeerLink:
             try:
                 self.send(make(req_id))
             except LinkClosed:
-                self.fail_all()
+                self.fail_all(DEATH_NOTICE_WAIT)
             finally:
                 with self._cond:
                     self._flushing = False
@@ -206,7 +212,7 @@ class PeerLink:
         With ``wait``, first give the manager's notice of the death up to that
         long to arrive, so the errors can say how the worker died.
         """
-        if wait > 0 and self.lost is None:
+        if wait > 0 and self.lost is None and self.node.closed_error() is None:
             self.node.await_death_notice(self.address, wait)
         with self._cond:
             if self.lost is None:
