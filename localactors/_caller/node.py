@@ -25,7 +25,7 @@ import os
 import pickle
 import threading
 from queue import Empty
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 from .._base.blocking import nested_waiter
 from .._base.config import DEFAULT_MAX_IN_FLIGHT
@@ -35,6 +35,7 @@ from .._base.serialize import SerialContext, loads
 from .._wire import codec as W
 from .._wire import protocol as P
 from .._wire.connection import connect
+from .._wire.exhaustive import assert_never
 from .._wire.link import Link, LinkClosed
 from .._wire.shared_read import in_reader_thread
 from .peer import DEATH_NOTICE_WAIT, PeerLink, PendingRequest
@@ -170,7 +171,7 @@ class Node:
                 for call in parked:
                     call.future.set_exception(self._restart_error(key, error))
             case _:
-                _unreachable(msg)
+                assert_never(msg)
 
     @staticmethod
     def _restart_error(key: str, error: bytes) -> ActorLostError:
@@ -415,7 +416,3 @@ class Node:
             return
         self.handle_peer_message(peer, W.decode(frames[0], list(frames[1:])))
 
-
-def _unreachable(value: NoReturn) -> NoReturn:
-    """``typing.assert_never`` (3.11+): mypy checks the ``match`` above is exhaustive."""
-    raise TypeError(f"unexpected {value!r}")

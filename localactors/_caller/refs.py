@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import enum
 from queue import SimpleQueue
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple
 
 from .._wire import protocol as P
+from .._wire.exhaustive import assert_never
 
 
 class Change(enum.Enum):
@@ -99,12 +100,8 @@ class RefTracker:
                 case Change.UNPIN:
                     unpins.append(token)
                 case _:
-                    _unreachable(change)
+                    assert_never(change)
         if changes or pins or unpins:
             return P.RefDelta(tuple(changes), tuple(pins), tuple(unpins))
         return None
 
-
-def _unreachable(value: NoReturn) -> NoReturn:
-    """``typing.assert_never`` (3.11+): mypy checks the ``match`` above is exhaustive."""
-    raise AssertionError(f"unhandled {value!r}")

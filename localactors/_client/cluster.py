@@ -44,6 +44,7 @@ from .._base.runner import make_runner
 from .._wire import control as C
 from .._wire import protocol as P
 from .._wire import shm
+from .._wire.exhaustive import assert_never
 from . import lifecycle as _lifecycle
 from .cluster_file import write_cluster_file
 from .output import OutputSink
@@ -185,7 +186,7 @@ class LocalCluster:
                 case C.Scaled() | C.WorkerList() | C.Ready() | C.StartFailed():
                     pass  # a late answer to an earlier request that timed out: not ours
                 case _:
-                    C.assert_never(reply)
+                    assert_never(reply)
 
     @property
     def scheduler_address(self) -> str:

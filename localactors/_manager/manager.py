@@ -40,6 +40,7 @@ from .._wire import control as C
 from .._wire import protocol as P
 from .._wire import shm
 from .._wire.connection import Link, LinkClosed, Server
+from .._wire.exhaustive import assert_never
 from .books import WorkerState
 from .inbox import InboxItem, LinkDropped, Order, ParentGone, Reaped, Received, RelayGone
 from .output import OutputPump
@@ -259,7 +260,7 @@ class Manager:
                 self.parent_gone = True
                 self.running = False
             case _:
-                C.assert_never(item)
+                assert_never(item)
 
     def _handle_control(self, order: C.ToManager) -> None:
         match order:
@@ -272,7 +273,7 @@ class Manager:
             case C.ListWorkers(req_id):
                 self._reply_control(C.WorkerList(req_id, self._infos()))  # LocalCluster.workers
             case _:
-                C.assert_never(order)
+                assert_never(order)
 
     def _link_closed(self, link: Any) -> None:
         self.links.discard(link)

@@ -12,26 +12,16 @@ request that timed out is told apart from the next one's::
     manager -> cluster : Ready | StartFailed   (once, at start)
                          Scaled  WorkerList    (answers, by req_id)
 
-Both sides dispatch with ``match`` and :func:`assert_never`, so a new message
+Both sides dispatch with ``match`` and ``assert_never`` (:mod:`~localactors._wire.exhaustive`), so a new message
 that one side forgets to handle fails the type check.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, fields
 from typing import Any, Union
 
 from .protocol import WorkerInfo
-
-if sys.version_info >= (3, 11):
-    from typing import assert_never
-else:  # pragma: no cover - the same contract, for Python 3.10
-    from typing import NoReturn
-
-    def assert_never(value: NoReturn) -> NoReturn:
-        raise AssertionError(f"unhandled: {value!r}")
-
 
 __all__ = [
     "ListWorkers",
@@ -43,7 +33,6 @@ __all__ = [
     "ToCluster",
     "ToManager",
     "WorkerList",
-    "assert_never",
 ]
 
 
