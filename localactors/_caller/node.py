@@ -8,7 +8,8 @@ seat in the cluster as a caller of actors and a holder of handles. A client's
 
 * a :class:`~localactors._caller.refs.RefTracker`: local handle counts per key. The first and last
   handle of a key, and every handle sent or received, become a ``RefDelta``
-  to the manager, which frees what nobody holds any more;
+  to the manager, which frees what nobody holds any more (sent by its
+  :class:`~localactors._caller.refs.RefSender`, which runs the refs thread);
 * one :class:`~localactors._caller.peer.PeerLink` per worker it talks to: a direct authenticated
   connection (or, with ``direct_to_workers=False``, a path relayed through
   the manager) with the table of calls and data requests awaiting replies.
@@ -24,7 +25,6 @@ import logging
 import os
 import pickle
 import threading
-from queue import Empty
 from typing import Any, NamedTuple
 
 from .._base.blocking import nested_waiter
@@ -36,10 +36,10 @@ from .._wire import codec as W
 from .._wire import protocol as P
 from .._wire.connection import connect
 from .._wire.exhaustive import assert_never
-from .._wire.link import Link, LinkClosed
+from .._wire.link import Link
 from .._wire.shared_read import in_reader_thread
 from .peer import DEATH_NOTICE_WAIT, PeerLink, PendingRequest
-from .refs import RefTracker
+from .refs import RefSender, RefTracker
 
 logger = logging.getLogger("localactors.node")
 
@@ -70,6 +70,7 @@ class Node:
         self.authkey = authkey
         self.direct = direct
         self.refs = RefTracker()
+        self._ref_sender = RefSender(self.refs, name)  # the refs thread, once attach_manager starts it
         self.max_in_flight = DEFAULT_MAX_IN_FLIGHT
         self._peers: dict[str, PeerLink] = {}
         self._peers_lock = threading.Lock()
@@ -192,46 +193,19 @@ class Node:
 
     def attach_manager(self, link: Link) -> None:
         self.manager_link = link
-        link.before_send = self._flush_refs_locked
-        threading.Thread(target=self._ref_loop, name=f"localactors-refs-{self.name}", daemon=True).start()
-
-    def _flush_refs_locked(self) -> None:
-        delta = self.refs.drain()
-        if delta is not None and self.manager_link is not None:
-            self.manager_link.send_unlocked(delta)
+        self._ref_sender.attach(link)
 
     def flush_refs(self) -> None:
-        link = self.manager_link
-        if link is None:
-            return
-        with link.send_lock:
-            try:
-                self._flush_refs_locked()
-            except LinkClosed:
-                pass
-
-    def _ref_loop(self) -> None:
-        wake = self.refs.wake
-        while True:
-            wake.get()
-            try:  # one flush sends every change queued so far: take their wake-ups too
-                while True:
-                    wake.get_nowait()
-            except Empty:
-                pass
-            if self.refs.closed:
-                return
-            self.flush_refs()
+        self._ref_sender.flush()
 
     def stop_refs(self) -> None:
-        self.refs.closed = True
-        self.refs.wake.put(None)
+        self._ref_sender.stop()
 
     def send_pins(self, ctx: SerialContext) -> None:
         """Register handles put in flight, before the message carrying them."""
         if ctx.pins:
             self.refs.pin(ctx.pins)
-            self.flush_refs()
+            self._ref_sender.flush()
 
     # -- links to workers -----------------------------------------------------
 
