@@ -12,12 +12,12 @@ the module at each end (``client/core`` is ``localactors/_client/core.py``)::
     |   client/output     | <--Output---|   manager/output    | <--pipes--- |   worker/output     |
     |                     |             |                     |             |                     |
     | Client              | SubmitTasks | Scheduler           |   RunTask   | task pool           |
-    |   client/client     | ----------> |   manager/scheduler | ----------> |   worker/worker     |
+    |   client/client     | ----------> |   manager/scheduler | ----------> |   worker/tasks      |
     |   client/core       | <---------- |                     | <---------- |   worker/taskpool   |
     |   base/futures      |   KeyDone   |                     |   TaskDone  |                     |
     |                     |             |                     |             |                     |
     | refs thread         |   RefDelta  |                     |   RefDelta  | refs thread         |
-    |   caller/node       | ----------> |   manager/refcount  | <---------- |   caller/node       |
+    |   caller/refs       | ----------> |   manager/refcount  | <---------- |   caller/refs       |
     |   caller/node       | <---------- |   manager/supervise | ----------> |   caller/node       |
     |                     |  WorkerDied |                     |  WorkerDied |                     |
     |                     |  ActorMoved |                     |  ActorMoved |                     |

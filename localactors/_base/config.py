@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .._wire.link import MAX_FRAME_SIZE
+from .._wire.framing import MAX_FRAME_SIZE
 
 #: unanswered calls allowed on one caller-to-worker link before a caller waits
 DEFAULT_MAX_IN_FLIGHT = 10_000

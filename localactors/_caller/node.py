@@ -8,12 +8,16 @@ seat in the cluster as a caller of actors and a holder of handles. A client's
 
 * a :class:`~localactors._caller.refs.RefTracker`: local handle counts per key. The first and last
   handle of a key, and every handle sent or received, become a ``RefDelta``
-  to the manager, which frees what nobody holds any more;
+  to the manager, which frees what nobody holds any more (sent by its
+  :class:`~localactors._caller.refs.RefSender`, which runs the refs thread);
 * one :class:`~localactors._caller.peer.PeerLink` per worker it talks to: a direct authenticated
   connection (or, with ``direct_to_workers=False``, a path relayed through
   the manager) with the table of calls and data requests awaiting replies.
   When a link breaks, everything pending on it fails with ``ActorLostError``
-  or ``WorkerLostError``; later calls to that worker fail at once.
+  or ``WorkerLostError``; later calls to that worker fail at once;
+* its :class:`~localactors._caller.notices.Notices`: what the manager said
+  about failures (dead workers, restarted actors), and the calls parked while
+  an actor restarts.
 """
 
 from __future__ import annotations
@@ -24,22 +28,21 @@ import logging
 import os
 import pickle
 import threading
-from queue import Empty
 from typing import Any, NamedTuple
 
 from .._base.blocking import nested_waiter
 from .._base.config import DEFAULT_MAX_IN_FLIGHT
-from .._base.errors import ActorLostError, ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
+from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerLostError, load_exception
 from .._base.futures import FINISHED, ActorFuture, Completion
 from .._base.serialize import SerialContext, loads
 from .._wire import codec as W
 from .._wire import protocol as P
 from .._wire.connection import connect
-from .._wire.exhaustive import assert_never
-from .._wire.link import Link, LinkClosed
+from .._wire.link import Link
 from .._wire.shared_read import in_reader_thread
+from .notices import Notices, ParkedCall
 from .peer import DEATH_NOTICE_WAIT, PeerLink, PendingRequest
-from .refs import RefTracker
+from .refs import RefSender, RefTracker
 
 logger = logging.getLogger("localactors.node")
 
@@ -51,17 +54,6 @@ class FetchedData(NamedTuple):
     missing: tuple[str, ...]
 
 
-class ParkedCall(NamedTuple):
-    """An actor call, kept while its actor restarts: sent, in order, once it is back."""
-
-    key: str  # the actor's key
-    name: str  # the method or attribute
-    kind: P.CallKind
-    payload: bytes  # the pickled arguments
-    future: ActorFuture  # the caller's future, set by the reply
-    label: str  # "Counter.add", for error messages
-
-
 class Node:
     """A process's caller side: reference tracking and links to workers."""
 
@@ -70,6 +62,7 @@ class Node:
         self.authkey = authkey
         self.direct = direct
         self.refs = RefTracker()
+        self._ref_sender = RefSender(self.refs, name)  # the refs thread, once attach_manager starts it
         self.max_in_flight = DEFAULT_MAX_IN_FLIGHT
         self._peers: dict[str, PeerLink] = {}
         self._peers_lock = threading.Lock()
@@ -78,12 +71,11 @@ class Node:
         self.loop: asyncio.AbstractEventLoop | None = None  # the owner's event loop, when it has one
         self.closed = False  # set by the owner's close()
         self.broken: BaseException | None = None  # set when the manager says goodbye or vanishes
-        # what the manager told us about failures; guarded by _notices
-        self._notices = threading.Condition()
-        self._dead_workers: dict[str, P.WorkerDied] = {}  # address -> notice
-        self._restarting: dict[str, list[ParkedCall]] = {}  # actor key -> calls parked until it is back
-        self._moved: dict[str, str] = {}  # actor key -> address of its restarted instance
-        self._failed_restarts: dict[str, bytes] = {}  # actor key -> why it could not be restarted
+        # what the manager told us about failures, and the calls parked while actors restart
+        self._notices = Notices(
+            lambda address, call: self._send_call(address, call, block=False),
+            lambda: self.closed or self.broken is not None,
+        )
 
     # -- to be provided by subclasses ---------------------------------------
 
@@ -116,69 +108,35 @@ class Node:
 
     def mark_broken(self, error: BaseException) -> None:
         """The cluster is gone (or closed by its owner): wake callers waiting for notices."""
-        with self._notices:
+        with self._notices.waking():
             if self.broken is None:
                 self.broken = error
-            self._notices.notify_all()
 
     # -- failure notices from the manager ----------------------------------------
 
     def death_notice(self, address: str) -> P.WorkerDied | None:
-        return self._dead_workers.get(address)
+        return self._notices.death_notice(address)
 
     def is_restarting(self, key: str) -> bool:
-        return key in self._restarting
+        return self._notices.is_restarting(key)
 
     def actor_address(self, key: str, address: str) -> str:
         """Where actor ``key`` lives now: ``address``, unless it was restarted elsewhere."""
-        return self._moved.get(key, address)
+        return self._notices.actor_address(key, address)
 
     def await_death_notice(self, address: str, timeout: float) -> None:
         """Wait (bounded) until the manager says why the worker at ``address`` left."""
-        with self._notices:
-            self._notices.wait_for(
-                lambda: address in self._dead_workers or self.closed or self.broken is not None, timeout
-            )
+        self._notices.await_death_notice(address, timeout)
 
     def on_notice(self, msg: P.WorkerDied | P.ActorMoved | P.ActorRestartFailed) -> None:
         """Handle a failure notice; runs on the manager link's reader thread."""
-        match msg:
-            case P.WorkerDied(_name, address):
-                with self._notices:
-                    self._dead_workers[address] = msg
-                    for key in msg.restarting:
-                        self._restarting.setdefault(key, [])
-                    self._notices.notify_all()
-                peer = self._peers.get(address)
-                if peer is not None:
-                    peer.fail_all()  # do not wait for our own link to notice
-                    if peer.link is not None:  # a child of the dead worker may hold its end open:
-                        peer.link.close()  # only this wakes a caller reading its own reply
-            case P.ActorMoved(key, _worker, address):
-                with self._notices:
-                    self._moved[key] = address
-                    self._failed_restarts.pop(key, None)
-                    # sent under the lock: a call made meanwhile queues behind these
-                    for call in self._restarting.pop(key, []):
-                        try:
-                            self._send_call(address, call, block=False)
-                        except Exception as err:  # e.g. closed meanwhile
-                            call.future.set_exception(err)
-            case P.ActorRestartFailed(key, error):
-                with self._notices:
-                    self._failed_restarts[key] = error
-                    parked = self._restarting.pop(key, [])
-                for call in parked:
-                    call.future.set_exception(self._restart_error(key, error))
-            case _:
-                assert_never(msg)
-
-    @staticmethod
-    def _restart_error(key: str, error: bytes) -> ActorLostError:
-        cause = load_exception(error)
-        err = ActorLostError(f"actor {key} was lost and could not be restarted: {type(cause).__name__}: {cause}")
-        err.__cause__ = cause
-        return err
+        self._notices.record(msg)
+        if type(msg) is P.WorkerDied:
+            peer = self._peers.get(msg.address)
+            if peer is not None:
+                peer.fail_all()  # do not wait for our own link to notice
+                if peer.link is not None:  # a child of the dead worker may hold its end open:
+                    peer.link.close()  # only this wakes a caller reading its own reply
 
     def check(self) -> None:
         """Raise if this node can no longer call out (closed, or cluster gone)."""
@@ -192,46 +150,19 @@ class Node:
 
     def attach_manager(self, link: Link) -> None:
         self.manager_link = link
-        link.before_send = self._flush_refs_locked
-        threading.Thread(target=self._ref_loop, name=f"localactors-refs-{self.name}", daemon=True).start()
-
-    def _flush_refs_locked(self) -> None:
-        delta = self.refs.drain()
-        if delta is not None and self.manager_link is not None:
-            self.manager_link.send_unlocked(delta)
+        self._ref_sender.attach(link)
 
     def flush_refs(self) -> None:
-        link = self.manager_link
-        if link is None:
-            return
-        with link.send_lock:
-            try:
-                self._flush_refs_locked()
-            except LinkClosed:
-                pass
-
-    def _ref_loop(self) -> None:
-        wake = self.refs.wake
-        while True:
-            wake.get()
-            try:  # one flush sends every change queued so far: take their wake-ups too
-                while True:
-                    wake.get_nowait()
-            except Empty:
-                pass
-            if self.refs.closed:
-                return
-            self.flush_refs()
+        self._ref_sender.flush()
 
     def stop_refs(self) -> None:
-        self.refs.closed = True
-        self.refs.wake.put(None)
+        self._ref_sender.stop()
 
     def send_pins(self, ctx: SerialContext) -> None:
         """Register handles put in flight, before the message carrying them."""
         if ctx.pins:
             self.refs.pin(ctx.pins)
-            self.flush_refs()
+            self._ref_sender.flush()
 
     # -- links to workers -----------------------------------------------------
 
@@ -249,7 +180,7 @@ class Node:
             return peer
 
     def _open_peer(self, address: str, worker: str) -> PeerLink:
-        if address in self._dead_workers:  # known dead: fail at once, do not try
+        if self._notices.death_notice(address) is not None:  # known dead: fail at once, do not try
             return self._lost_peer(address, worker, f"worker {worker} is dead")
         if not self.direct:
             return PeerLink(self, address, worker, None, self.max_in_flight)
@@ -328,10 +259,7 @@ class Node:
         self.refs.unpin(ctx.unpins)
 
     def close_peers(self) -> None:
-        with self._notices:
-            parked = [call for calls in self._restarting.values() for call in calls]
-            self._restarting.clear()
-        for call in parked:
+        for call in self._notices.abandon_parked():
             error = self.closed_error() or ClusterBrokenError(f"{call.label} abandoned: {self.broken}")
             call.future.set_exception(error)
         with self._peers_lock:
@@ -365,9 +293,7 @@ class Node:
         # handle right after a fire-and-forget call must not let the release,
         # which goes through the manager, overtake the call (dropped with the reply)
         fut._keep = keep
-        if (self._restarting or self._moved or self._failed_restarts) and (
-            actor_key in self._restarting or actor_key in self._moved or actor_key in self._failed_restarts
-        ):
+        if self._notices.active and self._notices.concerns(actor_key):  # restarted, restarting or lost
             self._call_moved_actor(address, ParkedCall(actor_key, name, kind, payload, fut, label))
             return fut
         peer = self._peers.get(address)
@@ -377,19 +303,10 @@ class Node:
         return fut
 
     def _call_moved_actor(self, address: str, call: ParkedCall) -> None:
-        """The rare path: the actor was restarted, or is being."""
-        key, fut = call.key, call.future
-        with self._notices:
-            parked = self._restarting.get(key)
-            if parked is not None:
-                parked.append(call)  # sent, in order, when the new instance is up
-                return
-            error = self._failed_restarts.get(key)
-            address = self._moved.get(key, address)
-        if error is not None:
-            fut.set_exception(self._restart_error(key, error))
-            return
-        self._send_call(address, call, None)
+        """The rare path: the actor was restarted, or is being (or could not be)."""
+        routed = self._notices.route(address, call)
+        if routed is not None:  # else parked until the new instance is up, or failed
+            self._send_call(routed, call, None)
 
     def _send_call(self, address: str, call: ParkedCall, block: bool | None) -> None:
         key, name, kind, payload, fut, label = call  # unpacked: the lambda keeps only what it sends

@@ -1,6 +1,8 @@
-"""RefTracker: a process's count of the handles it holds, per key.
+"""RefTracker: a process's count of the handles it holds, per key; RefSender: sending it.
 
-Runs in: the user's process (inside a client) and in every worker.
+Runs in: the user's process (inside a client) and in every worker (the
+``RefSender``'s flushes: on whichever thread sends to the manager, and on the
+node's refs thread).
 
 The first and last handle of a key, and every handle sent or received (a
 *pin*, held until the receiver has its own), become a ``RefDelta`` to the
@@ -10,11 +12,13 @@ manager, which frees what nobody holds any more.
 from __future__ import annotations
 
 import enum
-from queue import SimpleQueue
+import threading
+from queue import Empty, SimpleQueue
 from typing import NamedTuple
 
 from .._wire import protocol as P
 from .._wire.exhaustive import assert_never
+from .._wire.link import Link, LinkClosed
 
 
 class Change(enum.Enum):
@@ -105,3 +109,58 @@ class RefTracker:
             return P.RefDelta(tuple(changes), tuple(pins), tuple(unpins))
         return None
 
+
+
+class RefSender:
+    """Sends a node's reference changes to the manager, in order.
+
+    Once attached to the manager link, every message on it is preceded by the
+    changes queued so far (its ``before_send`` hook, under its send lock), and
+    the *refs thread* sends them soon after the tracker's ``wake`` when
+    nothing else goes out.
+    """
+
+    def __init__(self, refs: RefTracker, name: str) -> None:
+        self._refs = refs
+        self._name = name  # the node's, for the thread's name
+        self._link: Link | None = None
+
+    def attach(self, link: Link) -> None:
+        """Send through ``link`` (the manager link) from now on; start the refs thread."""
+        self._link = link
+        link.before_send = self._flush_locked
+        threading.Thread(target=self._loop, name=f"localactors-refs-{self._name}", daemon=True).start()
+
+    def _flush_locked(self) -> None:
+        delta = self._refs.drain()
+        if delta is not None and self._link is not None:
+            self._link.send_unlocked(delta)
+
+    def flush(self) -> None:
+        """Send the changes queued so far, now (nothing once the link is closed)."""
+        link = self._link
+        if link is None:
+            return
+        with link.send_lock:
+            try:
+                self._flush_locked()
+            except LinkClosed:
+                pass
+
+    def _loop(self) -> None:
+        wake = self._refs.wake
+        while True:
+            wake.get()
+            try:  # one flush sends every change queued so far: take their wake-ups too
+                while True:
+                    wake.get_nowait()
+            except Empty:
+                pass
+            if self._refs.closed:
+                return
+            self.flush()
+
+    def stop(self) -> None:
+        """End the refs thread (the tracker takes no more drops)."""
+        self._refs.closed = True
+        self._refs.wake.put(None)

@@ -11,6 +11,7 @@ waits for a reply may read a *shared* link itself while nobody else is reading
 it (``read_until``, ``hold``/``read_while_idle``: the link's
 :class:`~localactors._wire.shared_read.ReadToken`). Links are made by
 ``connection`` (``connect`` and ``Server``), which authenticates them first.
+The framing itself (header formats, bounds, writing frames) is ``framing``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import logging
 import os
 import pickle
 import socket
-import struct
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -28,6 +28,19 @@ from typing import Any
 
 from . import codec as W
 from . import protocol as P
+from .framing import (
+    BIG_SIZE,
+    CHUNK,
+    DIRECT,
+    FIRST_ALLOC,
+    FRAME_HEAD,
+    MAX_ENVELOPE,
+    MAX_EXTRA_FRAMES,
+    MAX_FRAME_SIZE,
+    SIZE,
+    write_all,
+    write_frames,
+)
 from .protocol import OUT_OF_BAND
 from .shared_read import EPOLL, Awaited, ReadToken, mark_reader_thread
 
@@ -37,55 +50,6 @@ _ids = itertools.count()
 
 OnMessage = Callable[["Link", P.Message], None]
 OnClose = Callable[["Link", "BaseException | None"], None]
-
-
-_SIZE = struct.Struct("!i")
-_BIG_SIZE = struct.Struct("!Q")
-_FRAME_HEAD = struct.Struct("!iI")  # a frame's size, then (codec) the count of out-of-band frames after it
-_CHUNK = 1 << 16  # read size: many small messages at once
-_DIRECT = 1 << 16  # frames this large are read, and written, without coalescing copies
-#: a message's first frame (its envelope: bulk data travels in the frames after it)
-#: claiming more than this is malformed framing: the link is dropped, and logged
-MAX_ENVELOPE = 1 << 30
-#: any one frame claiming more than this is malformed framing too (the default
-#: of ``Link.max_frame_size``: the manager's links take ``LocalCluster(max_frame_size=...)``)
-MAX_FRAME_SIZE = 1 << 40
-#: a frame's buffer starts at most this large and grows as its data arrives:
-#: a header is a claim, not data (a 1 GiB claim must not allocate 1 GiB at once)
-_FIRST_ALLOC = 1 << 27
-#: out-of-band frames after one envelope, at most (a garbled count is not waited for)
-MAX_EXTRA_FRAMES = 1 << 20
-
-
-def _write_all(fd: int, data: Any) -> None:
-    view = memoryview(data).cast("B")
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _write_frames(fd: int, frames: list[Any]) -> None:
-    """Write frames in multiprocessing's framing, small ones joined into one write."""
-    if len(frames) == 1 and type(frames[0]) is bytes and len(frames[0]) < _DIRECT:
-        data = _SIZE.pack(len(frames[0])) + frames[0]  # the usual case: one small message
-        sent = os.write(fd, data)
-        if sent < len(data):
-            _write_all(fd, memoryview(data)[sent:])
-        return
-    parts: list[Any] = []
-    for frame in frames:
-        n = len(frame) if type(frame) is bytes else memoryview(frame).nbytes
-        if n > 0x7FFFFFFF:
-            parts.append(_SIZE.pack(-1) + _BIG_SIZE.pack(n))
-        else:
-            parts.append(_SIZE.pack(n))
-        if n < _DIRECT:
-            parts.append(frame)
-        else:  # large: written from where it lies, not copied into a joined buffer
-            _write_all(fd, b"".join(parts))
-            parts = []
-            _write_all(fd, frame)
-    if parts:
-        _write_all(fd, b"".join(parts))
 
 
 class LinkClosed(Exception):
@@ -144,7 +108,7 @@ class Link:
             # codec.frame_call, inlined: the hot path
             head = pickle.dumps((W.CALL_TAG, call_id, actor, name, W.KIND_VALUE[kind], payload), 5)
             n = len(head) + 8
-            data = _FRAME_HEAD.pack(n - 4, 0) + head
+            data = FRAME_HEAD.pack(n - 4, 0) + head
             with self.send_lock:
                 if self.before_send is not None:
                     self.before_send()
@@ -153,7 +117,7 @@ class Link:
                 try:
                     sent = os.write(self._fd, data)
                     if sent < n:
-                        _write_all(self._fd, memoryview(data)[sent:])
+                        write_all(self._fd, memoryview(data)[sent:])
                 except (OSError, ValueError) as err:
                     self.closed = True
                     raise LinkClosed(f"{self.name}: {err}") from err
@@ -178,7 +142,7 @@ class Link:
         try:
             sent = os.write(self._fd, data)
             if sent < len(data):
-                _write_all(self._fd, memoryview(data)[sent:])
+                write_all(self._fd, memoryview(data)[sent:])
         except (OSError, ValueError) as err:
             self.closed = True
             raise LinkClosed(f"{self.name}: {err}") from err
@@ -203,7 +167,7 @@ class Link:
         if self.closed:
             raise LinkClosed(self.name)
         try:
-            _write_frames(self._fd, frames)
+            write_frames(self._fd, frames)
         except (OSError, ValueError) as err:
             self.closed = True
             raise LinkClosed(f"{self.name}: {err}") from err
@@ -227,21 +191,21 @@ class Link:
         buf, pos = self._rbuf, self._rpos
         if len(buf) - pos < 4:
             buf, pos = self._fill(buf, pos, 4)
-        (n,) = _SIZE.unpack_from(buf, pos)
+        (n,) = SIZE.unpack_from(buf, pos)
         pos += 4
         if n < 0:  # a frame of 2 GiB or more: -1, then the size in 8 bytes
             if len(buf) - pos < 8:
                 buf, pos = self._fill(buf, pos, 8)
-            (n,) = _BIG_SIZE.unpack_from(buf, pos)
+            (n,) = BIG_SIZE.unpack_from(buf, pos)
             pos += 8
         if not 0 <= n <= limit:
             raise ValueError(f"malformed framing: a frame header claims {n} bytes (at most {limit})")
         if len(buf) - pos >= n:
             self._rbuf, self._rpos = buf, pos + n
             return buf[pos : pos + n]
-        if n >= _DIRECT:  # large: read straight into its own buffer, no copies on the way
+        if n >= DIRECT:  # large: read straight into its own buffer, no copies on the way
             have = len(buf) - pos
-            out = bytearray(max(have, min(n, _FIRST_ALLOC)))  # grown below as data arrives
+            out = bytearray(max(have, min(n, FIRST_ALLOC)))  # grown below as data arrives
             out[:have] = buf[pos:]
             self._rbuf, self._rpos = b"", 0
             fd = self._fd
@@ -263,7 +227,7 @@ class Link:
         rest = buf[pos:]
         fd = self._fd
         while len(rest) < need:
-            chunk = os.read(fd, max(_CHUNK, need - len(rest)))
+            chunk = os.read(fd, max(CHUNK, need - len(rest)))
             if not chunk:
                 raise EOFError
             rest = rest + chunk if rest else chunk
@@ -276,13 +240,13 @@ class Link:
         buf, pos = self._rbuf, self._rpos
         have = len(buf) - pos
         if have == 0:
-            buf = os.read(self._fd, _CHUNK)
+            buf = os.read(self._fd, CHUNK)
             if not buf:
                 raise EOFError
             self._rbuf, self._rpos = buf, pos = buf, 0
             have = len(buf)
         if have >= 8:
-            n, extra = _FRAME_HEAD.unpack_from(buf, pos)
+            n, extra = FRAME_HEAD.unpack_from(buf, pos)
             if extra == 0 and 4 <= n <= have - 4:
                 self._rpos = end = pos + 4 + n
                 return W.decode_small(buf[pos + 8 : end])
@@ -377,7 +341,7 @@ class Link:
         buf, pos = self._rbuf, self._rpos
         if len(buf) - pos < 4:
             return False
-        n: int = _SIZE.unpack_from(buf, pos)[0]
+        n: int = SIZE.unpack_from(buf, pos)[0]
         return 0 <= n <= len(buf) - pos - 4
 
     def close(self) -> None:

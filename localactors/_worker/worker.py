@@ -19,6 +19,8 @@ Threads::
 A call arrives on a caller's link, its reader queues it on the actor thread,
 the actor thread runs it and sends the reply straight back on that link
 (the worker's :class:`~localactors._worker.calls.CallServer` serves callers).
+A ``RunTask`` from the manager goes to the worker's
+:class:`~localactors._worker.tasks.TaskRunner`.
 Other threads reach the event loop through one door, :meth:`Worker.call_in_loop`.
 """
 
@@ -27,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import inspect
 import logging
 import os
 import signal
@@ -40,20 +41,19 @@ from typing import Any
 
 from .._base import context as _context
 from .._base.config import WorkerConfig
-from .._base.errors import SerializationError, WorkerLostError, dump_exception
-from .._base.futures import Completion
+from .._base.errors import SerializationError, dump_exception
 from .._base.serialize import SerialContext, loads
-from .._caller.actor import Actor
-from .._caller.node import FetchedData, Node
+from .._caller.node import Node
 from .._client.client import Client
 from .._wire import protocol as P
 from .._wire.connection import Server, connect
 from .._wire.link import Link, LinkClosed
 from .actor_thread import ActorThread
-from .calls import CallServer, members
+from .calls import CallServer
 from .output import line_buffer_streams, redirect_worker_output
 from .run import run_function
 from .taskpool import TaskPool
+from .tasks import TaskRunner, sizeof
 
 logger = logging.getLogger("localactors.worker")
 
@@ -137,6 +137,19 @@ class Worker:
         )
         # a task waiting on other futures lends its thread's slot (see taskpool)
         self.pool = TaskPool(config.nthreads, self.name, initializer=_context.set_worker, initargs=(self, True))
+        self.task_runner = TaskRunner(
+            name=self.name,
+            address=self.address,
+            node=self.node,
+            data=self.data,
+            actors=self.actors,
+            actor_info=self.actor_info,
+            actor_thread=self.actor_thread,
+            pool=self.pool,
+            report=self._report,
+            await_in_loop=self._await_in_loop,
+            enter_task_thread=functools.partial(_context.set_worker, self, thread_only=True),
+        )
         self._loop_tasks: set[asyncio.Task[Any]] = set()  # tasks' coroutines: the loop keeps only weak refs
         self._stop = asyncio.Event()
         self._client: Client | None = None
@@ -247,7 +260,7 @@ class Worker:
     def _on_manager_message(self, link: Link, msg: P.Message) -> None:
         match msg:
             case P.RunTask(spec, who_has):
-                self._start_task(spec, who_has)
+                self.task_runner.start(spec, who_has)
             case P.PutData(key, payload):
                 self._put_data(key, payload)
             case P.FreeKeys(keys):
@@ -279,7 +292,7 @@ class Worker:
             return
         self.node.refs.unpin(ctx.unpins)
         self.data[key] = value
-        self._report(P.TaskDone(key, _sizeof(value), type(value).__name__))
+        self._report(P.TaskDone(key, sizeof(value), type(value).__name__))
 
     def _run_function(self, run_id: int, payload: bytes) -> None:
         self._report(run_function(self, self.node, self._await_in_loop, run_id, payload))
@@ -289,80 +302,7 @@ class Worker:
         self.actor_info.pop(key, None)
         self.calls.forget(key)
 
-    # -- tasks --------------------------------------------------------------------------
-
-    def _start_task(self, spec: P.TaskSpec, who_has: tuple[tuple[str, str], ...]) -> None:
-        fetched: dict[str, bytes] = {}
-        wanted: dict[str, list[str]] = {}
-        for key, address in who_has:
-            if key not in self.data and key not in self.actors:
-                wanted.setdefault(address, []).append(key)
-        if not wanted:
-            self._dispatch(spec, fetched)
-            return
-        remaining = [len(wanted)]
-        lock = threading.Lock()
-
-        def on_fetched(comp: Completion) -> None:
-            if comp.error is not None:
-                self._report(P.TaskErred(spec.key, dump_exception(comp.error)))
-                return
-            reply: FetchedData = comp.value
-            if reply.missing:
-                err = WorkerLostError(f"dependencies {list(reply.missing)} of {spec.key!r} are gone")
-                self._report(P.TaskErred(spec.key, dump_exception(err)))
-                return
-            with lock:
-                fetched.update(reply.items)
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if last:
-                self._dispatch(spec, fetched)
-
-        for address, keys in wanted.items():
-            self.node.request_data(address, tuple(keys)).add_done_callback(on_fetched)
-
-    def _dispatch(self, spec: P.TaskSpec, fetched: dict[str, bytes]) -> None:
-        if spec.actor:
-            self.actor_thread.submit(spec.key, lambda: self._create_actor(spec, fetched))
-        else:
-            self.pool.submit(self._run_task, spec, fetched)
-
-    def _resolver(self, fetched: dict[str, bytes]) -> Callable[[str], Any]:
-        def resolve(key: str) -> Any:
-            if key in self.data:
-                return self.data[key]
-            if key in self.actors:
-                return Actor(key, self.address, self.name, self.actor_info[key], self.node)
-            if key in fetched:
-                ctx = SerialContext(node=self.node)
-                value = loads(fetched[key], ctx, what=f"dependency {key!r}")
-                self.node.refs.unpin(ctx.unpins)
-                return value
-            raise WorkerLostError(f"dependency {key!r} is not available on {self.name}")
-
-        return resolve
-
-    def _load_task(self, spec: P.TaskSpec, fetched: dict[str, bytes]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-        ctx = SerialContext(node=self.node, resolve=self._resolver(fetched))
-        try:
-            fn, args, kwargs = loads(spec.payload, ctx, what=f"task {spec.key!r}")
-        finally:
-            self.node.refs.unpin(ctx.unpins)
-        return fn, args, kwargs
-
-    def _run_task(self, spec: P.TaskSpec, fetched: dict[str, bytes]) -> None:
-        _context.set_worker(self, thread_only=True)
-        try:
-            fn, args, kwargs = self._load_task(spec, fetched)
-            result = fn(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                result = self._await_in_loop(result)
-        except BaseException as err:
-            self._report(P.TaskErred(spec.key, dump_exception(err)))
-            return
-        self.data[spec.key] = result
-        self._report(P.TaskDone(spec.key, _sizeof(result), type(result).__name__))
+    # -- coroutines of tasks and run() functions: through the loop door ----------------
 
     def _await_in_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the event loop; block this (task) thread until it returns."""
@@ -381,18 +321,6 @@ class Worker:
             raise
         return outcome.result()
 
-    def _create_actor(self, spec: P.TaskSpec, fetched: dict[str, bytes]) -> None:
-        try:
-            cls, args, kwargs = self._load_task(spec, fetched)
-            obj = cls(*args, **kwargs)
-            info = members(obj)
-        except BaseException as err:
-            self._report(P.TaskErred(spec.key, dump_exception(err)))
-            return
-        self.actors[spec.key] = obj
-        self.actor_info[spec.key] = info
-        self._report(P.TaskDone(spec.key, _sizeof(obj), type(obj).__name__, info))
-
 
 def _copy_outcome(outcome: concurrent.futures.Future[Any], task: asyncio.Task[Any]) -> None:
     if task.cancelled():
@@ -402,9 +330,3 @@ def _copy_outcome(outcome: concurrent.futures.Future[Any], task: asyncio.Task[An
     else:
         outcome.set_result(task.result())
 
-
-def _sizeof(value: object) -> int:
-    try:
-        return sys.getsizeof(value)
-    except Exception:
-        return 0
