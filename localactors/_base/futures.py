@@ -72,8 +72,8 @@ class ActorFuture(Completion):
 
     def result(self, timeout: Timeout = None) -> Any:
         """The call's return value; blocks up to ``timeout`` (seconds or ``"1s"``; awaitable in its loop)."""
-        if timeout is not None:
-            timeout = seconds(timeout)
+        if timeout is not None and type(timeout) is not float:  # (None or a float: nothing to parse)
+            timeout = float(timeout) if type(timeout) is int else seconds(timeout)
         if self._loop is not None and awaits_here(self._loop):
             return self._result_async(timeout)
         self.wait_done(timeout)
@@ -85,7 +85,8 @@ class ActorFuture(Completion):
 
     def exception(self, timeout: Timeout = None) -> Any:
         """The call's exception, or ``None``; blocks up to ``timeout`` seconds (awaitable in its loop)."""
-        timeout = seconds(timeout)
+        if timeout is not None and type(timeout) is not float:
+            timeout = float(timeout) if type(timeout) is int else seconds(timeout)
         if self.in_async_context():
             return self._exception_async(timeout)
         self.wait_done(timeout)
