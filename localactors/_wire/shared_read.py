@@ -63,6 +63,8 @@ class SharedLink(Protocol):
     """What a read token needs of its link."""
 
     closed: bool
+    _rbuf: bytes  # the read buffer and the offset read to (a glance: is anything left?)
+    _rpos: int
 
     def recv(self) -> P.Message: ...
     def frame_buffered(self) -> bool: ...
@@ -177,11 +179,14 @@ class ReadToken:
                 if not deadline:
                     deadline = time.monotonic() + timeout
             done = False
+            link = self._link
             try:
                 done = comp.done()
                 again = False
                 while not done:
-                    if not self._buffered():
+                    # (a glance at the buffer first: almost always read to its end, and
+                    # then no frame_buffered call; a slice is no call)
+                    if not (link._rbuf[link._rpos + 3 : link._rpos + 4] and self._buffered()):
                         if again and wait_ms >= 0:  # the first message was not the reply: what is left
                             remaining = deadline - time.monotonic()
                             wait_ms = max(1, int(remaining * 1000 + 0.999)) if remaining > 0 else 0
@@ -192,7 +197,7 @@ class ReadToken:
                     self._take_one()
                     done = comp.done()
                     again = True
-                while self._buffered():
+                while link._rbuf[link._rpos + 3 : link._rpos + 4] and self._buffered():
                     self._take_one()
             except _CallerReadError as wrapped:
                 self._hand_error_to_reader(wrapped.error)
