@@ -25,12 +25,20 @@ from typing import Any, Protocol
 
 from . import protocol as P
 
-_thread_role = threading.local()
+
+class _Role(threading.local):
+    """What this thread is: ``reader`` while it reads a link (its reader thread, or a
+    waiter dispatching what it read). A class default: read with no ``getattr`` call."""
+
+    reader = False
+
+
+_thread_role = _Role()
 
 
 def in_reader_thread() -> bool:
     """Is this thread a link's reader? (It must never wait on a reply.)"""
-    return getattr(_thread_role, "reader", False)
+    return _thread_role.reader
 
 
 def mark_reader_thread() -> None:
@@ -47,7 +55,7 @@ def defer_interrupt() -> bool:
     reading a message and handing it over? Then the interrupt is owed, raised by
     the read path once the message is handed over, and ``True``."""
     global _interrupt_owed
-    if getattr(_thread_role, "reader", False):
+    if _thread_role.reader:
         _interrupt_owed = threading.get_ident()
         return True
     _interrupt_owed = None  # raised now: nothing owed any more
@@ -96,7 +104,7 @@ def _drain(fd: int) -> None:
 def _raise_owed_interrupt() -> None:
     """Raise the KeyboardInterrupt held back while this thread handed a message over."""
     global _interrupt_owed
-    if _interrupt_owed == threading.get_ident() and not getattr(_thread_role, "reader", False):
+    if _interrupt_owed == threading.get_ident() and not _thread_role.reader:
         _interrupt_owed = None
         raise KeyboardInterrupt
 
@@ -216,7 +224,7 @@ class ReadToken:
 
     def _take_one(self) -> None:
         """Read one message and dispatch it in this (caller's) thread."""
-        was = getattr(_thread_role, "reader", False)
+        was = _thread_role.reader
         _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
         try:
             self._on_message(self._link, self._recv())
