@@ -23,7 +23,7 @@ from . import html
 from .blocking import awaits_here
 from .completion import CANCELLED, ERROR, FINISHED, LOST, PENDING, Completion
 from .context import future_owner
-from .errors import ClusterClosedError, remote_traceback
+from .errors import ClusterClosedError, remote_traceback, without_our_frames
 from .serialize import current_context
 from .timeouts import Timeout, seconds
 
@@ -76,8 +76,11 @@ class ActorFuture(Completion):
             timeout = float(timeout) if type(timeout) is int else seconds(timeout)
         if self._loop is not None and awaits_here(self._loop):
             return self._result_async(timeout)
-        self.wait_done(timeout)
-        return self.outcome()
+        if not self._done:
+            self.wait_done(timeout)
+        if self.error is not None:  # self.outcome(), inlined: the hot path
+            raise without_our_frames(self.error)
+        return self.value
 
     async def _result_async(self, timeout: float | None) -> Any:
         await self.await_done(timeout)
