@@ -202,7 +202,17 @@ class ReadToken:
                             if wait_ms < 0:
                                 continue
                             break  # timed out
-                    self._take_one()
+                    # self._take_one(), inlined: the hot path (one message, the reply)
+                    was = _thread_role.reader
+                    _thread_role.reader = True
+                    try:
+                        self._on_message(link, self._recv())
+                    except BaseException as err:
+                        raise _CallerReadError(err) from err
+                    finally:
+                        _thread_role.reader = was
+                    if _interrupt_owed is not None:
+                        _raise_owed_interrupt()
                     done = comp.done()
                     again = True
                 while link._rbuf[link._rpos + 3 : link._rpos + 4] and self._buffered():
