@@ -10,10 +10,13 @@ function of the package, on every thread, for exactly one operation:
 (a task round trip). A *jump* is a change of the package file that is executing,
 on one thread: a call into another file, or a return to one. Excursions into the
 standard library or user code do not count. Messages are counted where they are
-encoded (``_wire/codec.encode``). Each operation is measured ``--repeat`` times; a
-quiet window with no operation first shows what background threads do on their own;
-a thread that does nothing else during an operation is left out of its counts (and
-the manager's periodic worker check is slowed down for the run so that it does not count).
+encoded (``_wire/codec.encode``) or sent by a hot path that frames them itself
+(``Link.send_call``: an ``ActorCall``; ``Link.send_reply``: a ``CallOk`` or
+``CallErr``), once each (a hot path that falls back to ``encode`` is counted there
+only). Each operation is measured ``--repeat`` times; a quiet window with no
+operation first shows what background threads do on their own; a thread that
+does nothing else during an operation is left out of its counts (and the manager's
+periodic worker check is slowed down for the run so that it does not count).
 
 ``--path`` also prints, per thread, the files in order with the functions run in each.
 """
@@ -40,6 +43,10 @@ from localactors import Client, LocalCluster
 
 PACKAGE = str(Path(localactors.__file__).parent) + "/"
 ENCODE = "_wire/codec.py"
+LINK = "_wire/link.py"
+#: Link methods that frame and send one message themselves, without ``codec.encode``:
+#: name -> the message's type (``None``: the type of the ``msg`` argument)
+HOT_SENDS: dict[str, str | None] = {"send_call": "ActorCall", "send_reply": None}
 SETTLE = 0.3  # seconds after the operation returns: its tails on other threads (refs, KeyDone)
 
 Entry = tuple[str, str, str]  # (thread, package file, function)
@@ -65,8 +72,13 @@ class Recorder:
         file = path[len(PACKAGE) :]
         thread = threading.current_thread().name.removeprefix("localactors-")
         self.entries.append((thread, file, where.f_code.co_name))
-        if event == "call" and file == ENCODE and frame.f_code.co_name == "encode":
-            self.messages.append((thread, type(frame.f_locals.get("msg")).__name__))
+        if event == "call":
+            name = frame.f_code.co_name
+            if file == ENCODE and name == "encode":
+                if not _inside_hot_send(frame):  # (a hot send that fell back: counted there)
+                    self.messages.append((thread, type(frame.f_locals.get("msg")).__name__))
+            elif file == LINK and name in HOT_SENDS:
+                self.messages.append((thread, HOT_SENDS[name] or type(frame.f_locals.get("msg")).__name__))
 
     def record(self, operation: Callable[[], object]) -> tuple[list[Entry], list[tuple[str, str]]]:
         """The entries and the messages of one ``operation`` and its tails on other threads."""
@@ -76,6 +88,19 @@ class Recorder:
         time.sleep(SETTLE)
         self.on = False
         return self.entries, self.messages
+
+
+def _inside_hot_send(frame: FrameType) -> bool:
+    """Is this ``encode`` called (through ``Link.send``) by one of :data:`HOT_SENDS`?"""
+    caller = frame.f_back
+    for _ in range(3):
+        if caller is None:
+            return False
+        code = caller.f_code
+        if code.co_name in HOT_SENDS and code.co_filename.endswith(LINK):
+            return True
+        caller = caller.f_back
+    return False
 
 
 def per_thread(entries: list[Entry]) -> dict[str, list[Entry]]:
@@ -122,7 +147,7 @@ def report(title: str, samples: list[Sample], show_path: bool) -> None:
     print(f"\n{title}")
     print(f"  jumps between files: {statistics.median(totals):g} (over {len(samples)} runs: {spread})")
     print(f"  files touched: {len(files)}; threads taking part: {len(threads)}")
-    print(f"  messages encoded: {len(messages)}: {', '.join(f'{m} ({t})' for t, m in messages) or '-'}")
+    print(f"  messages sent: {len(messages)}: {', '.join(f'{m} ({t})' for t, m in messages) or '-'}")
     print(f"  {'thread':<34} {'jumps':>5} {'files':>5} {'entries':>7}")
     for name, es in sorted(threads.items(), key=lambda kv: -jumps(kv[1])):
         print(f"  {name:<34} {jumps(es):>5} {len({e[1] for e in es}):>5} {len(es):>7}")

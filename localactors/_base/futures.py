@@ -23,7 +23,7 @@ from . import html
 from .blocking import awaits_here
 from .completion import CANCELLED, ERROR, FINISHED, LOST, PENDING, Completion
 from .context import future_owner
-from .errors import ClusterClosedError, remote_traceback
+from .errors import ClusterClosedError, remote_traceback, without_our_frames
 from .serialize import current_context
 from .timeouts import Timeout, seconds
 
@@ -72,12 +72,15 @@ class ActorFuture(Completion):
 
     def result(self, timeout: Timeout = None) -> Any:
         """The call's return value; blocks up to ``timeout`` (seconds or ``"1s"``; awaitable in its loop)."""
-        if timeout is not None:
-            timeout = seconds(timeout)
+        if timeout is not None and type(timeout) is not float:  # (None or a float: nothing to parse)
+            timeout = float(timeout) if type(timeout) is int else seconds(timeout)
         if self._loop is not None and awaits_here(self._loop):
             return self._result_async(timeout)
-        self.wait_done(timeout)
-        return self.outcome()
+        if not self._done:
+            self.wait_done(timeout)
+        if self.error is not None:  # self.outcome(), inlined: the hot path
+            raise without_our_frames(self.error)
+        return self.value
 
     async def _result_async(self, timeout: float | None) -> Any:
         await self.await_done(timeout)
@@ -85,7 +88,8 @@ class ActorFuture(Completion):
 
     def exception(self, timeout: Timeout = None) -> Any:
         """The call's exception, or ``None``; blocks up to ``timeout`` seconds (awaitable in its loop)."""
-        timeout = seconds(timeout)
+        if timeout is not None and type(timeout) is not float:
+            timeout = float(timeout) if type(timeout) is int else seconds(timeout)
         if self.in_async_context():
             return self._exception_async(timeout)
         self.wait_done(timeout)

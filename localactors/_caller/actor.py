@@ -17,6 +17,7 @@ is *pinned* at the manager so the actor cannot be freed under it.
 from __future__ import annotations
 
 import os
+import pickle
 import uuid
 from typing import Any
 
@@ -27,6 +28,7 @@ from .._base.futures import ActorFuture, Future
 from .._base.nested import futures_in, replace
 from .._base.serialize import EMPTY_ARGS, SerialContext, current_context, dumps
 from .._wire import protocol as P
+from .._wire.shm import THRESHOLD
 from .node import Node
 
 
@@ -166,6 +168,16 @@ class _Method:
             return actor._node.call_actor(
                 actor._address, actor._key, name, _METHOD, EMPTY_ARGS, f"{actor._info.cls_name}.{name}", actor
             )
+        if _plain(args, kwargs):
+            # plain values only (numbers, strings, small bytes, small containers of them):
+            # no future or handle can be inside, so no walk, no context, no shared-memory
+            # scan; one pickle, and the usual path again if it turns out large
+            payload = pickle.dumps((args, kwargs), 5)
+            if len(payload) < THRESHOLD:
+                name = self._name
+                return actor._node.call_actor(
+                    actor._address, actor._key, name, _METHOD, payload, f"{actor._info.cls_name}.{name}", actor
+                )
         found = futures_in((args, kwargs))
         if found:
             if actor._node.in_async_context() and not all(_ready(f) for f in found):
@@ -179,6 +191,32 @@ class _Method:
         ctx = SerialContext(node=actor._node)
         payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}", shared=True)
         return actor._send(self._name, P.CallKind.METHOD, payload, ctx)
+
+
+_SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
+
+
+def _plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Are the arguments plain values, which pickle alone can send (no future, handle or class in them)?
+
+    Scalars, and tuples, lists and dicts of scalars (one level down). Large
+    strings and bytes are plain too: the caller checks the pickle's size.
+    """
+    for a in (*args, *kwargs.values()) if kwargs else args:
+        t = type(a)
+        if t in _SCALARS:
+            continue
+        if t is tuple or t is list:
+            for b in a:
+                if type(b) not in _SCALARS:
+                    return False
+        elif t is dict:
+            for k, v in a.items():
+                if type(k) not in _SCALARS or type(v) not in _SCALARS:
+                    return False
+        else:
+            return False
+    return True
 
 
 def _ready(f: Future | ActorFuture) -> bool:

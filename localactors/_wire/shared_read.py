@@ -25,12 +25,20 @@ from typing import Any, Protocol
 
 from . import protocol as P
 
-_thread_role = threading.local()
+
+class _Role(threading.local):
+    """What this thread is: ``reader`` while it reads a link (its reader thread, or a
+    waiter dispatching what it read). A class default: read with no ``getattr`` call."""
+
+    reader = False
+
+
+_thread_role = _Role()
 
 
 def in_reader_thread() -> bool:
     """Is this thread a link's reader? (It must never wait on a reply.)"""
-    return getattr(_thread_role, "reader", False)
+    return _thread_role.reader
 
 
 def mark_reader_thread() -> None:
@@ -47,7 +55,7 @@ def defer_interrupt() -> bool:
     reading a message and handing it over? Then the interrupt is owed, raised by
     the read path once the message is handed over, and ``True``."""
     global _interrupt_owed
-    if getattr(_thread_role, "reader", False):
+    if _thread_role.reader:
         _interrupt_owed = threading.get_ident()
         return True
     _interrupt_owed = None  # raised now: nothing owed any more
@@ -63,6 +71,8 @@ class SharedLink(Protocol):
     """What a read token needs of its link."""
 
     closed: bool
+    _rbuf: bytes  # the read buffer and the offset read to (a glance: is anything left?)
+    _rpos: int
 
     def recv(self) -> P.Message: ...
     def frame_buffered(self) -> bool: ...
@@ -94,7 +104,7 @@ def _drain(fd: int) -> None:
 def _raise_owed_interrupt() -> None:
     """Raise the KeyboardInterrupt held back while this thread handed a message over."""
     global _interrupt_owed
-    if _interrupt_owed == threading.get_ident() and not getattr(_thread_role, "reader", False):
+    if _interrupt_owed == threading.get_ident() and not _thread_role.reader:
         _interrupt_owed = None
         raise KeyboardInterrupt
 
@@ -177,11 +187,14 @@ class ReadToken:
                 if not deadline:
                     deadline = time.monotonic() + timeout
             done = False
+            link = self._link
             try:
                 done = comp.done()
                 again = False
                 while not done:
-                    if not self._buffered():
+                    # (a glance at the buffer first: almost always read to its end, and
+                    # then no frame_buffered call; a slice is no call)
+                    if not (link._rbuf[link._rpos + 3 : link._rpos + 4] and self._buffered()):
                         if again and wait_ms >= 0:  # the first message was not the reply: what is left
                             remaining = deadline - time.monotonic()
                             wait_ms = max(1, int(remaining * 1000 + 0.999)) if remaining > 0 else 0
@@ -189,10 +202,20 @@ class ReadToken:
                             if wait_ms < 0:
                                 continue
                             break  # timed out
-                    self._take_one()
+                    # self._take_one(), inlined: the hot path (one message, the reply)
+                    was = _thread_role.reader
+                    _thread_role.reader = True
+                    try:
+                        self._on_message(link, self._recv())
+                    except BaseException as err:
+                        raise _CallerReadError(err) from err
+                    finally:
+                        _thread_role.reader = was
+                    if _interrupt_owed is not None:
+                        _raise_owed_interrupt()
                     done = comp.done()
                     again = True
-                while self._buffered():
+                while link._rbuf[link._rpos + 3 : link._rpos + 4] and self._buffered():
                     self._take_one()
             except _CallerReadError as wrapped:
                 self._hand_error_to_reader(wrapped.error)
@@ -211,7 +234,7 @@ class ReadToken:
 
     def _take_one(self) -> None:
         """Read one message and dispatch it in this (caller's) thread."""
-        was = getattr(_thread_role, "reader", False)
+        was = _thread_role.reader
         _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
         try:
             self._on_message(self._link, self._recv())
