@@ -222,7 +222,8 @@ def test_gone_after(localactors_cluster):
 
 
 def test_a_process_left_running_fails_the_test(pytester: pytest.Pytester) -> None:
-    from localactors._client.cluster import LocalCluster, _live
+    from localactors._client import lifecycle
+    from localactors._client.cluster import LocalCluster
 
     result = run(
         pytester,
@@ -236,5 +237,5 @@ def test_cluster_that_will_not_close(localactors_cluster):
         result.assert_outcomes(passed=1, errors=1)
         result.stdout.fnmatch_lines(["*localactors left behind:*", "*process * (*python*"])
     finally:
-        for cluster in list(_live):
+        for cluster in lifecycle.live_clusters():
             LocalCluster._close(cluster)  # what the inner test kept from running

@@ -25,7 +25,6 @@ import shutil
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable, Generator
 from multiprocessing.connection import wait as wait_for_ready
 from typing import Any
@@ -52,8 +51,6 @@ from .signals import children_of, kill_group, kill_stragglers, signal_worker
 from .start import await_ready, manager_config, private_directory
 
 logger = logging.getLogger("localactors.cluster")
-
-_live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 
 
 class LocalCluster:
@@ -222,7 +219,6 @@ class LocalCluster:
             self._close()  # not close(): in async mode that only makes a coroutine
             raise
         self.status = "running"
-        _live.add(self)
         _lifecycle.track_cluster(self)  # closed at interpreter exit if the user does not
         write_cluster_file(self.directory, self.manager_address, self.authkey)  # for `localactors top`
         if self.forward_output and self.processes:
@@ -284,7 +280,6 @@ class LocalCluster:
         finally:
             self.status = "closed"
             self._closed.set()
-            _live.discard(self)
 
     def _close_now(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
