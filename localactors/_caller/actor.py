@@ -199,12 +199,15 @@ _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 def _plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Are the arguments plain values, which pickle alone can send (no future, handle or class in them)?
 
-    Scalars, and tuples, lists and dicts of scalars (one level down). Large
-    strings and bytes are plain too: the caller checks the pickle's size.
+    Scalars, and tuples, lists and dicts of scalars (one level down). A large
+    string or bytes argument is not (it travels in shared memory); one inside a
+    container is found by the caller, which checks the pickle's size.
     """
     for a in (*args, *kwargs.values()) if kwargs else args:
         t = type(a)
         if t in _SCALARS:
+            if (t is bytes or t is str) and len(a) >= THRESHOLD:
+                return False  # large: pickling it twice would cost a copy; it goes in shared memory
             continue
         if t is tuple or t is list:
             for b in a:
