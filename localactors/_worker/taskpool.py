@@ -48,6 +48,8 @@ class TaskPool:
         self._threads: set[threading.Thread] = set()
         self._ids = itertools.count()
         self._closed = False
+        #: called by a task thread about to wait on a future, before it secedes
+        self.on_block: Callable[[], None] | None = None
 
     @property
     def threads(self) -> list[threading.Thread]:
@@ -62,6 +64,18 @@ class TaskPool:
                 raise RuntimeError(f"{self._name}: the task pool is shut down")
             self._queue.append((fn, args))
             self._wake()
+
+    def submit_many(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> None:
+        """Queue ``fn(*args)`` for each ``args`` of ``calls``, in order (one wake-up for them all)."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"{self._name}: the task pool is shut down")
+            self._queue.extend([(fn, args) for args in calls])
+            self._wake()
+
+    def queued(self) -> int:
+        """How many tasks wait for a thread (a glance: no lock)."""
+        return len(self._queue)
 
     def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
         """Stop taking work; with ``cancel_futures`` drop what has not started."""
@@ -92,6 +106,8 @@ class TaskPool:
 
     @contextmanager
     def _seceded(self) -> Iterator[None]:
+        if self.on_block is not None:
+            self.on_block()
         with self._cond:
             self._active -= 1
             self._wake()
