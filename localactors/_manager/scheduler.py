@@ -248,7 +248,8 @@ class Scheduler:
                         self.placement.schedule(dependent)
         if task.spec is not None and task.spec.deps:
             self._finished_with_deps(task)
-        self._maybe_release(key)
+        if not self.refs.held(key):
+            self._maybe_release(key)
 
     def task_erred(self, ws: WorkerState, msg: P.TaskErred) -> None:
         task = self.tasks.get(msg.key)

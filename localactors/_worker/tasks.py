@@ -17,10 +17,10 @@ reported to the manager as ``TaskDone`` (many together as ``TasksDone``, see
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 import threading
 from collections.abc import Callable, Coroutine
+from types import CoroutineType
 from typing import Any
 
 from .._base.errors import WorkerLostError, dump_exception
@@ -160,7 +160,7 @@ class TaskRunner:
         try:
             fn, args, kwargs = self._load_task(key, payload, fetched)
             result = fn(*args, **kwargs)
-            if inspect.iscoroutine(result):
+            if isinstance(result, CoroutineType):  # inspect.iscoroutine, without the call
                 self.reports.flush()  # the wait below may be long: what is done is said first
                 result = self._await_in_loop(result)
         except BaseException as err:
