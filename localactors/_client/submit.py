@@ -22,7 +22,7 @@ from .._base.nested import futures_in
 from .._base.serialize import SerialContext
 from .._wire import protocol as P
 from .core import ClientCore
-from .spec import funcname, make_spec, ship_function
+from .spec import SpecMaker, funcname, make_spec, ship_function
 
 
 def submit_one(
@@ -96,23 +96,22 @@ def submit_many(
 
     ``key``: a prefix (a string) or each key exactly (a list); see ``Client.map``.
     """
-    specs, contexts = [], []
     keys = key if isinstance(key, list) else None
     prefix = key if isinstance(key, str) else None
     shipped = ship_function(core, fn)  # a function pickled by value: pickled once for them all
-    for i, args in enumerate(calls):
-        spec, ctx = make_spec(
-            core, shipped, args, kwargs, keys[i] if keys is not None else None, pure, workers, resources,
-            allow_other_workers, retries, actor, 0, prefix,
-        )  # fmt: skip
-        specs.append(spec)
-        contexts.append(ctx)
+    maker = SpecMaker(core, shipped, kwargs, pure, workers, resources, allow_other_workers, retries, actor, prefix)
+    made = [maker.spec(args, keys[i] if keys is not None else None) for i, args in enumerate(calls)]
     # only now, with every argument pickled: a bad one must leave nothing behind
-    futures = [core.future(spec.key) for spec in specs]
-    for ctx in contexts:
-        if ctx.pins:
-            core.refs.pin(ctx.pins)
-    send = [spec for spec, fut, ctx in zip(specs, futures, contexts) if not _cancel_if_input_cancelled(fut, ctx)]
+    future = core.future
+    futures = [future(spec.key) for spec, _ in made]
+    send = []
+    for (spec, ctx), fut in zip(made, futures):
+        if ctx is not None:  # pickled with a context: it may hold handles and futures
+            if ctx.pins:
+                core.refs.pin(ctx.pins)
+            if _cancel_if_input_cancelled(fut, ctx):
+                continue
+        send.append(spec)
     if send:
         core.send(P.SubmitTasks(tuple(send)))
     return futures
