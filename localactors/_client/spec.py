@@ -150,13 +150,14 @@ class SpecMaker:
         self._rest = (
             tuple(workers or ()), tuple(sorted((resources or {}).items())), allow_other_workers, retries, actor, 0
         )
-        self._lean = isinstance(fn, _PLAIN_FUNCTIONS) and plain_values(kwargs.values())
+        #: plain calls of this function skip the context (see :meth:`spec`)
+        self.lean = isinstance(fn, _PLAIN_FUNCTIONS) and plain_values(kwargs.values())
         self._name = f"{prefix or funcname(fn)}-"
         self._hashed = pure and not actor
 
     def spec(self, args: tuple[Any, ...], key: str | None) -> tuple[P.TaskSpec, SerialContext | None]:
         """The spec of ``fn(*args, **kwargs)``, and the context it was pickled in (``None``: none was needed)."""
-        if self._lean and plain_values(args):
+        if self.lean and plain_values(args):
             try:
                 payload = pickle.dumps((self.fn, args, self.kwargs), 5)
             except Exception:
