@@ -155,21 +155,33 @@ class SpecMaker:
         self._name = f"{prefix or funcname(fn)}-"
         self._hashed = pure and not actor
 
+    def plain(self, args: tuple[Any, ...], key: str | None) -> P.PlainItem | None:
+        """``(key, payload)`` of a call whose arguments are plain values (the caller has
+        seen to it, :func:`plain_values`), if the lean path takes it (else ``None``)."""
+        try:
+            payload = pickle.dumps((self.fn, args, self.kwargs), 5)
+        except Exception:
+            return None  # (the usual path says why)
+        if _MAIN_MARK in payload:
+            return None  # cloudpickle's turn, in dumps
+        if key is None:
+            if self._hashed:
+                key = self._name + hashlib.blake2b(payload, digest_size=16).hexdigest()
+            else:
+                key = self._name + uuid.uuid4().hex
+        return key, payload
+
     def spec(self, args: tuple[Any, ...], key: str | None) -> tuple[P.TaskSpec, SerialContext | None]:
         """The spec of ``fn(*args, **kwargs)``, and the context it was pickled in (``None``: none was needed)."""
         if self.lean and plain_values(args):
-            try:
-                payload = pickle.dumps((self.fn, args, self.kwargs), 5)
-            except Exception:
-                payload = b""  # (the usual path says why)
-            if payload and _MAIN_MARK not in payload:  # else cloudpickle's turn, in dumps
-                if key is None:
-                    if self._hashed:
-                        key = self._name + hashlib.blake2b(payload, digest_size=16).hexdigest()
-                    else:
-                        key = self._name + uuid.uuid4().hex
-                return P.TaskSpec(key, payload, (), *self._rest), None
+            item = self.plain(args, key)
+            if item is not None:
+                return P.TaskSpec(item[0], item[1], (), *self._rest), None
         return make_spec(self.node, self.fn, args, self.kwargs, key, self.pure, *self.options, 0, self.prefix)
+
+    def submit_plain(self, items: tuple[P.PlainItem, ...]) -> P.SubmitPlain:
+        """The message submitting ``items`` (from :meth:`plain`) with this map's options."""
+        return P.SubmitPlain(items, *self._rest[:-1])
 
 
 def make_spec(

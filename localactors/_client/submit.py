@@ -97,12 +97,14 @@ def submit_many(
     retries: int,
     actor: bool,
 ) -> list[Future]:
-    """``Client.map``: one task per tuple of ``calls``' arguments, sent in one message,
-    or, when every call is plain (:class:`SpecMaker`), in one per :data:`MAP_CHUNK` calls.
+    """``Client.map``: one task per tuple of ``calls``' arguments, sent in one ``SubmitTasks``,
+    or, when every call is plain (:class:`SpecMaker`), in one ``SubmitPlain`` per :data:`MAP_CHUNK` calls.
 
     ``key``: a prefix (a string) or each key exactly (a list); see ``Client.map``.
     """
     keys = key if isinstance(key, list) else None
+    if keys is not None and len(keys) < len(calls):
+        raise IndexError(f"map() got {len(keys)} keys for {len(calls)} calls")
     prefix = key if isinstance(key, str) else None
     shipped = ship_function(core, fn)  # a function pickled by value: pickled once for them all
     maker = SpecMaker(core, shipped, kwargs, pure, workers, resources, allow_other_workers, retries, actor, prefix)
@@ -110,10 +112,17 @@ def submit_many(
         # nothing here can fail to pickle: each chunk goes as soon as it is pickled, so
         # the manager and the workers start on it while the rest is being pickled
         futures: list[Future] = []
+        future = core.future
         for start in range(0, len(calls), MAP_CHUNK):
             chunk = calls[start : start + MAP_CHUNK]
-            made = [maker.spec(args, keys[start + i] if keys is not None else None) for i, args in enumerate(chunk)]
-            futures += _send_made(core, made)
+            chunk_keys = keys[start : start + MAP_CHUNK] if keys is not None else [None] * len(chunk)
+            items = [maker.plain(args, k) for args, k in zip(chunk, chunk_keys)]
+            if None in items:  # some go through make_spec after all (an argument pickles as __main__)
+                futures += _send_made(core, [maker.spec(args, k) for args, k in zip(chunk, chunk_keys)])
+                continue
+            plain: list[P.PlainItem] = items  # type: ignore[assignment]
+            futures += [future(k) for k, _ in plain]
+            core.send(maker.submit_plain(tuple(plain)))
         return futures
     made = [maker.spec(args, keys[i] if keys is not None else None) for i, args in enumerate(calls)]
     # only now, with every argument pickled: a bad one must leave nothing behind

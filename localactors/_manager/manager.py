@@ -311,6 +311,8 @@ class Manager:
                 sched.ref_delta(link, msg)
             case P.SubmitTasks(specs):
                 sched.submit(specs, link)
+            case P.SubmitPlain():
+                sched.submit(msg.specs(), link)
             case P.TaskDone():
                 ws = self.worker_links.get(link)
                 if ws is not None:

@@ -9,7 +9,7 @@ in the caller. How a message is framed on the wire is :mod:`~localactors._wire.c
 
 Who sends what::
 
-    client  -> manager : Hello RefDelta SubmitTasks Scatter Cancel InfoRequest RelayTo Goodbye
+    client  -> manager : Hello RefDelta SubmitTasks SubmitPlain Scatter Cancel InfoRequest RelayTo Goodbye
     manager -> client  : KeyDone KeysDone KeyErred KeyLost KeyReset InfoReply Ack RelayFrom Goodbye
     manager -> all     : WorkerDied ActorMoved ActorRestartFailed
     worker  -> manager : RegisterWorker RefDelta TaskDone TasksDone TaskErred Pong (as a client: the above)
@@ -428,11 +428,35 @@ class KeysDone:
     done: tuple[tuple[str, str], ...]
 
 
+
+#: a task as ``SubmitPlain`` carries it: ``(key, payload)``
+PlainItem = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitPlain:
+    """client -> manager: tasks with no inputs that share their options (a ``map``'s),
+    each ``(key, payload)`` standing for ``TaskSpec(key, payload, (), workers, resources,
+    allow_other_workers, retries, actor)``: no spec object per task on the wire."""
+
+    tasks: tuple[PlainItem, ...]
+    workers: tuple[str, ...] = ()
+    resources: tuple[tuple[str, float], ...] = ()
+    allow_other_workers: bool = False
+    retries: int = 0
+    actor: bool = False
+
+    def specs(self) -> tuple[TaskSpec, ...]:
+        """The ``TaskSpec`` of each task."""
+        rest = (self.workers, self.resources, self.allow_other_workers, self.retries, self.actor)
+        return tuple([TaskSpec(key, payload, (), *rest) for key, payload in self.tasks])
+
+
 Message = Union[
     Hello, RegisterWorker, RefDelta, SubmitTasks, Scatter, Cancel, InfoRequest,
     RelayTo, Goodbye, TaskDone, TaskErred, KeyDone, KeyErred, KeyLost, InfoReply, Ack,
     RelayFrom, RunTask, PutData, FreeKeys, Shutdown, GetData, DataReply, ActorCall, CallOk,
     CallErr, WatchOutput, Output, StatsRequest, StatsReply, WorkerDied, ActorMoved, ActorRestartFailed,
     KeyReset, Ping, Pong, RunOnWorkers, RunFunction, RunResult, RunReply, WhoHas, WhoHasReply, Retry, Restart,
-    CloseCluster, RunTasks, TasksDone, KeysDone,
+    CloseCluster, RunTasks, TasksDone, KeysDone, SubmitPlain,
 ]  # fmt: skip
