@@ -148,7 +148,12 @@ class SpecMaker:
             workers = (workers,)
         #: TaskSpec's fields after ``deps``
         self._rest = (
-            tuple(workers or ()), tuple(sorted((resources or {}).items())), allow_other_workers, retries, actor, 0
+            tuple(workers or ()),
+            tuple(sorted((resources or {}).items())),
+            allow_other_workers,
+            retries,
+            actor,
+            0,
         )
         #: plain calls of this function skip the context (see :meth:`spec`)
         self.lean = isinstance(fn, _PLAIN_FUNCTIONS) and plain_values(kwargs.values())

@@ -428,7 +428,6 @@ class KeysDone:
     done: tuple[tuple[str, str], ...]
 
 
-
 #: a task as ``SubmitPlain`` carries it: ``(key, payload)``
 PlainItem = tuple[str, bytes]
 
