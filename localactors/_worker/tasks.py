@@ -164,6 +164,7 @@ class TaskRunner:
                 self.reports.flush()  # the wait below may be long: what is done is said first
                 result = self._await_in_loop(result)
         except BaseException as err:
+            self.reports.flush()  # the outcomes of this thread's tasks arrive in the order they came
             self._report(P.TaskErred(key, dump_exception(err)))
             return
         self.data[key] = result
