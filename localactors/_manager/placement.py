@@ -73,7 +73,19 @@ class Placement:
 
     def schedule(self, task: Task) -> None:
         """Send ``task`` to the best worker, or park it in ``no_worker``."""
-        ws = self._choose(task)
+        spec = task.spec
+        if spec is not None and not (spec.deps or spec.workers or spec.resources or spec.actor):
+            # the usual task (a map's): the least busy live worker per thread, the oldest
+            # on ties (the dict is in registration order), in one loop with no call per worker
+            ws: WorkerState | None = None
+            least = 0.0
+            for w in self._workers.values():
+                if w.alive and not w.retiring:
+                    load = len(w.processing) / w.info.nthreads
+                    if ws is None or load < least:
+                        ws, least = w, load
+        else:
+            ws = self._choose(task)
         if ws is None:
             dead = self._dead_restriction(task.spec)
             if dead is not None:  # names are never reused: waiting would be forever
@@ -83,7 +95,6 @@ class Placement:
             task.status = TaskStatus.NO_WORKER
             self.no_worker[task.key] = task
             return
-        spec = task.spec
         assert spec is not None
         if self.no_worker:
             self.no_worker.pop(task.key, None)
@@ -150,18 +161,8 @@ class Placement:
         return allowed
 
     def _choose(self, task: Task) -> WorkerState | None:
+        """The worker for a task with inputs, restrictions or resources, or an actor (see :meth:`schedule`)."""
         spec = task.spec
-        if spec is not None and not (spec.deps or spec.workers or spec.resources or spec.actor):
-            # the usual task (a map's): the least busy live worker per thread, the oldest
-            # on ties (the dict is in registration order), in one loop with no call per worker
-            best: WorkerState | None = None
-            least = 0.0
-            for w in self._workers.values():
-                if w.alive and not w.retiring:
-                    load = len(w.processing) / w.info.nthreads
-                    if best is None or load < least:
-                        best, least = w, load
-            return best
         candidates = self._candidates(spec)
         if not candidates:
             return None

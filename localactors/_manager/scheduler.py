@@ -327,10 +327,12 @@ class Scheduler:
             pinned = self.refs.unpin(token)
             if pinned is not None:
                 self._maybe_release(pinned)
+        refs = self.refs
         for key, d in msg.changes:
             if d < 0:
-                self.refs.drop(link, key)
-                self._maybe_release(key)
+                refs.drop(link, key)
+                if not refs.held(key):
+                    self._maybe_release(key)
 
     def drop_holder(self, link: Any) -> None:
         """A client or worker went away: drop every reference it held."""
@@ -346,9 +348,11 @@ class Scheduler:
                 self.send(link, msg)
 
     def _referenced(self, key: str) -> bool:
+        if self.refs.held(key):
+            return True
         task = self.tasks.get(key)
-        return self.refs.held(key) or (
-            task is not None and any(self.status(d) not in _DONE_WITH_INPUTS for d in task.dependents)
+        return task is not None and bool(task.dependents) and any(
+            self.status(d) not in _DONE_WITH_INPUTS for d in task.dependents
         )
 
     def _maybe_release(self, key: str) -> None:
