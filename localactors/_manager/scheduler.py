@@ -351,8 +351,10 @@ class Scheduler:
         if self.refs.held(key):
             return True
         task = self.tasks.get(key)
-        return task is not None and bool(task.dependents) and any(
-            self.status(d) not in _DONE_WITH_INPUTS for d in task.dependents
+        return (
+            task is not None
+            and bool(task.dependents)
+            and any(self.status(d) not in _DONE_WITH_INPUTS for d in task.dependents)
         )
 
     def _maybe_release(self, key: str) -> None:
