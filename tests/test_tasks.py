@@ -82,6 +82,10 @@ def fail_first(path: str, failures: int) -> int:
     return attempt
 
 
+def quick_or_gated(path: str | None) -> int:
+    return 0 if path is None else gated(path, 1)
+
+
 def raise_key_error(x: Any) -> None:
     def deeper() -> None:
         raise KeyError(x)
@@ -117,6 +121,34 @@ def test_map_over_several_iterables(client: Client) -> None:
 def test_map_with_kwargs_and_empty_input(client: Client) -> None:
     assert client.gather(client.map(add, [1, 2], b=10), timeout=T) == [11, 12]
     assert client.map(inc, []) == []
+
+
+def test_a_large_map_of_plain_calls_goes_in_chunks_and_keeps_its_order(
+    client: Client, manager_traffic: list[P.Message]
+) -> None:
+    from localactors._client.submit import MAP_CHUNK
+
+    args: list[Any] = list(range(2 * MAP_CHUNK + 10))
+    args[MAP_CHUNK + 5] = "__main__"  # its pickle says __main__: cloudpickle's, so its chunk goes as SubmitTasks
+    futures = client.map(identity, args)
+    assert client.gather(futures, timeout=T) == args
+    sent = [type(m).__name__ for m in manager_traffic if not isinstance(m, P.RefDelta)]
+    assert sent == ["SubmitPlain", "SubmitTasks", "SubmitPlain"]
+    assert [f.key for f in client.map(identity, [1, 2], key=["one", "two"], pure=False)] == ["one", "two"]
+    with pytest.raises(IndexError):
+        client.map(identity, [1, 2], key=["one"])
+
+
+def test_a_quick_task_queued_before_a_long_one_is_reported_while_the_long_one_runs(
+    client: Client, tmp_path: Path
+) -> None:
+    gate = str(tmp_path / "gate")
+    worker = client.cluster.workers[0].name  # one thread: the two run one after the other
+    quick, long = client.map(quick_or_gated, [None, gate], workers=[worker], pure=False)
+    wait_until(quick.done, T, "the quick task's report came while the long one ran")
+    assert not long.done()
+    Path(gate).touch()
+    assert (quick.result(timeout=T), long.result(timeout=T)) == (0, 1)
 
 
 def test_gather_nested_structure(client: Client) -> None:

@@ -2,8 +2,8 @@
 
 Runs in: the user's process (and in workers, under their ``get_client()``).
 
-It holds the manager link and reads it in its reader thread: ``KeyDone``,
-``KeyErred``, ``KeyLost`` and ``KeyReset`` update the shared
+It holds the manager link and reads it in its reader thread: ``KeyDone``
+(``KeysDone`` for many), ``KeyErred``, ``KeyLost`` and ``KeyReset`` update the shared
 :class:`TaskState` of each key; replies complete pending requests. Futures
 and actor handles point here (a Future knows it as a ``FutureOwner``); it
 fetches task values straight from the workers holding them (``fetch.py``),
@@ -87,6 +87,14 @@ class ClientCore(Node):
                 if state is not None:
                     state.address, state.worker, state.actor = address, worker, actor
                     state.set_result(None)
+            case P.KeysDone(worker, address, done):
+                self._workers[address] = worker
+                get = self.states.get
+                for key, _type_name in done:
+                    state = get(key)
+                    if state is not None:
+                        state.address, state.worker, state.actor = address, worker, None
+                        state.set_result(None)
             case P.KeyErred(key, error):
                 state = self.states.get(key)
                 if state is not None:

@@ -15,12 +15,18 @@ import threading
 import uuid
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterable
+from types import BuiltinFunctionType, FunctionType
 from typing import Any
 
 from .._base.errors import SerializationError
 from .._base.serialize import SerialContext, dumps
 from .._caller.node import Node
 from .._wire import protocol as P
+from .._wire.protocol import OUT_OF_BAND
+
+#: what marks a pickle that refers to ``__main__`` (``_base.serialize`` then uses cloudpickle)
+_MAIN_MARK = b"__main__"
 
 #: a function pickled by value is this long at least (by reference: a module and a name)
 _BY_VALUE = 256
@@ -92,6 +98,95 @@ def funcname(fn: Any) -> str:
     """``fn``'s name, fit for a key (its prefix groups the key's tasks in ``progress``)."""
     name = getattr(fn, "__name__", None) or type(fn).__name__
     return str(name).replace("<", "").replace(">", "")
+
+
+_SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
+#: functions a plain pickle takes by reference (or, a ShippedFunction, by its bytes): no handle inside
+_PLAIN_FUNCTIONS = (FunctionType, BuiltinFunctionType, ShippedFunction)
+
+
+def plain_values(values: Iterable[Any]) -> bool:
+    """Are ``values`` plain (numbers, strings, small bytes; tuples, lists and dicts of them,
+    one level down), so that no future, handle or class can be among them?"""
+    for a in values:
+        t = type(a)
+        if t in _SCALARS:
+            if (t is bytes or t is str) and len(a) >= OUT_OF_BAND:
+                return False
+        elif t is tuple or t is list:
+            for b in a:
+                if type(b) not in _SCALARS:
+                    return False
+        elif t is dict:
+            for k, v in a.items():
+                if type(k) not in _SCALARS or type(v) not in _SCALARS:
+                    return False
+        else:
+            return False
+    return True
+
+
+class SpecMaker:
+    """The specs of many calls of one function with the same options (``Client.map``).
+
+    A call whose function goes by reference (or is a :class:`ShippedFunction`) and
+    whose arguments are plain values is pickled with one ``pickle.dumps``: no context
+    and nothing to walk, as nothing in it can be a handle. The bytes are what
+    :func:`make_spec` makes of it, and so is the key. Any other call goes through
+    :func:`make_spec`.
+    """
+
+    def __init__(
+        self, node: Node, fn: Any, kwargs: dict[str, Any], pure: bool, workers: Any,
+        resources: dict[str, float] | None, allow_other_workers: bool, retries: int, actor: bool,
+        prefix: str | None,
+    ) -> None:  # fmt: skip
+        self.node, self.fn, self.kwargs = node, fn, kwargs
+        self.pure, self.prefix = pure, prefix
+        self.options = (workers, resources, allow_other_workers, retries, actor)
+        if isinstance(workers, str):
+            workers = (workers,)
+        #: TaskSpec's fields after ``deps``
+        self._rest = (
+            tuple(workers or ()),
+            tuple(sorted((resources or {}).items())),
+            allow_other_workers,
+            retries,
+            actor,
+            0,
+        )
+        #: plain calls of this function skip the context (see :meth:`spec`)
+        self.lean = isinstance(fn, _PLAIN_FUNCTIONS) and plain_values(kwargs.values())
+        self._name = f"{prefix or funcname(fn)}-"
+        self._hashed = pure and not actor
+
+    def plain(self, args: tuple[Any, ...], key: str | None) -> P.PlainItem | None:
+        """``(key, payload)`` of a call whose arguments are plain values (the caller has
+        seen to it, :func:`plain_values`), if the lean path takes it (else ``None``)."""
+        try:
+            payload = pickle.dumps((self.fn, args, self.kwargs), 5)
+        except Exception:
+            return None  # (the usual path says why)
+        if _MAIN_MARK in payload:
+            return None  # cloudpickle's turn, in dumps
+        if key is None:
+            if self._hashed:
+                key = self._name + hashlib.blake2b(payload, digest_size=16).hexdigest()
+            else:
+                key = self._name + uuid.uuid4().hex
+        return key, payload
+
+    def spec(self, args: tuple[Any, ...], key: str | None) -> tuple[P.TaskSpec, SerialContext | None]:
+        """The spec of ``fn(*args, **kwargs)``, and the context it was pickled in (``None``: none was needed)."""
+        if self.lean and plain_values(args):
+            item = self.plain(args, key)
+            if item is not None:
+                return P.TaskSpec(item[0], item[1], (), *self._rest), None
+        return make_spec(self.node, self.fn, args, self.kwargs, key, self.pure, *self.options, 0, self.prefix)
+
+    def submit_plain(self, items: tuple[P.PlainItem, ...]) -> P.SubmitPlain:
+        """The message submitting ``items`` (from :meth:`plain`) with this map's options."""
+        return P.SubmitPlain(items, *self._rest[:-1])
 
 
 def make_spec(

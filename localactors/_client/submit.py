@@ -4,7 +4,9 @@ Runs in: the user's process (and in workers, under their ``get_client()``).
 
 Every call is pickled into a ``TaskSpec`` (``spec.py``) in the calling thread,
 so a bad argument fails right there and leaves nothing behind; only then are
-the futures made and one ``SubmitTasks`` sent. A call with actor calls still
+the futures made and one ``SubmitTasks`` sent. A ``map`` whose calls are all
+plain (nothing in them can fail to pickle) is sent in chunks instead, each as
+soon as it is pickled. A call with actor calls still
 running among its arguments is sent once they have finished; a call with a
 cancelled future among them is cancelled, not sent (as in dask).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
@@ -22,7 +24,10 @@ from .._base.nested import futures_in
 from .._base.serialize import SerialContext
 from .._wire import protocol as P
 from .core import ClientCore
-from .spec import funcname, make_spec, ship_function
+from .spec import SpecMaker, funcname, make_spec, plain_values, ship_function
+
+#: a map of plain calls is sent in messages of this many tasks, each as soon as it is pickled
+MAP_CHUNK = 1000
 
 
 def submit_one(
@@ -82,7 +87,7 @@ def _submit_later(
 def submit_many(
     core: ClientCore,
     fn: Callable[..., Any],
-    calls: Iterable[tuple[Any, ...]],
+    calls: list[tuple[Any, ...]],
     kwargs: dict[str, Any],
     key: str | list[str] | None,
     pure: bool,
@@ -92,27 +97,50 @@ def submit_many(
     retries: int,
     actor: bool,
 ) -> list[Future]:
-    """``Client.map``: one task per tuple of ``calls``' arguments, sent in one message.
+    """``Client.map``: one task per tuple of ``calls``' arguments, sent in one ``SubmitTasks``,
+    or, when every call is plain (:class:`SpecMaker`), in one ``SubmitPlain`` per :data:`MAP_CHUNK` calls.
 
     ``key``: a prefix (a string) or each key exactly (a list); see ``Client.map``.
     """
-    specs, contexts = [], []
     keys = key if isinstance(key, list) else None
+    if keys is not None and len(keys) < len(calls):
+        raise IndexError(f"map() got {len(keys)} keys for {len(calls)} calls")
     prefix = key if isinstance(key, str) else None
     shipped = ship_function(core, fn)  # a function pickled by value: pickled once for them all
-    for i, args in enumerate(calls):
-        spec, ctx = make_spec(
-            core, shipped, args, kwargs, keys[i] if keys is not None else None, pure, workers, resources,
-            allow_other_workers, retries, actor, 0, prefix,
-        )  # fmt: skip
-        specs.append(spec)
-        contexts.append(ctx)
+    maker = SpecMaker(core, shipped, kwargs, pure, workers, resources, allow_other_workers, retries, actor, prefix)
+    if maker.lean and all(plain_values(args) for args in calls):
+        # nothing here can fail to pickle: each chunk goes as soon as it is pickled, so
+        # the manager and the workers start on it while the rest is being pickled
+        futures: list[Future] = []
+        future = core.future
+        for start in range(0, len(calls), MAP_CHUNK):
+            chunk = calls[start : start + MAP_CHUNK]
+            chunk_keys = keys[start : start + MAP_CHUNK] if keys is not None else [None] * len(chunk)
+            items = [maker.plain(args, k) for args, k in zip(chunk, chunk_keys)]
+            if None in items:  # some go through make_spec after all (an argument pickles as __main__)
+                futures += _send_made(core, [maker.spec(args, k) for args, k in zip(chunk, chunk_keys)])
+                continue
+            plain: list[P.PlainItem] = items  # type: ignore[assignment]
+            futures += [future(k) for k, _ in plain]
+            core.send(maker.submit_plain(tuple(plain)))
+        return futures
+    made = [maker.spec(args, keys[i] if keys is not None else None) for i, args in enumerate(calls)]
     # only now, with every argument pickled: a bad one must leave nothing behind
-    futures = [core.future(spec.key) for spec in specs]
-    for ctx in contexts:
-        if ctx.pins:
-            core.refs.pin(ctx.pins)
-    send = [spec for spec, fut, ctx in zip(specs, futures, contexts) if not _cancel_if_input_cancelled(fut, ctx)]
+    return _send_made(core, made)
+
+
+def _send_made(core: ClientCore, made: list[tuple[P.TaskSpec, SerialContext | None]]) -> list[Future]:
+    """The futures of ``made``'s specs; then the specs go in one ``SubmitTasks``."""
+    future = core.future
+    futures = [future(spec.key) for spec, _ in made]
+    send = []
+    for (spec, ctx), fut in zip(made, futures):
+        if ctx is not None:  # pickled with a context: it may hold handles and futures
+            if ctx.pins:
+                core.refs.pin(ctx.pins)
+            if _cancel_if_input_cancelled(fut, ctx):
+                continue
+        send.append(spec)
     if send:
         core.send(P.SubmitTasks(tuple(send)))
     return futures

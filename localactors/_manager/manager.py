@@ -24,6 +24,7 @@ SIGTERM, then SIGKILL.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -43,6 +44,7 @@ from .._wire.connection import Link, LinkClosed, Server
 from .._wire.exhaustive import assert_never
 from .books import WorkerState
 from .inbox import InboxItem, LinkDropped, Order, ParentGone, Reaped, Received, RelayGone
+from .outbox import Outbox, write_to
 from .output import OutputPump
 from .relay import RelayBoard
 from .requests import WorkerRequests
@@ -57,6 +59,8 @@ CHECK_INTERVAL = 0.1
 SHUTDOWN_GRACE = 1.5
 #: inbox items handled before what they made us send is written out
 INBOX_BATCH = 256
+#: the manager process's garbage collector thresholds (Python's are 700, 10, 10)
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def manager_main(config: ManagerConfig, control: Connection) -> None:
@@ -71,6 +75,9 @@ def manager_main(config: ManagerConfig, control: Connection) -> None:
         logging.basicConfig(
             level=config.log_level, format=f"(manager pid={os.getpid()}) %(levelname)s %(name)s: %(message)s"
         )
+        # the books of a large map are tens of thousands of live containers that make
+        # few cycles: collecting every 700 allocations walked them over and over
+        gc.set_threshold(*GC_THRESHOLDS)
     manager = Manager(config, control)
     try:
         manager.run()
@@ -98,15 +105,15 @@ class Manager:
         self.running = True
         self.parent_gone = False
         self.links: set[Link] = set()  # every link accepted: closed on exit (threads outlive us in-process)
-        self._outbox: dict[Any, list[P.Message]] | None = None  # see run(): batched sends
-        self._loop_thread: threading.Thread | None = None
+        self._outbox: Outbox | None = None  # see run(): batched sends
+        self._loop_ident: int | None = None
 
     # -- plumbing ---------------------------------------------------------------
 
     def _send(self, link: Any, msg: P.Message) -> None:
         box = self._outbox
-        if box is not None and threading.current_thread() is self._loop_thread:
-            box.setdefault(link, []).append(msg)  # sent when this inbox item is handled
+        if box is not None and threading.get_ident() == self._loop_ident:
+            box.add(link, msg)  # sent when this run of inbox items is handled (outbox.py)
             return
         try:
             link.send(msg)
@@ -156,16 +163,11 @@ class Manager:
 
     def _flush_outbox(self) -> None:
         box, self._outbox = self._outbox, None
-        for link, msgs in (box or {}).items():
-            try:
-                link.send_many(msgs)
-            except LinkClosed:
-                pass  # its reader will report the close
-            except Exception:
-                logger.exception("manager failed sending %d messages to %s", len(msgs), link)
+        if box is not None:
+            box.flush()
 
     def run(self) -> None:
-        self._loop_thread = threading.current_thread()
+        self._loop_ident = threading.get_ident()
         server = Server(self.address, self.config.authkey, "manager", self._on_link)
         threading.Thread(target=self._watch_parent, name="localactors-control", daemon=True).start()
         for _ in range(self.config.n_workers):
@@ -181,8 +183,8 @@ class Manager:
                 else:
                     # what a run of queued items makes us send (a SubmitTasks of
                     # 10,000 tasks makes 10,000 RunTasks; 100 TaskDones make 100
-                    # KeyDones) goes out in one write per link
-                    self._outbox = {}
+                    # KeyDones) goes out in one write per link, batched (outbox.py)
+                    self._outbox = Outbox(write_to)
                     try:
                         handled = 0
                         while True:
@@ -315,10 +317,16 @@ class Manager:
                 sched.ref_delta(link, msg)
             case P.SubmitTasks(specs):
                 sched.submit(specs, link)
+            case P.SubmitPlain():
+                sched.submit(msg.specs(), link)
             case P.TaskDone():
                 ws = self.worker_links.get(link)
                 if ws is not None:
                     sched.task_done(ws, msg)
+            case P.TasksDone():
+                ws = self.worker_links.get(link)
+                if ws is not None:
+                    sched.tasks_done(ws, msg)
             case P.TaskErred():
                 ws = self.worker_links.get(link)
                 if ws is not None:

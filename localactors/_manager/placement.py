@@ -73,7 +73,19 @@ class Placement:
 
     def schedule(self, task: Task) -> None:
         """Send ``task`` to the best worker, or park it in ``no_worker``."""
-        ws = self._choose(task)
+        spec = task.spec
+        if spec is not None and not (spec.deps or spec.workers or spec.resources or spec.actor):
+            # the usual task (a map's): the least busy live worker per thread, the oldest
+            # on ties (the dict is in registration order), in one loop with no call per worker
+            ws: WorkerState | None = None
+            least = 0.0
+            for w in self._workers.values():
+                if w.alive and not w.retiring:
+                    load = len(w.processing) / w.info.nthreads
+                    if ws is None or load < least:
+                        ws, least = w, load
+        else:
+            ws = self._choose(task)
         if ws is None:
             dead = self._dead_restriction(task.spec)
             if dead is not None:  # names are never reused: waiting would be forever
@@ -83,18 +95,24 @@ class Placement:
             task.status = TaskStatus.NO_WORKER
             self.no_worker[task.key] = task
             return
-        assert task.spec is not None
-        self.no_worker.pop(task.key, None)
-        free = self._free[ws.name]
-        for r, q in task.spec.resources:
-            free[r] = free.get(r, 0) - q
+        assert spec is not None
+        if self.no_worker:
+            self.no_worker.pop(task.key, None)
+        if spec.resources:
+            free = self._free[ws.info.name]
+            for r, q in spec.resources:
+                free[r] = free.get(r, 0) - q
         task.status = TaskStatus.PROCESSING
         task.worker = ws
         ws.processing.add(task.key)
-        if task.spec.actor:
+        if spec.actor:
             ws.starting_actors.add(task.key)
-        who_has = tuple((d, holder.info.address) for d in task.spec.deps if (holder := self._holder(d)) is not None)
-        self._send(ws.link, P.RunTask(task.spec, who_has))
+        who_has = (
+            tuple((d, holder.info.address) for d in spec.deps if (holder := self._holder(d)) is not None)
+            if spec.deps
+            else ()
+        )
+        self._send(ws.link, P.RunTask(spec, who_has))
 
     def unpark(self, key: str) -> None:
         """``key`` no longer waits for a worker (placed elsewhere, failed or released)."""
@@ -115,6 +133,8 @@ class Placement:
 
     def run_ended(self, ws: WorkerState, key: str) -> None:
         """A run of ``key`` on ``ws`` ended: if it was an orphan, give back what it held."""
+        if not self._orphans:
+            return
         orphan = self._orphans.get(key)
         if orphan is not None and orphan.worker is ws:
             del self._orphans[key]
@@ -141,10 +161,11 @@ class Placement:
         return allowed
 
     def _choose(self, task: Task) -> WorkerState | None:
-        candidates = self._candidates(task.spec)
+        """The worker for a task with inputs, restrictions or resources, or an actor (see :meth:`schedule`)."""
+        spec = task.spec
+        candidates = self._candidates(spec)
         if not candidates:
             return None
-        spec = task.spec
         if spec is not None and spec.actor:
             # actors still being constructed count too, or a burst of creations
             # piles onto whichever worker finished its first one last (kept as a

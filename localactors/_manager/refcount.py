@@ -21,29 +21,35 @@ class References:
     """Reference counts per key and holder, pins for handles in flight."""
 
     def __init__(self) -> None:
-        self._holders: dict[str, Counter[Any]] = {}  # key -> link -> handles
+        self._holders: dict[str, dict[Any, int]] = {}  # key -> link -> handles (each count > 0)
         self._pins: dict[str, str] = {}  # token -> key
         self._pin_count: Counter[str] = Counter()  # key -> pins
         self._early_unpins: set[str] = set()  # tokens unpinned before their pin came
 
     def held(self, key: str) -> bool:
         """Whether a holder or a handle in flight refers to ``key``."""
-        return bool(self._holders.get(key) or self._pin_count.get(key))
+        return key in self._holders or bool(self._pin_count.get(key))
 
     def holders(self, key: str) -> list[Any]:
         """The links holding a handle to ``key``."""
-        return [link for link, n in self._holders.get(key, {}).items() if n > 0]
+        return list(self._holders.get(key, ()))
 
     def hold(self, link: Any, key: str) -> None:
-        self._holders.setdefault(key, Counter())[link] += 1
+        held = self._holders.get(key)
+        if held is None:
+            self._holders[key] = {link: 1}
+        else:
+            held[link] = held.get(link, 0) + 1
 
     def drop(self, link: Any, key: str) -> None:
         held = self._holders.get(key)
-        if held is None:
+        if held is None or link not in held:
             return
-        held[link] -= 1
-        if held[link] <= 0:
-            del held[link]
+        n = held[link] - 1
+        if n > 0:
+            held[link] = n
+            return
+        del held[link]
         if not held:
             del self._holders[key]
 

@@ -207,33 +207,49 @@ class Scheduler:
     # -- worker reports ---------------------------------------------------------------------
 
     def task_done(self, ws: WorkerState, msg: P.TaskDone) -> None:
-        task = self.tasks.get(msg.key)
-        ws.stop_processing(msg.key)
-        self.placement.run_ended(ws, msg.key)
-        self._released_run_ended(msg.key, ws)
-        if task is not None and task.status is TaskStatus.MEMORY and task.worker is ws and msg.actor is None:
-            return  # a cancelled run of the same key ended here too: the data is the key's, keep it
+        self._done(ws, msg.key, msg.type_name, msg.actor)
+
+    def tasks_done(self, ws: WorkerState, msg: P.TasksDone) -> None:
+        """Several plain tasks finished on ``ws``: each as its own ``TaskDone``."""
+        done = self._done
+        for key, _nbytes, type_name in msg.done:
+            done(ws, key, type_name, None)
+
+    def _done(self, ws: WorkerState, key: str, type_name: str, actor: P.ActorInfo | None) -> None:
+        task = self.tasks.get(key)
+        ws.processing.discard(key)
+        if ws.starting_actors:
+            ws.starting_actors.discard(key)
+        self.placement.run_ended(ws, key)
+        if self._released_running:
+            self._released_run_ended(key, ws)
         if task is None or task.status is not TaskStatus.PROCESSING or task.worker is not ws:
-            self.send(ws.link, P.FreeKeys((msg.key,)))  # nobody wants it any more
+            if task is not None and task.status is TaskStatus.MEMORY and task.worker is ws and actor is None:
+                return  # a cancelled run of the same key ended here too: the data is the key's, keep it
+            self.send(ws.link, P.FreeKeys((key,)))  # nobody wants it any more
             return
-        task.status, task.type_name, task.actor = TaskStatus.MEMORY, msg.type_name, msg.actor
-        if msg.actor is not None:
-            ws.actors.add(msg.key)  # its resources stay held for the actor's life
+        task.status, task.type_name, task.actor = TaskStatus.MEMORY, type_name, actor
+        if actor is not None:
+            ws.actors.add(key)  # its resources stay held for the actor's life
             if task.restarting:  # every handle anywhere now reaches the new instance
                 task.restarting = False
-                self.broadcast(P.ActorMoved(msg.key, ws.name, ws.info.address))
+                self.broadcast(P.ActorMoved(key, ws.name, ws.info.address))
         else:
-            ws.has.add(msg.key)
-            self.placement.give_back(ws, task)
-        self._notify(msg.key, self._done_message(task))
-        for dep_key in list(task.dependents):
-            dependent = self.tasks.get(dep_key)
-            if dependent is not None and dependent.status is TaskStatus.WAITING:
-                dependent.waiting_on.discard(msg.key)
-                if not dependent.waiting_on:
-                    self.placement.schedule(dependent)
-        self._finished_with_deps(task)
-        self._maybe_release(msg.key)
+            ws.has.add(key)
+            if task.spec is not None and task.spec.resources:
+                self.placement.give_back(ws, task)
+        self._notify(key, P.KeyDone(key, ws.info.name, ws.info.address, type_name, actor))
+        if task.dependents:
+            for dep_key in list(task.dependents):
+                dependent = self.tasks.get(dep_key)
+                if dependent is not None and dependent.status is TaskStatus.WAITING:
+                    dependent.waiting_on.discard(key)
+                    if not dependent.waiting_on:
+                        self.placement.schedule(dependent)
+        if task.spec is not None and task.spec.deps:
+            self._finished_with_deps(task)
+        if not self.refs.held(key):
+            self._maybe_release(key)
 
     def task_erred(self, ws: WorkerState, msg: P.TaskErred) -> None:
         task = self.tasks.get(msg.key)
@@ -311,10 +327,12 @@ class Scheduler:
             pinned = self.refs.unpin(token)
             if pinned is not None:
                 self._maybe_release(pinned)
+        refs = self.refs
         for key, d in msg.changes:
             if d < 0:
-                self.refs.drop(link, key)
-                self._maybe_release(key)
+                refs.drop(link, key)
+                if not refs.held(key):
+                    self._maybe_release(key)
 
     def drop_holder(self, link: Any) -> None:
         """A client or worker went away: drop every reference it held."""
@@ -330,9 +348,13 @@ class Scheduler:
                 self.send(link, msg)
 
     def _referenced(self, key: str) -> bool:
+        if self.refs.held(key):
+            return True
         task = self.tasks.get(key)
-        return self.refs.held(key) or (
-            task is not None and any(self.status(d) not in _DONE_WITH_INPUTS for d in task.dependents)
+        return (
+            task is not None
+            and bool(task.dependents)
+            and any(self.status(d) not in _DONE_WITH_INPUTS for d in task.dependents)
         )
 
     def _maybe_release(self, key: str) -> None:

@@ -9,11 +9,11 @@ in the caller. How a message is framed on the wire is :mod:`~localactors._wire.c
 
 Who sends what::
 
-    client  -> manager : Hello RefDelta SubmitTasks Scatter Cancel InfoRequest RelayTo Goodbye
-    manager -> client  : KeyDone KeyErred KeyLost KeyReset InfoReply Ack RelayFrom Goodbye
+    client  -> manager : Hello RefDelta SubmitTasks SubmitPlain Scatter Cancel InfoRequest RelayTo Goodbye
+    manager -> client  : KeyDone KeysDone KeyErred KeyLost KeyReset InfoReply Ack RelayFrom Goodbye
     manager -> all     : WorkerDied ActorMoved ActorRestartFailed
-    worker  -> manager : RegisterWorker RefDelta TaskDone TaskErred Pong (as a client: the above)
-    manager -> worker  : RunTask PutData FreeKeys Shutdown Ping
+    worker  -> manager : RegisterWorker RefDelta TaskDone TasksDone TaskErred Pong (as a client: the above)
+    manager -> worker  : RunTask RunTasks PutData FreeKeys Shutdown Ping
     any     -> worker  : Hello GetData ActorCall        (direct links; the manager's relays too)
     worker  -> any     : DataReply CallOk CallErr       (direct links)
     cluster -> manager : WatchOutput;  manager -> cluster : Output   (diagnostics)
@@ -396,6 +396,60 @@ class CloseCluster:
     """A client asks the manager to stop the cluster (``Client.shutdown``, as dask's)."""
 
 
+# ---------------------------------------------------------------- many tasks at once (a map's)
+
+#: a plain task as ``RunTasks`` carries it: ``(key, payload, who_has)``, the payload small
+RunItem = tuple[str, bytes, tuple[tuple[str, str], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunTasks:
+    """manager -> worker: several plain tasks (not actors), each with a payload under
+    ``OUT_OF_BAND``, run as if each came in its own ``RunTask``, in this order."""
+
+    tasks: tuple[RunItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TasksDone:
+    """worker -> manager: several plain tasks finished, each as ``TaskDone`` would say it:
+    ``(key, nbytes, type_name)``."""
+
+    done: tuple[tuple[str, int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeysDone:
+    """manager -> client: ``KeyDone`` for several keys held on one worker, none an actor:
+    ``(key, type_name)`` each."""
+
+    worker: str
+    address: str
+    done: tuple[tuple[str, str], ...]
+
+
+#: a task as ``SubmitPlain`` carries it: ``(key, payload)``
+PlainItem = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitPlain:
+    """client -> manager: tasks with no inputs that share their options (a ``map``'s),
+    each ``(key, payload)`` standing for ``TaskSpec(key, payload, (), workers, resources,
+    allow_other_workers, retries, actor)``: no spec object per task on the wire."""
+
+    tasks: tuple[PlainItem, ...]
+    workers: tuple[str, ...] = ()
+    resources: tuple[tuple[str, float], ...] = ()
+    allow_other_workers: bool = False
+    retries: int = 0
+    actor: bool = False
+
+    def specs(self) -> tuple[TaskSpec, ...]:
+        """The ``TaskSpec`` of each task."""
+        rest = (self.workers, self.resources, self.allow_other_workers, self.retries, self.actor)
+        return tuple([TaskSpec(key, payload, (), *rest) for key, payload in self.tasks])
+
 
 Message = Union[
     Hello, RegisterWorker, RefDelta, SubmitTasks, Scatter, Cancel, InfoRequest,
@@ -403,5 +457,5 @@ Message = Union[
     RelayFrom, RunTask, PutData, FreeKeys, Shutdown, GetData, DataReply, ActorCall, CallOk,
     CallErr, WatchOutput, Output, StatsRequest, StatsReply, WorkerDied, ActorMoved, ActorRestartFailed,
     KeyReset, Ping, Pong, RunOnWorkers, RunFunction, RunResult, RunReply, WhoHas, WhoHasReply, Retry, Restart,
-    CloseCluster,
+    CloseCluster, RunTasks, TasksDone, KeysDone, SubmitPlain,
 ]  # fmt: skip

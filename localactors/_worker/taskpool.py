@@ -41,31 +41,46 @@ class TaskPool:
         self._name = name
         self._init = initializer
         self._initargs = initargs
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._active = 0  # threads running a task and not seceded
         self._idle = 0  # threads waiting for work
         self._threads: set[threading.Thread] = set()
         self._ids = itertools.count()
         self._closed = False
+        #: called by a task thread about to wait on a future, before it secedes
+        self.on_block: Callable[[], None] | None = None
 
     @property
     def threads(self) -> list[threading.Thread]:
         """The pool's threads alive now."""
-        with self._cond:
+        with self._lock:
             return list(self._threads)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)``; exceptions it raises are logged, not returned."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self._name}: the task pool is shut down")
             self._queue.append((fn, args))
             self._wake()
 
+    def submit_many(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> None:
+        """Queue ``fn(*args)`` for each ``args`` of ``calls``, in order (one wake-up for them all)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self._name}: the task pool is shut down")
+            self._queue.extend([(fn, args) for args in calls])
+            self._wake()
+
+    def queued(self) -> int:
+        """How many tasks wait for a thread (a glance: no lock)."""
+        return len(self._queue)
+
     def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
         """Stop taking work; with ``cancel_futures`` drop what has not started."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             if cancel_futures:
                 self._queue.clear()
@@ -76,7 +91,7 @@ class TaskPool:
                 if t is not threading.current_thread():
                     t.join()
 
-    # -- internals (all under self._cond) ------------------------------------------
+    # -- internals (all under self._lock) ------------------------------------------
 
     def _wake(self) -> None:
         need = min(len(self._queue), self._nthreads - self._active)
@@ -92,13 +107,15 @@ class TaskPool:
 
     @contextmanager
     def _seceded(self) -> Iterator[None]:
-        with self._cond:
+        if self.on_block is not None:
+            self.on_block()
+        with self._lock:
             self._active -= 1
             self._wake()
         try:
             yield
         finally:
-            with self._cond:
+            with self._lock:
                 self._active += 1  # may exceed nthreads for a moment: the wait is over
 
     def _run(self) -> None:
@@ -106,9 +123,14 @@ class TaskPool:
             self._init(*self._initargs)
         set_block_hook(self._seceded)
         me = threading.current_thread()
+        lock, queue = self._lock, self._queue
+        ran = False
         while True:
-            with self._cond:
-                while not self._closed and not (self._queue and self._active < self._nthreads):
+            with lock:  # the plain lock: no Python-level call to enter it
+                if ran:  # the task this thread ran is over; it takes the next one itself
+                    self._active -= 1
+                    ran = False
+                while not self._closed and not (queue and self._active < self._nthreads):
                     if len(self._threads) > self._nthreads:
                         self._threads.discard(me)  # a thread lent for a wait: no longer needed
                         return
@@ -118,18 +140,13 @@ class TaskPool:
                 if self._closed:
                     self._threads.discard(me)
                     return
-                fn, args = self._queue.popleft()
+                fn, args = queue.popleft()
                 self._active += 1
+                ran = True
+                if queue and self._active < self._nthreads:
+                    self._wake()  # more queued than threads at work: another one may start
             try:
                 fn(*args)
             except BaseException:
                 logger.exception("%s: a task raised outside its own error handling", self._name)
-            finally:
-                with self._cond:
-                    self._active -= 1
-                    # this thread takes the next task itself: count it as idle, or
-                    # _wake would start a new thread for every task that finishes
-                    self._idle += 1
-                    self._wake()
-                    self._idle -= 1
-                fn = args = None  # type: ignore[assignment]  # drop references while idle
+            fn = args = None  # type: ignore[assignment]  # drop references while idle

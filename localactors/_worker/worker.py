@@ -19,7 +19,7 @@ Threads::
 A call arrives on a caller's link, its reader queues it on the actor thread,
 the actor thread runs it and sends the reply straight back on that link
 (the worker's :class:`~localactors._worker.calls.CallServer` serves callers).
-A ``RunTask`` from the manager goes to the worker's
+A ``RunTask`` or ``RunTasks`` from the manager goes to the worker's
 :class:`~localactors._worker.tasks.TaskRunner`.
 Other threads reach the event loop through one door, :meth:`Worker.call_in_loop`.
 """
@@ -149,6 +149,7 @@ class Worker:
             report=self._report,
             await_in_loop=self._await_in_loop,
             enter_task_thread=functools.partial(_context.set_worker, self, thread_only=True),
+            later=lambda delay, fn: self.call_in_loop(lambda: self.loop.call_later(delay, fn)),
         )
         self._loop_tasks: set[asyncio.Task[Any]] = set()  # tasks' coroutines: the loop keeps only weak refs
         self._stop = asyncio.Event()
@@ -261,6 +262,8 @@ class Worker:
         match msg:
             case P.RunTask(spec, who_has):
                 self.task_runner.start(spec, who_has)
+            case P.RunTasks(tasks):
+                self.task_runner.start_many(tasks)
             case P.PutData(key, payload):
                 self._put_data(key, payload)
             case P.FreeKeys(keys):

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from localactors._base.errors import ActorLostError, KilledWorker, WorkerLostError, dump_exception, load_exception
+from localactors._manager.books import TaskStatus
 from localactors._manager.scheduler import Scheduler
 from localactors._wire import protocol as P
 
@@ -158,6 +159,40 @@ def test_submit_run_done_tells_the_holders(books: Books) -> None:
     assert books.take() == [(books.links["a"], P.RunTask(P.TaskSpec("x", b"", ()), ()))]
     books.done(a, "x")
     assert books.to_client() == [P.KeyDone("x", "a", "addr-a", "int", None)]
+
+
+def test_tasks_done_reports_each_task_as_its_own_task_done(books: Books) -> None:
+    a = books.worker("a")
+    for key in ("x", "y", "z"):
+        books.submit(key)
+    books.drop("z")  # released while it runs: its value is freed when it ends
+    books.take()
+    books.sched.tasks_done(a, P.TasksDone((("x", 8, "int"), ("z", 8, "int"), ("y", 8, "NoneType"))))
+    assert books.take() == [
+        (books.client, P.KeyDone("x", "a", "addr-a", "int", None)),
+        (books.links["a"], P.FreeKeys(("z",))),
+        (books.client, P.KeyDone("y", "a", "addr-a", "NoneType", None)),
+    ]
+    assert books.sched.status("x") is books.sched.status("y") is TaskStatus.MEMORY
+    assert a.processing == set() and a.has == {"x", "y"}
+
+
+def test_submit_plain_stands_for_a_task_spec_each() -> None:
+    msg = P.SubmitPlain((("x", b"p"), ("y", b"q")), ("a",), (("GPU", 1.0),), True, 2, False)
+    options = {"workers": ("a",), "resources": (("GPU", 1.0),), "allow_other_workers": True, "retries": 2}
+    assert msg.specs() == (P.TaskSpec("x", b"p", (), **options), P.TaskSpec("y", b"q", (), **options))
+
+
+def test_the_usual_task_goes_to_the_least_busy_live_worker_the_oldest_on_ties(books: Books) -> None:
+    books.worker("a")
+    b = books.worker("b")
+    books.worker("c", nthreads=2)
+    for i in range(5):
+        books.submit(f"t{i}")
+    assert [w for w, _ in books.runs()] == ["a", "b", "c", "c", "a"]
+    b.retiring = True
+    books.submit("u")
+    assert books.runs() == [("c", "u")]
 
 
 def test_a_holder_arriving_after_the_result_is_told_at_once(books: Books) -> None:
