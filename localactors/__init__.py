@@ -66,6 +66,7 @@ docs/architecture.md walks one actor call and one task through these modules.
 
 import logging
 
+from ._base.completed import as_completed
 from ._base.context import get_client, get_worker
 from ._base.errors import (
     ActorLostError,
@@ -80,7 +81,7 @@ from ._base.errors import (
     WorkerStartError,
 )
 from ._base.futures import ActorFuture, Future
-from ._base.waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
+from ._base.waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, wait
 from ._caller.actor import Actor
 from ._client.client import Client
 from ._client.cluster import LocalCluster

@@ -36,6 +36,21 @@ PENDING, FINISHED, ERROR, CANCELLED, LOST = "pending", "finished", "error", "can
 _GUARD = threading.Lock()
 
 
+def on_each_done(comps: list[Completion], fn: Callable[[Any], None]) -> int:
+    """Call ``fn(comp)`` when each of ``comps`` that is not done yet is done (as
+    ``add_done_callback``, under one lock for all); how many that is."""
+    armed = 0
+    with _GUARD:
+        for comp in comps:
+            if not comp._done:
+                if comp._callbacks is None:
+                    comp._callbacks = [fn]
+                else:
+                    comp._callbacks.append(fn)
+                armed += 1
+    return armed
+
+
 class Completion:
     """Set once with a value or an exception; wakes threads and coroutines.
 

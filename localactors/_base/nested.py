@@ -78,6 +78,10 @@ def walk(
 
 def futures_in(obj: Any, on_other: Callable[[Any], None] | None = None) -> list[Any]:
     """Every future in ``obj``, in order (repeats kept); ``on_other`` as for :func:`walk`."""
+    if on_other is None and (type(obj) is list or type(obj) is tuple):
+        flat = [o for o in obj if type(o) is Future or type(o) is ActorFuture]
+        if len(flat) == len(obj):  # futures only (wait and gather over a map's): no walk
+            return flat
     found: list[Any] = []
 
     def keep(f: Any) -> Any:
