@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_until
 from test_shared_memory import Holder, _Node, _through_the_wire, segments
 
 from localactors import Client, LocalCluster
@@ -51,6 +52,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if not shm_stream.AVAILABLE:
         pytest.skip("no open-file-description locks here: nothing is streamed")
     monkeypatch.setattr(shm_stream, "CHUNK", CHUNK)
+    monkeypatch.setattr(shm_stream, "MIN_CHUNK", CHUNK)
     monkeypatch.setattr(shm, "STREAM_MIN", 2 * MB)
     yield
 
@@ -194,7 +196,7 @@ SENDER = textwrap.dedent(
     from localactors._wire import codec as W, protocol as P, shm, shm_stream
     from test_shared_memory import _Node
 
-    shm_stream.CHUNK = {chunk}
+    shm_stream.CHUNK = shm_stream.MIN_CHUNK = {chunk}
     shm.STREAM_MIN = 1 << 20
     real_pwrite = os.pwrite
     stuck = threading.Event()
@@ -253,3 +255,29 @@ def test_a_sender_killed_part_way_fails_the_receiver(shm_dir: Path, tmp_path: Pa
             proc.kill()
             proc.wait(T)
     assert segments(shm_dir) == []
+
+
+def _open_here(name: str) -> bool:
+    """Does this process hold a descriptor of the (unlinked) segment ``name``?"""
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if name in os.readlink(f"/proc/self/fd/{fd}"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_large_received_segment_is_closed_by_the_closer_thread(
+    shm_dir: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shm_stream, "CLOSE_LATER", 2 * MB)
+    big = os.urandom(3 * MB)
+    payload = _through_the_wire(_send(big, _Node(os.urandom(32))))
+    name = payload.reader.name if payload.reader is not None else ""
+    assert _open_here(name)
+    assert S.loads(payload) == big
+    del payload
+    wait_until(lambda: not _open_here(name), T, "the segment closed")
+    # the closer ends by itself once idle (the leak check after this test waits for it)

@@ -183,7 +183,7 @@ def share(inband: bytes, kinds: list[int], buffers: list[Any], prefix: str) -> S
     payload = _blank(inband)
     views = [memoryview(b).cast("B") if not isinstance(b, pickle.PickleBuffer) else b.raw() for b in buffers]
     streamed = sum(view.nbytes for kind, view in zip(kinds, views) if kind in STREAMED)
-    chunk = shm_stream.CHUNK if streamed >= STREAM_MIN and shm_stream.AVAILABLE else 0
+    chunk = shm_stream.chunk_for(streamed) if streamed >= STREAM_MIN and shm_stream.AVAILABLE else 0
     # streaming: the segment starts with one status byte per chunk
     chunks = sum(-(-view.nbytes // chunk) for kind, view in zip(kinds, views) if kind in STREAMED) if chunk else 0
     offset = _align(chunks)
@@ -304,7 +304,7 @@ def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int
     except (OSError, ValueError) as err:
         payload.error = f"shared-memory segment {name!r}: {err}"
         return payload
-    payload.reader = shm_stream.Reader(fd, name, chunk, first)
+    payload.reader = shm_stream.Reader(fd, name, size, chunk, first)
     views: list[memoryview | None] = [None] * len(spans)
     if any(kind in (PICKLE_BUFFER, VIEW) for kind, _, _ in spans):  # zero-copy: a mapping
         try:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import queue
 import struct
 import sys
 import threading
@@ -61,9 +62,17 @@ except ImportError:  # (not on Windows)
 
 logger = logging.getLogger("localactors.shm")
 
-#: bytes per chunk of a streamed buffer: small enough that the receiver starts
+#: the largest chunk of a streamed buffer: small enough that the receiver starts
 #: soon, large enough that the locks and status bytes cost nothing
-CHUNK = 2 << 20
+CHUNK = 4 << 20
+#: the smallest: a segment of a few MiB is still cut in several
+MIN_CHUNK = 1 << 20
+
+
+def chunk_for(streamed: int) -> int:
+    """The chunk size for a segment streaming ``streamed`` bytes: about an eighth, within bounds."""
+    return min(CHUNK, max(MIN_CHUNK, streamed // 8))
+
 
 # a chunk's status byte
 PENDING = 0  #: not written (yet, or ever: the sender died)
@@ -182,19 +191,22 @@ def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
 class Reader:
     """A received segment's open file: copies its spans out, waiting for chunks still being written."""
 
-    __slots__ = ("chunk", "fd", "first", "name")
+    __slots__ = ("chunk", "fd", "first", "name", "size")
 
-    def __init__(self, fd: int, name: str, chunk: int, first: dict[int, int]) -> None:
+    def __init__(self, fd: int, name: str, size: int, chunk: int, first: dict[int, int]) -> None:
         self.fd = fd
         self.name = name
+        self.size = size
         self.chunk = chunk  #: 0: the segment was complete when named
         self.first = first  #: span index -> index of its first chunk (streamed spans only)
+        if size >= CLOSE_LATER and not _closer.running:
+            _closer.start()
 
     def __del__(self) -> None:
-        try:
-            os.close(self.fd)  # the segment's memory goes with the last descriptor
-        except (OSError, TypeError):  # (TypeError: ``os`` already torn down at exit)
-            pass
+        # the segment's memory goes with its last descriptor: giving back 100 MB
+        # of tmpfs pages takes 10-20 ms, not to be spent on the way to the caller
+        if self.size < CLOSE_LATER or not _closer.later(self.fd):
+            _close(self.fd)
 
     def read(self, index: int, offset: int, length: int, kind: type[bytes] | type[bytearray]) -> bytes | bytearray:
         """Span ``index`` (at ``offset``, ``length`` bytes) as a new ``bytes`` or ``bytearray``."""
@@ -225,6 +237,67 @@ class Reader:
             if n <= 0:
                 raise SegmentError(f"shared-memory segment {self.name!r}: shorter than announced")
             done += n
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except (OSError, TypeError):  # (TypeError: ``os`` already torn down at exit)
+        pass
+
+
+#: a received segment at least this large is closed by the closer thread
+CLOSE_LATER = 16 << 20
+
+
+class _Closer:
+    """A thread that closes received segments, and ends after a second with nothing to close.
+
+    Started by a :class:`Reader` (never from ``__del__``, which may run inside
+    the ``threading`` module); ``later`` is safe in ``__del__`` (a
+    :class:`queue.SimpleQueue` is reentrant).
+    """
+
+    def __init__(self) -> None:
+        self.fds: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.running = False
+
+    def start(self) -> None:
+        with self.lock:
+            if self.running:
+                return
+            self.running = True
+        try:
+            threading.Thread(target=self._run, name="localactors-shm-closer", daemon=True).start()
+        except RuntimeError:  # (no new threads at exit: closed where they are dropped)
+            self.running = False
+
+    def later(self, fd: int) -> bool:
+        """Hand ``fd`` to the thread; False: it is not running (close it here)."""
+        self.fds.put(fd)
+        if self.running:
+            return True  # (running after the put: the thread takes it before it ends)
+        while True:  # it ended: close what is queued here, this one included
+            try:
+                _close(self.fds.get_nowait())
+            except queue.Empty:
+                return True
+
+    def _run(self) -> None:
+        while True:
+            try:
+                fd = self.fds.get(timeout=1.0)
+            except queue.Empty:
+                self.running = False  # then one more look: what ``later`` put before it read this is seen
+                if self.fds.empty():
+                    return
+                self.running = True
+                continue
+            _close(fd)
+
+
+_closer = _Closer()
 
 
 def _pread_bytes(fd: int, length: int, offset: int) -> bytes:
