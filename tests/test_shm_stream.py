@@ -281,3 +281,33 @@ def test_a_large_received_segment_is_closed_by_the_closer_thread(
     del payload
     wait_until(lambda: not _open_here(name), T, "the segment closed")
     # the closer ends by itself once idle (the leak check after this test waits for it)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_writing_does_not_hold_the_lock(
+    shm_dir: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+    stuck = threading.Event()
+
+    def slow(fd: int, data: Any, offset: int) -> int:
+        if offset >= 2 * MB:  # the writer waits here until the child has looked
+            stuck.wait(T)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(shm_stream.os, "pwrite", slow)
+    big = os.urandom(4 * MB)
+    payload = _send(big, _Node(os.urandom(32)))
+    writing = set(shm_stream._writing)
+    assert len(writing) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: its copy of the writer's descriptor is closed
+        try:
+            os.fstat(writing.pop())
+        except OSError:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    stuck.set()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert S.loads(_through_the_wire(payload)) == big

@@ -154,12 +154,16 @@ def write_all(fd: int, view: memoryview, offset: int) -> None:
 # ---------------------------------------------------------------- the sender
 
 
+_writing: set[int] = set()  # descriptors the writer threads of this process hold
+
+
 def start_writer(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
     """Write ``(data, offset)`` chunks in a thread of their own, then close ``fd``.
 
     Not a daemon: a process that exits normally finishes what it promised
     first; one that dies drops its locks and the receiver fails the call.
     """
+    _writing.add(fd)
     try:
         threading.Thread(target=_write, args=(fd, name, chunks), name="localactors-shm-writer").start()
     except RuntimeError:  # (no new threads: the interpreter is shutting down) here, then
@@ -181,6 +185,7 @@ def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
             pass
         logger.warning("shared-memory segment %s: writing failed part-way (%s): its receiver fails", name, err)
     finally:
+        _writing.discard(fd)
         os.close(fd)  # drops the remaining locks
         chunks.clear()  # (the buffers may go now)
 
@@ -298,6 +303,23 @@ class _Closer:
 
 
 _closer = _Closer()
+
+
+def _after_fork() -> None:
+    """In a forked child: no writer or closer thread runs here. Its copies of the
+    writers' descriptors go (the parent's keep their locks, and a parent that
+    dies releases them: the child must not hold them for it)."""
+    global _closer
+    for fd in list(_writing):
+        _close(fd)
+    _writing.clear()
+    while not _closer.fds.empty():  # (queued in the parent: closed there too)
+        _close(_closer.fds.get_nowait())
+    _closer = _Closer()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _pread_bytes(fd: int, length: int, offset: int) -> bytes:
