@@ -15,7 +15,10 @@ arrays (and anything else pickle protocol 5 hands out as a buffer), large
 a shared-memory segment (:mod:`~localactors._wire.shm`) and the payload is a
 :class:`~localactors._wire.shm.Shared` naming it; :func:`loads` builds NumPy
 arrays and ``memoryview`` objects on the receiver's mapping without a copy,
-and copies once into the ``bytes`` or ``bytearray`` it must own. Payloads that
+and copies once into the ``bytes`` or ``bytearray`` it must own (a large
+``bytes`` chunk by chunk, while the sender is still writing it:
+:mod:`~localactors._wire.shm_stream`; a sender that died or failed part-way
+makes it raise :class:`SerializationError`). Payloads that
 go through the manager (task specs, scattered data) stay plain ``bytes``: the
 manager keeps them for retries, and a pure task's key hashes them.
 
