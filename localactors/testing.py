@@ -201,7 +201,7 @@ def live_actor_handles(cluster: LocalCluster | None = None) -> list[Actor]:
     address = cluster.manager_address if cluster is not None else None
     found = []
     for obj in gc.get_objects():
-        if type(obj) is Actor:
+        if isinstance(obj, Actor):
             node = obj._node
             if isinstance(node, ClientCore) and (address is None or node.address == address):
                 found.append(obj)

@@ -22,15 +22,23 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-#: the per-thread hooks: ``nested_waiter`` and ``block_hook``; ``any``: is either set?
-#: (one look on the hot path of a wait)
-hooks = threading.local()
-
 
 class NestedWaiter(Protocol):
     """``waiter(completion, timeout) -> done``: wait while serving other actors."""
 
     def __call__(self, comp: Any, timeout: float | None, /) -> bool: ...
+
+
+class _Hooks(threading.local):
+    """The per-thread hooks: ``nested_waiter`` and ``block_hook``; ``any``: is either set?
+    Class defaults, so that a wait reads them with no ``getattr`` call (its hot path)."""
+
+    any = False
+    nested_waiter: NestedWaiter | None = None
+    block_hook: Callable[[], AbstractContextManager[Any]] | None = None
+
+
+hooks = _Hooks()
 
 
 def awaits_here(loop: asyncio.AbstractEventLoop | None) -> bool:
@@ -51,22 +59,21 @@ def awaits_here(loop: asyncio.AbstractEventLoop | None) -> bool:
 def set_block_hook(hook: Callable[[], AbstractContextManager[Any]] | None) -> None:
     """Have every blocking wait of this thread run inside ``hook()`` (see ``_taskpool``)."""
     hooks.block_hook = hook
-    hooks.any = hook is not None or getattr(hooks, "nested_waiter", None) is not None
+    hooks.any = hook is not None or hooks.nested_waiter is not None
 
 
 def blocked() -> AbstractContextManager[Any]:
     """Enter around a blocking wait: runs this thread's block hook, if any."""
-    hook = getattr(hooks, "block_hook", None)
+    hook = hooks.block_hook
     return hook() if hook is not None else nullcontext()
 
 
 def set_nested_waiter(waiter: NestedWaiter | None) -> None:
     """Have every blocking wait of this thread call ``waiter`` instead (see ``_worker.actor_thread``)."""
     hooks.nested_waiter = waiter
-    hooks.any = waiter is not None or getattr(hooks, "block_hook", None) is not None
+    hooks.any = waiter is not None or hooks.block_hook is not None
 
 
 def nested_waiter() -> NestedWaiter | None:
     """This thread's nested waiter: set on actor threads, which must keep serving."""
-    waiter: NestedWaiter | None = getattr(hooks, "nested_waiter", None)
-    return waiter
+    return hooks.nested_waiter

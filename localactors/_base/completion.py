@@ -137,7 +137,7 @@ class Completion:
         if self._done:
             return
         link = self._link
-        if link is None or getattr(hooks, "any", False):
+        if link is None or hooks.any:
             if not self._block(timeout):
                 raise TimeoutError(f"not done after {timeout} s")
             return
@@ -157,10 +157,10 @@ class Completion:
             raise TimeoutError(f"not done after {timeout} s")
 
     def _block(self, timeout: float | None) -> bool:
-        waiter = getattr(hooks, "nested_waiter", None)
+        waiter = hooks.nested_waiter
         if waiter is not None:
             return bool(waiter(self, timeout))
-        if getattr(hooks, "block_hook", None) is not None:
+        if hooks.block_hook is not None:
             with blocked():
                 return self._block_here(timeout)
         return self._block_here(timeout)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from .._base import html
@@ -46,6 +47,10 @@ class Actor:
     _worker: str
     _info: P.ActorInfo
     _node: Node  # the calling side of this process (a client's, or a worker's)
+
+    def __new__(cls, key: str, address: str, worker: str, info: P.ActorInfo, node: Node | None) -> Actor:
+        # each actor class gets a proxy class of its own, with the remote methods as methods
+        return object.__new__(_proxy_class(info) if cls is Actor else cls)
 
     def __init__(self, key: str, address: str, worker: str, info: P.ActorInfo, node: Node | None) -> None:
         if node is None:
@@ -92,8 +97,7 @@ class Actor:
         return sorted({*self._info.methods, *self._info.attributes})
 
     def __getattr__(self, name: str) -> Any:
-        if name in self._info.methods:  # (public names only: never a dunder)
-            return _Method(self, name)
+        # (the actor's methods are the proxy class's own: see _proxy_class)
         if name.startswith("__"):
             raise AttributeError(name)
         if name in self._info.attributes:
@@ -149,48 +153,65 @@ def _rebuild(key: str, address: str, worker: str, info: P.ActorInfo, token: str)
 _METHOD = P.CallKind.METHOD
 
 
-class _Method:
-    """A bound remote method: calling it sends the request, returns a future."""
+def _remote_method(cls_name: str, name: str) -> Callable[..., ActorFuture]:
+    """The method ``name`` of proxies of ``cls_name``: calling it sends the request, returns a future."""
 
-    __slots__ = ("_actor", "_name")
-
-    def __init__(self, actor: Actor, name: str) -> None:
-        self._actor = actor
-        self._name = name
-
-    def __repr__(self) -> str:
-        return f"<remote method {self._actor._info.cls_name}.{self._name} of {self._actor!r}>"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ActorFuture:
-        actor = self._actor
+    def method(self: Actor, *args: Any, **kwargs: Any) -> ActorFuture:
         if not args and not kwargs:  # the common call, made lean: straight to the node
-            name = self._name
-            return actor._node.call_actor(
-                actor._address, actor._key, name, _METHOD, EMPTY_ARGS, f"{actor._info.cls_name}.{name}", actor
-            )
+            return self._node.call_actor(self._address, self._key, name, _METHOD, EMPTY_ARGS, label, self)
         if _plain(args, kwargs):
             # plain values only (numbers, strings, small bytes, small containers of them):
             # no future or handle can be inside, so no walk, no context, no shared-memory
             # scan; one pickle, and the usual path again if it turns out large
             payload = pickle.dumps((args, kwargs), 5)
             if len(payload) < THRESHOLD:
-                name = self._name
-                return actor._node.call_actor(
-                    actor._address, actor._key, name, _METHOD, payload, f"{actor._info.cls_name}.{name}", actor
-                )
+                return self._node.call_actor(self._address, self._key, name, _METHOD, payload, label, self)
         found = futures_in((args, kwargs))
         if found:
-            if actor._node.in_async_context() and not all(_ready(f) for f in found):
+            if self._node.in_async_context() and not all(_ready(f) for f in found):
                 # resolving would block the event loop (for ever, if the future
                 # needs this loop); sending later would let later calls overtake
                 raise TypeError(
-                    f"{actor._info.cls_name}.{self._name}: in async code, await futures before passing them "
+                    f"{label}: in async code, await futures before passing them "
                     "to an actor method (their values are sent, and these are not ready)"
                 )
             args, kwargs = replace((args, kwargs), _value)
-        ctx = SerialContext(node=actor._node)
-        payload = dumps((args, kwargs), ctx, what=f"the arguments of {actor._info.cls_name}.{self._name}", shared=True)
-        return actor._send(self._name, P.CallKind.METHOD, payload, ctx)
+        ctx = SerialContext(node=self._node)
+        payload = dumps((args, kwargs), ctx, what=f"the arguments of {label}", shared=True)
+        return self._send(name, P.CallKind.METHOD, payload, ctx)
+
+    label = f"{cls_name}.{name}"
+    method.__name__ = name
+    method.__qualname__ = label
+    method.__doc__ = f"Call ``{label}`` on the actor: returns an :class:`ActorFuture` at once."
+    return method
+
+
+def _proxy_class(info: P.ActorInfo) -> type[Actor]:
+    """The proxy class for actors of ``info``'s class: :class:`Actor` with their methods as its own.
+
+    A method is then found by a plain attribute lookup (no ``__getattr__``, no
+    object made per call). Names :class:`Actor` has itself (``key``,
+    ``worker``) stay the proxy's, as they are under ``__getattr__``.
+    """
+    token = (info.cls_name, info.methods)
+    cls = _proxy_classes.get(token)
+    if cls is None:
+        members: dict[str, Any] = {"__slots__": ()}
+        for name in info.methods:
+            if not hasattr(Actor, name):
+                members[name] = _remote_method(info.cls_name, name)
+        cls = type(f"Actor[{info.cls_name}]", (Actor,), members)
+        cls.__module__ = Actor.__module__
+        if len(_proxy_classes) < _MAX_PROXY_CLASSES:
+            _proxy_classes[token] = cls
+    return cls
+
+
+#: proxy classes by (class name, methods); bounded: a program making classes
+#: without end gets a fresh proxy class for each actor beyond it
+_proxy_classes: dict[tuple[str, Any], type[Actor]] = {}
+_MAX_PROXY_CLASSES = 1024
 
 
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
