@@ -350,27 +350,37 @@ def _setup() -> Any:
         import ctypes
 
         py = ctypes.pythonapi
+        sized = (ctypes.c_void_p, ctypes.c_ssize_t)
         new_bytes = py.PyBytes_FromStringAndSize
-        new_bytes.restype, new_bytes.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t)
-        address = py.PyBytes_AsString
-        address.restype, address.argtypes = ctypes.c_void_p, (ctypes.py_object,)
+        new_bytes.restype, new_bytes.argtypes = ctypes.py_object, sized
+        bytes_at = py.PyBytes_AsString
+        bytes_at.restype, bytes_at.argtypes = ctypes.c_void_p, (ctypes.py_object,)
         new_bytearray = py.PyByteArray_FromStringAndSize
-        new_bytearray.restype, new_bytearray.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t)
+        new_bytearray.restype, new_bytearray.argtypes = ctypes.py_object, sized
+        bytearray_at = py.PyByteArray_AsString
+        bytearray_at.restype, bytearray_at.argtypes = ctypes.c_void_p, (ctypes.py_object,)
+        # a memoryview of raw memory: no ctypes array type per length (ctypes caches those for ever)
+        view_of = py.PyMemoryView_FromMemory
+        view_of.restype, view_of.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
         madvise = None
         if sys.platform == "linux":
             madvise = ctypes.CDLL(None).madvise
             madvise.restype, madvise.argtypes = ctypes.c_int, (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        _api = (new_bytes, address, new_bytearray, madvise, ctypes.c_char, ctypes.addressof)
+        _api = (new_bytes, bytes_at, new_bytearray, bytearray_at, view_of, madvise)
     except (ImportError, AttributeError, OSError):
         _api = False
     return _api
+
+
+_PYBUF_WRITE = 0x200
 
 
 def _fresh(kind: type[bytes] | type[bytearray], length: int) -> tuple[Any, memoryview | None]:
     """A new, uninitialised ``kind`` of ``length`` bytes and a writable view of its storage.
 
     The view is None where :mod:`ctypes` is missing and ``kind`` is ``bytes``
-    (its storage cannot be written then).
+    (its storage cannot be written then). The caller keeps the object alive
+    while it uses the view.
     """
     api = _api if _api is not None else _setup()
     if not api:
@@ -378,15 +388,15 @@ def _fresh(kind: type[bytes] | type[bytearray], length: int) -> tuple[Any, memor
             return None, None
         obj = bytearray(length)
         return obj, memoryview(obj)
-    new_bytes, address, new_bytearray, madvise, char, addressof = api
+    new_bytes, bytes_at, new_bytearray, bytearray_at, view_of, madvise = api
     if kind is bytes:
         obj = new_bytes(None, length)  # contents undefined until the copy fills them
-        storage = (char * length).from_address(address(obj))
+        start = bytes_at(obj)
     else:
         obj = new_bytearray(None, length)  # (``bytearray(n)`` would zero-fill it first)
-        storage = (char * length).from_buffer(obj)
+        start = bytearray_at(obj)
     if madvise is not None and length >= 2 * _HUGE:
-        start = addressof(storage)
         low, high = (start + _HUGE - 1) & ~(_HUGE - 1), (start + length) & ~(_HUGE - 1)
         madvise(low, high - low, _MADV_HUGEPAGE)  # (an error: small pages, as before)
-    return obj, memoryview(storage).cast("B")
+    view: memoryview = view_of(start, length, _PYBUF_WRITE)
+    return obj, view
