@@ -69,8 +69,6 @@ THRESHOLD = 1 << 20
 DEFAULT_DIR = "/dev/shm"
 #: each buffer starts on a multiple of this in its segment (NumPy's alignment)
 ALIGN = 64
-#: the largest single ``pwrite(2)`` (Linux writes at most 0x7ffff000 bytes at once)
-_CHUNK = 1 << 30
 
 # span kinds: how the receiver turns a buffer into an object
 PICKLE_BUFFER = 0  #: an out-of-band buffer pickle handed out (NumPy): zero-copy
