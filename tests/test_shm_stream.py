@@ -52,7 +52,6 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if not shm_stream.AVAILABLE:
         pytest.skip("no open-file-description locks here: nothing is streamed")
     monkeypatch.setattr(shm_stream, "CHUNK", CHUNK)
-    monkeypatch.setattr(shm_stream, "MIN_CHUNK", CHUNK)
     monkeypatch.setattr(shm, "STREAM_MIN", 2 * MB)
     yield
 
@@ -196,7 +195,7 @@ SENDER = textwrap.dedent(
     from localactors._wire import codec as W, protocol as P, shm, shm_stream
     from test_shared_memory import _Node
 
-    shm_stream.CHUNK = shm_stream.MIN_CHUNK = {chunk}
+    shm_stream.CHUNK = {chunk}
     shm.STREAM_MIN = 1 << 20
     real_pwrite = os.pwrite
     stuck = threading.Event()

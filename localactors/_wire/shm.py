@@ -181,9 +181,9 @@ def share(inband: bytes, kinds: list[int], buffers: list[Any], prefix: str) -> S
     payload = _blank(inband)
     views = [memoryview(b).cast("B") if not isinstance(b, pickle.PickleBuffer) else b.raw() for b in buffers]
     streamed = sum(view.nbytes for kind, view in zip(kinds, views) if kind in STREAMED)
-    chunk = shm_stream.chunk_for(streamed) if streamed >= STREAM_MIN and shm_stream.AVAILABLE else 0
+    chunk = shm_stream.CHUNK if streamed >= STREAM_MIN and shm_stream.AVAILABLE else 0
     # streaming: the segment starts with one status byte per chunk
-    chunks = sum(-(-view.nbytes // chunk) for kind, view in zip(kinds, views) if kind in STREAMED) if chunk else 0
+    chunks = sum(len(shm_stream.cuts(v.nbytes, chunk)) for k, v in zip(kinds, views) if k in STREAMED) if chunk else 0
     offset = _align(chunks)
     spans = []
     for kind, view in zip(kinds, views):
@@ -232,7 +232,10 @@ def write_segment(
                 chunk = 0
             for (kind, offset, length), view in zip(spans, views):
                 if chunk and kind in STREAMED:  # chunk k's status byte is at k
-                    later.extend((view[done : done + chunk], offset + done) for done in range(0, length, chunk))
+                    done = 0
+                    for n in shm_stream.cuts(length, chunk):
+                        later.append((view[done : done + n], offset + done))
+                        done += n
                 else:
                     shm_stream.write_all(fd, view, offset)
         except BaseException:

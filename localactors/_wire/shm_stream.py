@@ -8,7 +8,7 @@ A large ``bytes`` costs two copies through shared memory: the sender's
 must own. Done one after the other they take twice as long as one copy; here
 they overlap. The sender names the segment in its message before the
 immutable buffers (``bytes``, the pickle stream) are in it, and a *writer
-thread* writes them in chunks of :data:`CHUNK` bytes (``pwrite`` releases the
+thread* writes them in chunks (1 MiB, then larger: :func:`cuts`; ``pwrite`` releases the
 GIL), keeping them alive until written; the receiver copies each chunk as soon
 as it is there. Mutable buffers (``bytearray``, ``memoryview``) and NumPy
 arrays are written before the message goes, as before: the sender's caller
@@ -62,16 +62,33 @@ except ImportError:  # (not on Windows)
 
 logger = logging.getLogger("localactors.shm")
 
-#: the largest chunk of a streamed buffer: small enough that the receiver starts
-#: soon, large enough that the locks and status bytes cost nothing
-CHUNK = 4 << 20
-#: the smallest: a segment of a few MiB is still cut in several
-MIN_CHUNK = 1 << 20
+#: the first chunk of a streamed buffer: small, so that the receiver starts soon;
+#: each next chunk is twice as large, up to :data:`GROWTH` times this one (few
+#: chunks: each costs the writer thread a few GIL hand-overs, 5 ms apiece when
+#: another thread of its process runs Python code)
+CHUNK = 1 << 20
+GROWTH = 16
 
 
-def chunk_for(streamed: int) -> int:
-    """The chunk size for a segment streaming ``streamed`` bytes: about an eighth, within bounds."""
-    return min(CHUNK, max(MIN_CHUNK, streamed // 8))
+def cuts(length: int, chunk: int) -> list[int]:
+    """The sizes of the chunks a streamed span of ``length`` bytes is cut in (sender and receiver agree)."""
+    sizes, done, size, top = [], 0, chunk, chunk * GROWTH
+    while done < length:
+        n = min(size, length - done)
+        sizes.append(n)
+        done += n
+        size = min(size * 2, top)
+    return sizes
+
+
+def _count(length: int, chunk: int) -> int:
+    """``len(cuts(length, chunk))``, without the list."""
+    growing, size, total = 0, chunk, 0
+    while size < chunk * GROWTH and total < length:
+        total += size
+        size *= 2
+        growing += 1
+    return growing + max(0, -(-(length - total) // (chunk * GROWTH)))
 
 
 # a chunk's status byte
@@ -125,7 +142,7 @@ def check(size: int, spans: tuple[tuple[int, int, int], ...], chunk: int, stream
     segment, the index of each streamed span's first chunk (its status byte)."""
     if type(size) is not int or size <= 0:
         raise ValueError(f"bad size {size!r}")
-    if type(chunk) is not int or chunk < 0 or 0 < chunk < 4096:
+    if type(chunk) is not int or chunk < 0 or 0 < chunk < 1 << 16:
         raise ValueError(f"bad chunk size {chunk!r}")
     if type(spans) is not tuple:
         raise ValueError("bad spans")
@@ -139,7 +156,7 @@ def check(size: int, spans: tuple[tuple[int, int, int], ...], chunk: int, stream
             raise ValueError(f"span {span!r} does not fit {size:,} bytes")
         if chunk and kind in streamed:
             first[i] = k
-            k += -(-length // chunk)
+            k += _count(length, chunk)
     if k and min(offset for _, offset, _ in spans) < k:
         raise ValueError("no room for the chunks' status bytes")
     return first
@@ -217,9 +234,9 @@ class Reader:
         """Span ``index`` (at ``offset``, ``length`` bytes) as a new ``bytes`` or ``bytearray``."""
         first = self.first.get(index)  # None: written before the message went
         obj, view = _fresh(kind, length)
+        sizes = [length] if first is None else cuts(length, self.chunk)
         done = 0
-        while done < length:
-            n = length - done if first is None else min(self.chunk, length - done)
+        for n in sizes:
             if first is not None:
                 self._wait(first, offset + done, n)
                 first += 1
