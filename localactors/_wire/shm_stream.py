@@ -8,10 +8,10 @@ A large ``bytes`` costs two copies through shared memory: the sender's
 must own. Done one after the other they take twice as long as one copy; here
 they overlap. The sender names the segment in its message before the
 immutable buffers (``bytes``, the pickle stream) are in it, and a *writer
-thread* writes them in chunks (1 MiB, then larger: :func:`cuts`; ``pwrite`` releases the
-GIL), keeping them alive until written; the receiver copies each chunk as soon
+thread* writes them in chunks (1 MiB, then larger: :func:`cuts`; ``pwrite``
+releases the GIL), keeping them alive until written; the receiver copies each chunk as soon
 as it is there. Mutable buffers (``bytearray``, ``memoryview``) and NumPy
-arrays are written before the message goes, as before: the sender's caller
+arrays are written before the message goes: the sender's caller
 may change them once the call returns, and a NumPy array is a view of the
 segment that must be complete when the receiver sees it.
 
@@ -414,6 +414,6 @@ def _fresh(kind: type[bytes] | type[bytearray], length: int) -> tuple[Any, memor
         start = bytearray_at(obj)
     if madvise is not None and length >= 2 * _HUGE:
         low, high = (start + _HUGE - 1) & ~(_HUGE - 1), (start + length) & ~(_HUGE - 1)
-        madvise(low, high - low, _MADV_HUGEPAGE)  # (an error: small pages, as before)
+        madvise(low, high - low, _MADV_HUGEPAGE)  # (an error: small pages)
     view: memoryview = view_of(start, length, _PYBUF_WRITE)
     return obj, view
