@@ -81,16 +81,6 @@ def cuts(length: int, chunk: int) -> list[int]:
     return sizes
 
 
-def _count(length: int, chunk: int) -> int:
-    """``len(cuts(length, chunk))``, without the list."""
-    growing, size, total = 0, chunk, 0
-    while size < chunk * GROWTH and total < length:
-        total += size
-        size *= 2
-        growing += 1
-    return growing + max(0, -(-(length - total) // (chunk * GROWTH)))
-
-
 # a chunk's status byte
 PENDING = 0  #: not written (yet, or ever: the sender died)
 WRITTEN = 1
@@ -156,7 +146,7 @@ def check(size: int, spans: tuple[tuple[int, int, int], ...], chunk: int, stream
             raise ValueError(f"span {span!r} does not fit {size:,} bytes")
         if chunk and kind in streamed:
             first[i] = k
-            k += _count(length, chunk)
+            k += len(cuts(length, chunk))
     if k and min(offset for _, offset, _ in spans) < k:
         raise ValueError("no room for the chunks' status bytes")
     return first
@@ -340,18 +330,14 @@ if hasattr(os, "register_at_fork"):
 
 
 def _pread_bytes(fd: int, length: int, offset: int) -> bytes:
-    data = os.pread(fd, length, offset)
-    if len(data) < length:  # (more than _MAX_IO: rare, and an extra copy)
-        parts = [data]
-        done = len(data)
-        while done < length:
-            part = os.pread(fd, length - done, offset + done)
-            if not part:
-                raise SegmentError("shared-memory segment: shorter than announced")
-            parts.append(part)
-            done += len(part)
-        data = b"".join(parts)
-    return data
+    parts, done = [], 0
+    while done < length:  # (more than one pread only past _MAX_IO: rare, and an extra copy)
+        part = os.pread(fd, min(length - done, _MAX_IO), offset + done)
+        if not part:
+            raise SegmentError("shared-memory segment: shorter than announced")
+        parts.append(part)
+        done += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # ---------------------------------------------------------------- fresh objects to copy into
