@@ -15,7 +15,10 @@ arrays (and anything else pickle protocol 5 hands out as a buffer), large
 a shared-memory segment (:mod:`~localactors._wire.shm`) and the payload is a
 :class:`~localactors._wire.shm.Shared` naming it; :func:`loads` builds NumPy
 arrays and ``memoryview`` objects on the receiver's mapping without a copy,
-and copies once into the ``bytes`` or ``bytearray`` it must own. Payloads that
+and copies once into the ``bytes`` or ``bytearray`` it must own (a large
+``bytes`` chunk by chunk, while the sender is still writing it:
+:mod:`~localactors._wire.shm_stream`; a sender that died or failed part-way
+makes it raise :class:`SerializationError`). Payloads that
 go through the manager (task specs, scattered data) stay plain ``bytes``: the
 manager keeps them for retries, and a pure task's key hashes them.
 
@@ -326,28 +329,26 @@ def _load_shared(data: Shared, what: str) -> Any:
     """Rebuild a payload whose buffers came beside it: zero-copy where the object allows."""
     if data.error:
         raise SerializationError(f"cannot unpickle {what}: {data.error}")
+    if len(data.views) != len(data.spans):
+        raise SerializationError(f"cannot unpickle {what}: {len(data.views)} buffers for {len(data.spans)} spans")
     stream: bytes | memoryview = data
     objects: list[Any] = []
     buffers: list[Any] = []
     again = data.loaded  # the same payload unpickled twice: no two objects may share memory
     data.loaded = True
-    for (kind, _, _), view in zip(data.spans, data.views):
-        if again and (kind == shm.PICKLE_BUFFER or kind == shm.VIEW):
-            view = memoryview(bytearray(view))
+    for index, (kind, _, _) in enumerate(data.spans):
+        try:
+            obj = data.take(index, again)  # bytes and bytearray: the one copy on this side
+        except (OSError, shm.SegmentError) as err:
+            raise SerializationError(f"cannot unpickle {what}: {err}") from None
         if kind == shm.PICKLE_BUFFER:
-            buffers.append(view)
+            buffers.append(obj)
             objects.append(None)
-        elif kind == shm.BYTES:
-            objects.append(bytes(view))  # the receiver owns it: the one copy
-        elif kind == shm.BYTEARRAY:
-            objects.append(bytearray(view))
-        elif kind == shm.VIEW:
-            objects.append(view)
+        elif kind == shm.STREAM:
+            stream = obj
+            objects.append(None)
         else:
-            stream = view
-            objects.append(None)
-    if len(objects) != len(data.spans):
-        raise SerializationError(f"cannot unpickle {what}: {len(data.views)} buffers for {len(data.spans)} spans")
+            objects.append(obj)
     return _InBand(io.BytesIO(stream), objects, buffers).load()
 
 

@@ -7,7 +7,7 @@ its type in the :data:`~localactors._protocol.Message` union, prefixed by the
 count of out-of-band frames that follow it. Payloads of 1 MiB and more follow
 as those frames (pickle protocol 5), so large data is not copied into the
 envelope. A :class:`~localactors._wire.shm.Shared` payload pickles as the name
-of its shared-memory segment (mapped and unlinked by the receiver while the
+of its shared-memory segment (opened and unlinked by the receiver while the
 envelope is unpickled, see :mod:`~localactors._wire.shm`), or, when there was
 no room for a segment, as its buffers, which become out-of-band frames here.
 The message types themselves live in :mod:`~localactors._protocol`.

@@ -1,20 +1,22 @@
 """Large data through shared memory: segments, who creates and who unlinks them.
 
-Runs in: every process (senders create segments, receivers map them).
+Runs in: every process (senders create segments, receivers open them).
 
 A payload that carries large buffers (``bytes``, ``bytearray``, ``memoryview``,
 NumPy arrays: anything of 1 MiB or more) is a :class:`Shared`: the small
 in-band pickle stream, plus the buffers. The sender writes the buffers once
 into a *segment*, a plain file in the shared-memory directory (``/dev/shm``,
 or ``$LOCALACTORS_SHM_DIR``), and the message carries only its name. The
-receiver maps the segment when it decodes the message (inside ``pickle.loads``
-of the envelope, see :func:`_claim`) and unlinks it at once: the mapping
-survives the unlink on Linux, and owns the memory for as long as any object
-built on it lives (a NumPy array or ``memoryview`` keeps its ``mmap``).
+receiver opens the segment when it decodes the message (inside
+``pickle.loads`` of the envelope, see :func:`_claim`) and unlinks it at once;
+its open file (and, for NumPy arrays and ``memoryview`` objects, a mapping
+of it) owns the memory for as long as the payload or any object built on the
+mapping lives. Large ``bytes`` may still be being written when the message
+goes, and the receiver copies them as they land (:mod:`.shm_stream`).
 
 Lifetime, with nobody's cooperation assumed:
 
-* the receiver unlinks right after mapping, in its link's reader, so a
+* the receiver unlinks right after opening, in its link's reader, so a
   segment exists while its message is in flight (in a socket buffer) only;
 * each process remembers the names it created and unlinks those still there
   when it exits (:func:`release_created`: ``atexit``, and the worker's own
@@ -28,17 +30,15 @@ the cluster's authkey (:func:`prefix_for`), so every process of a cluster
 knows it and nothing else about the key is revealed. A receiver opens only a
 name that matches this form exactly, under a prefix of a cluster whose link
 it authenticated (:func:`trust`), in its own shared-memory directory (never a
-path from the message), with ``O_NOFOLLOW``, and checks that it is a regular
-file of its own uid, mode 0600, of the announced size.
+path from the message), with ``O_NOFOLLOW``, checks that it is a regular file
+of its own uid, mode 0600, of the announced size, and that the spans fit it.
 
 Plain files with :mod:`os` and :mod:`mmap`, not :mod:`multiprocessing.shared_memory`:
-its resource tracker registers every segment a process opens and unlinks
-them (with warnings) when that process exits, which is wrong both for a
-sender (the receiver owns the segment by then) and for a receiver (it
-unlinked it already); and it offers no ``O_EXCL``/``O_NOFOLLOW``/mode control.
-The sender fills a segment with ``pwrite(2)``, not through a mapping: on tmpfs
-it is about twice as fast (no page faults in user space), and a full
-directory makes it fail with ``ENOSPC`` instead of a ``SIGBUS``. When the
+its resource tracker unlinks every segment a process opens when that process
+exits, wrong for a sender and a receiver alike, and it offers no
+``O_EXCL``/``O_NOFOLLOW``/mode control. The sender fills a segment with
+``pwrite(2)``, not through a mapping: on tmpfs it is about twice as fast, and
+a full directory fails with ``ENOSPC`` instead of a ``SIGBUS``. When the
 directory lacks room (a 64 MB ``/dev/shm``) or is missing, the payload falls
 back to the socket: its buffers become out-of-band frames, with one log line.
 """
@@ -58,6 +58,9 @@ import stat
 import threading
 from typing import Any
 
+from . import shm_stream
+from .shm_stream import SegmentError as SegmentError
+
 logger = logging.getLogger("localactors.shm")
 
 #: buffers at least this large travel out of band (a segment, or a frame)
@@ -66,8 +69,6 @@ THRESHOLD = 1 << 20
 DEFAULT_DIR = "/dev/shm"
 #: each buffer starts on a multiple of this in its segment (NumPy's alignment)
 ALIGN = 64
-#: the largest single ``pwrite(2)`` (Linux writes at most 0x7ffff000 bytes at once)
-_CHUNK = 1 << 30
 
 # span kinds: how the receiver turns a buffer into an object
 PICKLE_BUFFER = 0  #: an out-of-band buffer pickle handed out (NumPy): zero-copy
@@ -75,6 +76,11 @@ BYTES = 1  #: a ``bytes``: copied once, the receiver owns it
 BYTEARRAY = 2  #: a ``bytearray``: copied once
 VIEW = 3  #: a ``memoryview``: zero-copy
 STREAM = 4  #: the pickle stream itself (large in-band data: long lists, strings)
+
+#: the kinds written behind the message (immutable, and copied by the receiver anyway)
+STREAMED = frozenset({BYTES, STREAM})
+#: a segment whose streamed kinds hold fewer bytes is written whole before its message goes
+STREAM_MIN = 4 << 20
 
 _NAME = re.compile(r"la-[0-9a-f]{16}-[0-9]{1,10}-[0-9]{1,20}-[0-9a-f]{8}")
 
@@ -124,48 +130,85 @@ class Shared(bytes):
     segment: str
     size: int
     spans: tuple[tuple[int, int, int], ...]  #: (kind, offset, length); offsets into the segment
+    chunk: int  #: the streamed kinds are being written in chunks of this size (0: all written)
     buffers: list[Any]  #: the sender's buffers (kept only when they go as frames)
-    views: list[memoryview]  #: the receiver's buffers, one per span
-    mapping: mmap.mmap | None
+    views: list[memoryview | None]  #: the receiver's buffers, one per span (None: read from ``reader``)
+    reader: shm_stream.Reader | None  #: the receiver's open segment
+    mapping: mmap.mmap | None  #: the receiver's mapping, when a span is zero-copy
     error: str
     loaded: bool  #: unpickled once already (a second time copies, so that objects never alias)
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self.segment:
-            return (_claim, (bytes(self), self.segment, self.size, self.spans))
+            return (_claim, (bytes(self), self.segment, self.size, self.spans, self.chunk))
         frames = [pickle.PickleBuffer(b) for b in self.buffers]
         return (_inline, (bytes(self), self.spans, *frames))
+
+    def take(self, index: int, again: bool = False) -> Any:
+        """The receiver's object for span ``index``: ``bytes`` (for BYTES and STREAM),
+        ``bytearray``, or a ``memoryview`` (a copy when ``again``: never shared twice).
+
+        Raises :class:`SegmentError` when the sender died or failed part-way.
+        """
+        kind, offset, length = self.spans[index]
+        view = self.views[index]
+        if view is None:
+            assert self.reader is not None
+            return self.reader.read(index, offset, length, bytearray if kind == BYTEARRAY else bytes)
+        if kind == BYTES:
+            return bytes(view)
+        if kind == BYTEARRAY:
+            return bytearray(view)
+        if again and kind != STREAM:
+            return memoryview(bytearray(view))
+        return view
 
 
 def _blank(inband: bytes) -> Shared:
     payload = Shared(inband)
-    payload.segment, payload.size, payload.spans = "", 0, ()
-    payload.buffers, payload.views, payload.mapping, payload.error, payload.loaded = [], [], None, "", False
+    payload.segment, payload.size, payload.spans, payload.chunk = "", 0, (), 0
+    payload.buffers, payload.views, payload.reader, payload.mapping = [], [], None, None
+    payload.error, payload.loaded = "", False
     return payload
 
 
 def share(inband: bytes, kinds: list[int], buffers: list[Any], prefix: str) -> Shared:
-    """A payload of ``inband`` plus ``buffers``: in a segment if there is room, else as frames."""
+    """A payload of ``inband`` plus ``buffers``: in a segment if there is room, else as frames.
+
+    Large ``bytes`` (and a large pickle stream) may still be being written
+    when this returns: see :mod:`~localactors._wire.shm_stream`.
+    """
     payload = _blank(inband)
     views = [memoryview(b).cast("B") if not isinstance(b, pickle.PickleBuffer) else b.raw() for b in buffers]
-    spans, offset = [], 0
+    streamed = sum(view.nbytes for kind, view in zip(kinds, views) if kind in STREAMED)
+    chunk = shm_stream.CHUNK if streamed >= STREAM_MIN and shm_stream.AVAILABLE else 0
+    # streaming: the segment starts with one status byte per chunk
+    chunks = sum(len(shm_stream.cuts(v.nbytes, chunk)) for k, v in zip(kinds, views) if k in STREAMED) if chunk else 0
+    offset = _align(chunks)
+    spans = []
     for kind, view in zip(kinds, views):
         spans.append((kind, offset, view.nbytes))
         offset = _align(offset + view.nbytes)
     payload.spans = tuple(spans)
     size = spans[-1][1] + spans[-1][2] if spans else 0
-    name = write_segment(prefix, views, payload.spans, size) if size else None
-    if name is None:
+    written = write_segment(prefix, views, payload.spans, size, chunk) if size else None
+    if written is None:
         payload.buffers = views
     else:
-        payload.segment, payload.size = name, size
+        payload.segment, payload.chunk = written
+        payload.size = size
     return payload
 
 
 def write_segment(
-    prefix: str, views: list[memoryview], spans: tuple[tuple[int, int, int], ...], size: int
-) -> str | None:
-    """Write ``views`` at their offsets into a new segment; its name, or None (no room)."""
+    prefix: str, views: list[memoryview], spans: tuple[tuple[int, int, int], ...], size: int, chunk: int = 0
+) -> tuple[str, int] | None:
+    """Write ``views`` at their offsets into a new segment: its name and its chunk
+    size (0: all written), or None (no room).
+
+    With ``chunk``, the spans of the :data:`STREAMED` kinds are written by a
+    writer thread after this returns, if the file system takes the lock.
+    """
     folder = directory()
     name = f"{prefix}-{os.getpid()}-{next(_seq)}-{os.urandom(4).hex()}"
     path = os.path.join(folder, name)
@@ -178,21 +221,35 @@ def write_segment(
         _fall_back(folder, size, err)
         return None
     _remember(name)
+    later: list[tuple[memoryview, int]] = []
     try:
         try:
-            for (_, offset, length), view in zip(spans, views):
-                done = 0
-                while done < length:
-                    done += os.pwrite(fd, view[done : done + _CHUNK], offset + done)
-            if os.fstat(fd).st_size != size:  # (a zero-length last buffer)
-                os.ftruncate(fd, size)
-        finally:
+            os.ftruncate(fd, size)  # the announced size at once (a hole until written)
+            header = spans[0][1] if spans else 0
+            if chunk and shm_stream.lock(fd, header, size - header):
+                os.pwrite(fd, bytes(header), 0)  # the status bytes' page: taken now, not part-way
+            else:
+                chunk = 0
+            for (kind, offset, length), view in zip(spans, views):
+                if chunk and kind in STREAMED:  # chunk k's status byte is at k
+                    done = 0
+                    for n in shm_stream.cuts(length, chunk):
+                        later.append((view[done : done + n], offset + done))
+                        done += n
+                else:
+                    shm_stream.write_all(fd, view, offset)
+        except BaseException:
             os.close(fd)
+            raise
     except OSError as err:  # ENOSPC part-way: another process took the room
         _unlink(name)
         _fall_back(folder, size, err)
         return None
-    return name
+    if chunk:
+        shm_stream.start_writer(fd, name, later)
+    else:
+        os.close(fd)
+    return name, chunk
 
 
 def _fall_back(folder: str, size: int, err: OSError) -> None:
@@ -231,29 +288,45 @@ def _unlink(name: str) -> None:
 # ---------------------------------------------------------------- receiving
 
 
-def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int], ...]) -> Shared:
-    """Map a segment named in a message, and unlink it (runs inside the envelope's unpickling).
+def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int], ...], chunk: int = 0) -> Shared:
+    """Open a segment named in a message, and unlink it (runs inside the envelope's unpickling).
 
+    Only opens: the copies into the receiver's objects happen in
+    :meth:`Shared.take`, in the thread that unpickles the payload (waiting,
+    when the sender is still writing, there and not in the link's reader).
     Failing here must not break the link (it would take every other call on
     it along): the payload carries the error, and unpickling it raises.
     """
     payload = _blank(inband)
-    payload.spans = spans
     try:
-        payload.mapping = _open(name, size)
+        first = shm_stream.check(size, spans, chunk, STREAMED)
+        payload.spans, payload.chunk = spans, chunk
+        fd = _open(name, size)
     except (OSError, ValueError) as err:
         payload.error = f"shared-memory segment {name!r}: {err}"
         return payload
-    whole = memoryview(payload.mapping)
-    payload.views = [whole[offset : offset + length] for _, offset, length in spans]
+    payload.reader = shm_stream.Reader(fd, name, size, chunk, first)
+    views: list[memoryview | None] = [None] * len(spans)
+    if any(kind in (PICKLE_BUFFER, VIEW) for kind, _, _ in spans):  # zero-copy: a mapping
+        try:
+            # private and writable: a NumPy array built on it is writable, as one
+            # unpickled from bytes would be, and a write copies only its page
+            payload.mapping = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as err:
+            payload.error = f"shared-memory segment {name!r}: {err}"
+            return payload
+        whole = memoryview(payload.mapping)
+        for i, (kind, offset, length) in enumerate(spans):
+            if kind in (PICKLE_BUFFER, VIEW):  # (never streamed: complete when named)
+                views[i] = whole[offset : offset + length]
+    payload.views = views
     return payload
 
 
-def _open(name: str, size: int) -> mmap.mmap:
+def _open(name: str, size: int) -> int:
+    """The segment's descriptor, once it is known to be one of ours; unlinked."""
     if type(name) is not str or not _NAME.fullmatch(name) or name[:19] not in _trusted:
         raise ValueError("not a segment name of a cluster this process belongs to")
-    if type(size) is not int or size <= 0:
-        raise ValueError(f"bad size {size!r}")
     path = os.path.join(directory(), name)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -263,20 +336,19 @@ def _open(name: str, size: int) -> mmap.mmap:
                 raise ValueError("not a private regular file of this user")
             if st.st_size != size:
                 raise ValueError(f"holds {st.st_size:,} bytes, {size:,} announced")
-            # private and writable: a NumPy array built on it is writable, as one
-            # unpickled from bytes would be, and a write copies only its page
-            return mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.unlink(path)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def _inline(inband: bytes, spans: tuple[tuple[int, int, int], ...], *frames: Any) -> Shared:
     """The payload of a message whose buffers came as out-of-band frames (no segment)."""
     payload = _blank(inband)
     payload.spans = spans
-    views = []
+    views: list[memoryview | None] = []
     for frame in frames:
         view = memoryview(frame)
         owner = view.obj

@@ -1,0 +1,405 @@
+"""Moving the bytes of a segment: the sender writes behind its message, the receiver copies as chunks land.
+
+Runs in: every process (a sender's writer thread; a receiver's thread that
+unpickles a payload).
+
+A large ``bytes`` costs two copies through shared memory: the sender's
+``pwrite(2)`` into the segment, and the receiver's copy into the ``bytes`` it
+must own. Done one after the other they take twice as long as one copy; here
+they overlap. The sender names the segment in its message before the
+immutable buffers (``bytes``, the pickle stream) are in it, and a *writer
+thread* writes them in chunks (1 MiB, then larger: :func:`cuts`; ``pwrite``
+releases the GIL), keeping them alive until written; the receiver copies each chunk as soon
+as it is there. Mutable buffers (``bytearray``, ``memoryview``) and NumPy
+arrays are written before the message goes: the sender's caller
+may change them once the call returns, and a NumPy array is a view of the
+segment that must be complete when the receiver sees it.
+
+How the receiver knows that a chunk is there, with no polling and no hang:
+
+* the segment starts with one status byte per chunk (``PENDING``,
+  ``WRITTEN``, ``NO_ROOM``, ``FAILED``); the writer sets a chunk's byte after
+  writing its data;
+* before the message goes, the sender takes an open-file-description lock
+  (``F_OFD_SETLK``, write) over the data; the writer releases each chunk's
+  range after setting its byte. The receiver waits for a read lock on the
+  chunk's range (``F_OFD_SETLKW``: the kernel wakes it), then reads the byte;
+* the kernel drops the lock when the sender's file is closed, also when the
+  sender dies (SIGKILL included), so the wait always ends: a byte still
+  ``PENDING`` then means the sender died part-way, ``NO_ROOM`` that the
+  directory filled up part-way (``ENOSPC``), and the receiver raises
+  :class:`SegmentError` instead of returning partial data.
+
+The receiver copies with ``preadv(2)`` straight into the storage of the
+object it returns: a ``bytes`` made by ``PyBytes_FromStringAndSize(NULL, n)``
+through :mod:`ctypes` (the documented C way to fill a new ``bytes`` before
+anyone sees it), a ``bytearray`` by ``PyByteArray_FromStringAndSize(NULL, n)``
+(no zero-fill first), both advised to use transparent huge pages
+(``MADV_HUGEPAGE``: 512 times fewer page faults on the fresh memory). Without
+:mod:`ctypes` it waits for the whole buffer and ``os.pread`` makes the
+``bytes`` (one copy, no overlap).
+
+Linux only (``F_OFD_*`` locks, a 64-bit ``struct flock``); elsewhere, or when
+the directory's file system refuses the lock, every buffer is written before
+the message goes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import struct
+import sys
+import threading
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # (not on Windows)
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("localactors.shm")
+
+#: the first chunk of a streamed buffer: small, so that the receiver starts soon;
+#: each next chunk is twice as large, up to :data:`GROWTH` times this one (few
+#: chunks: each costs the writer thread a few GIL hand-overs, 5 ms apiece when
+#: another thread of its process runs Python code)
+CHUNK = 1 << 20
+GROWTH = 16
+
+
+def cuts(length: int, chunk: int) -> list[int]:
+    """The sizes of the chunks a streamed span of ``length`` bytes is cut in (sender and receiver agree)."""
+    sizes, done, size, top = [], 0, chunk, chunk * GROWTH
+    while done < length:
+        n = min(size, length - done)
+        sizes.append(n)
+        done += n
+        size = min(size * 2, top)
+    return sizes
+
+
+# a chunk's status byte
+PENDING = 0  #: not written (yet, or ever: the sender died)
+WRITTEN = 1
+NO_ROOM = 2  #: the directory filled up part-way
+FAILED = 3  #: another error part-way
+
+_REASONS = {
+    PENDING: "its sender died part-way through writing it",
+    NO_ROOM: "its sender ran out of room in the shared-memory directory part-way through writing it",
+    FAILED: "its sender failed part-way through writing it",
+}
+
+#: Linux reads and writes at most this many bytes in one call
+_MAX_IO = 0x7FFFF000
+#: struct flock on 64-bit Linux: l_type, l_whence, l_start, l_len, l_pid (and padding)
+_FLOCK = struct.Struct("hhqqi4x")
+
+AVAILABLE = (
+    sys.platform == "linux"
+    and fcntl is not None
+    and hasattr(fcntl, "F_OFD_SETLKW")
+    and struct.calcsize("P") == 8
+    and _FLOCK.size == 32
+)
+
+
+class SegmentError(ValueError):
+    """A segment that cannot be read whole: its sender died or failed part-way."""
+
+
+def _lock(fd: int, kind: int, start: int, length: int, wait: bool = False) -> None:
+    command = fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK
+    fcntl.fcntl(fd, command, _FLOCK.pack(kind, os.SEEK_SET, start, length, 0))
+
+
+def lock(fd: int, start: int, length: int) -> bool:
+    """Hold ``start:start+length`` of a new segment until written; False: no streaming here."""
+    if not AVAILABLE:
+        return False
+    try:
+        _lock(fd, fcntl.F_WRLCK, start, length)
+    except OSError:  # (a file system without OFD locks)
+        return False
+    return True
+
+
+def check(size: int, spans: tuple[tuple[int, int, int], ...], chunk: int, streamed: frozenset[int]) -> dict[int, int]:
+    """Received spans that fit the segment (``ValueError`` if not): for a streamed
+    segment, the index of each streamed span's first chunk (its status byte)."""
+    if type(size) is not int or size <= 0:
+        raise ValueError(f"bad size {size!r}")
+    if type(chunk) is not int or chunk < 0 or 0 < chunk < 1 << 16:
+        raise ValueError(f"bad chunk size {chunk!r}")
+    if type(spans) is not tuple:
+        raise ValueError("bad spans")
+    first: dict[int, int] = {}
+    k = 0
+    for i, span in enumerate(spans):
+        if type(span) is not tuple or len(span) != 3 or any(type(x) is not int for x in span):
+            raise ValueError("bad spans")
+        kind, offset, length = span
+        if not 0 <= kind <= 4 or offset < 0 or length < 0 or offset + length > size:
+            raise ValueError(f"span {span!r} does not fit {size:,} bytes")
+        if chunk and kind in streamed:
+            first[i] = k
+            k += len(cuts(length, chunk))
+    if k and min(offset for _, offset, _ in spans) < k:
+        raise ValueError("no room for the chunks' status bytes")
+    return first
+
+
+def write_all(fd: int, view: memoryview, offset: int) -> None:
+    done, length = 0, view.nbytes
+    while done < length:
+        done += os.pwrite(fd, view[done : done + _MAX_IO], offset + done)
+
+
+# ---------------------------------------------------------------- the sender
+
+
+_writing: set[int] = set()  # descriptors the writer threads of this process hold
+
+
+def start_writer(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
+    """Write ``(data, offset)`` chunks in a thread of their own, then close ``fd``.
+
+    Not a daemon: a process that exits normally finishes what it promised
+    first; one that dies drops its locks and the receiver fails the call.
+    """
+    _writing.add(fd)
+    try:
+        threading.Thread(target=_write, args=(fd, name, chunks), name="localactors-shm-writer").start()
+    except RuntimeError:  # (no new threads: the interpreter is shutting down) here, then
+        _write(fd, name, chunks)
+
+
+def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
+    k = 0
+    try:
+        for k, (view, offset) in enumerate(chunks):
+            write_all(fd, view, offset)
+            os.pwrite(fd, b"\x01", k)  # WRITTEN, then let the receiver in
+            _lock(fd, fcntl.F_UNLCK, offset, view.nbytes)
+    except OSError as err:
+        status = NO_ROOM if err.errno in (errno.ENOSPC, errno.EDQUOT) else FAILED
+        try:  # (the status bytes' page was written before the message went: no ENOSPC here)
+            os.pwrite(fd, bytes([status]) * (len(chunks) - k), k)
+        except OSError:
+            pass
+        logger.warning("shared-memory segment %s: writing failed part-way (%s): its receiver fails", name, err)
+    finally:
+        _writing.discard(fd)
+        os.close(fd)  # drops the remaining locks
+        chunks.clear()  # (the buffers may go now)
+
+
+# ---------------------------------------------------------------- the receiver
+
+
+class Reader:
+    """A received segment's open file: copies its spans out, waiting for chunks still being written."""
+
+    __slots__ = ("chunk", "fd", "first", "name", "size")
+
+    def __init__(self, fd: int, name: str, size: int, chunk: int, first: dict[int, int]) -> None:
+        self.fd = fd
+        self.name = name
+        self.size = size
+        self.chunk = chunk  #: 0: the segment was complete when named
+        self.first = first  #: span index -> index of its first chunk (streamed spans only)
+        if size >= CLOSE_LATER and not _closer.running:
+            _closer.start()
+
+    def __del__(self) -> None:
+        # the segment's memory goes with its last descriptor: giving back 100 MB
+        # of tmpfs pages takes 10-20 ms, not to be spent on the way to the caller
+        if self.size < CLOSE_LATER or not _closer.later(self.fd):
+            _close(self.fd)
+
+    def read(self, index: int, offset: int, length: int, kind: type[bytes] | type[bytearray]) -> bytes | bytearray:
+        """Span ``index`` (at ``offset``, ``length`` bytes) as a new ``bytes`` or ``bytearray``."""
+        first = self.first.get(index)  # None: written before the message went
+        obj, view = _fresh(kind, length)
+        sizes = [length] if first is None else cuts(length, self.chunk)
+        done = 0
+        for n in sizes:
+            if first is not None:
+                self._wait(first, offset + done, n)
+                first += 1
+            if view is not None:  # (else: no ctypes; one pread once all is there)
+                self._copy(view[done : done + n], offset + done)
+            done += n
+        return obj if view is not None else _pread_bytes(self.fd, length, offset)
+
+    def _wait(self, k: int, start: int, length: int) -> None:
+        _lock(self.fd, fcntl.F_RDLCK, start, length, wait=True)  # the writer let go of it (or died)
+        status = os.pread(self.fd, 1, k)
+        if status != b"\x01":
+            code = status[0] if status else PENDING
+            raise SegmentError(f"shared-memory segment {self.name!r}: {_REASONS.get(code, _REASONS[FAILED])}")
+
+    def _copy(self, view: memoryview, offset: int) -> None:
+        done, length = 0, view.nbytes
+        while done < length:
+            n = os.preadv(self.fd, [view[done : done + _MAX_IO]], offset + done)
+            if n <= 0:
+                raise SegmentError(f"shared-memory segment {self.name!r}: shorter than announced")
+            done += n
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except (OSError, TypeError):  # (TypeError: ``os`` already torn down at exit)
+        pass
+
+
+#: a received segment at least this large is closed by the closer thread
+CLOSE_LATER = 16 << 20
+
+
+class _Closer:
+    """A thread that closes received segments, and ends after a second with nothing to close.
+
+    Started by a :class:`Reader` (never from ``__del__``, which may run inside
+    the ``threading`` module); ``later`` is safe in ``__del__`` (a
+    :class:`queue.SimpleQueue` is reentrant).
+    """
+
+    def __init__(self) -> None:
+        self.fds: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.running = False
+
+    def start(self) -> None:
+        with self.lock:
+            if self.running:
+                return
+            self.running = True
+        try:
+            threading.Thread(target=self._run, name="localactors-shm-closer", daemon=True).start()
+        except RuntimeError:  # (no new threads at exit: closed where they are dropped)
+            self.running = False
+
+    def later(self, fd: int) -> bool:
+        """Hand ``fd`` to the thread; False: it is not running (close it here)."""
+        self.fds.put(fd)
+        if self.running:
+            return True  # (running after the put: the thread takes it before it ends)
+        while True:  # it ended: close what is queued here, this one included
+            try:
+                _close(self.fds.get_nowait())
+            except queue.Empty:
+                return True
+
+    def _run(self) -> None:
+        while True:
+            try:
+                fd = self.fds.get(timeout=1.0)
+            except queue.Empty:
+                self.running = False  # then one more look: what ``later`` put before it read this is seen
+                if self.fds.empty():
+                    return
+                self.running = True
+                continue
+            _close(fd)
+
+
+_closer = _Closer()
+
+
+def _after_fork() -> None:
+    """In a forked child: no writer or closer thread runs here. Its copies of the
+    writers' descriptors go (the parent's keep their locks, and a parent that
+    dies releases them: the child must not hold them for it)."""
+    global _closer
+    for fd in list(_writing):
+        _close(fd)
+    _writing.clear()
+    while not _closer.fds.empty():  # (queued in the parent: closed there too)
+        _close(_closer.fds.get_nowait())
+    _closer = _Closer()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _pread_bytes(fd: int, length: int, offset: int) -> bytes:
+    parts, done = [], 0
+    while done < length:  # (more than one pread only past _MAX_IO: rare, and an extra copy)
+        part = os.pread(fd, min(length - done, _MAX_IO), offset + done)
+        if not part:
+            raise SegmentError("shared-memory segment: shorter than announced")
+        parts.append(part)
+        done += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+# ---------------------------------------------------------------- fresh objects to copy into
+
+_api: Any = None  # (new bytes, its address, new bytearray, madvise), or False: no ctypes here
+_HUGE = 2 << 20
+_MADV_HUGEPAGE = 14
+
+
+def _setup() -> Any:
+    global _api
+    try:
+        import ctypes
+
+        py = ctypes.pythonapi
+        sized = (ctypes.c_void_p, ctypes.c_ssize_t)
+        new_bytes = py.PyBytes_FromStringAndSize
+        new_bytes.restype, new_bytes.argtypes = ctypes.py_object, sized
+        bytes_at = py.PyBytes_AsString
+        bytes_at.restype, bytes_at.argtypes = ctypes.c_void_p, (ctypes.py_object,)
+        new_bytearray = py.PyByteArray_FromStringAndSize
+        new_bytearray.restype, new_bytearray.argtypes = ctypes.py_object, sized
+        bytearray_at = py.PyByteArray_AsString
+        bytearray_at.restype, bytearray_at.argtypes = ctypes.c_void_p, (ctypes.py_object,)
+        # a memoryview of raw memory: no ctypes array type per length (ctypes caches those for ever)
+        view_of = py.PyMemoryView_FromMemory
+        view_of.restype, view_of.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+        madvise = None
+        if sys.platform == "linux":
+            madvise = ctypes.CDLL(None).madvise
+            madvise.restype, madvise.argtypes = ctypes.c_int, (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        _api = (new_bytes, bytes_at, new_bytearray, bytearray_at, view_of, madvise)
+    except (ImportError, AttributeError, OSError):
+        _api = False
+    return _api
+
+
+_PYBUF_WRITE = 0x200
+
+
+def _fresh(kind: type[bytes] | type[bytearray], length: int) -> tuple[Any, memoryview | None]:
+    """A new, uninitialised ``kind`` of ``length`` bytes and a writable view of its storage.
+
+    The view is None where :mod:`ctypes` is missing and ``kind`` is ``bytes``
+    (its storage cannot be written then). The caller keeps the object alive
+    while it uses the view.
+    """
+    api = _api if _api is not None else _setup()
+    if not api:
+        if kind is bytes:
+            return None, None
+        obj = bytearray(length)
+        return obj, memoryview(obj)
+    new_bytes, bytes_at, new_bytearray, bytearray_at, view_of, madvise = api
+    if kind is bytes:
+        obj = new_bytes(None, length)  # contents undefined until the copy fills them
+        start = bytes_at(obj)
+    else:
+        obj = new_bytearray(None, length)  # (``bytearray(n)`` would zero-fill it first)
+        start = bytearray_at(obj)
+    if madvise is not None and length >= 2 * _HUGE:
+        low, high = (start + _HUGE - 1) & ~(_HUGE - 1), (start + length) & ~(_HUGE - 1)
+        madvise(low, high - low, _MADV_HUGEPAGE)  # (an error: small pages)
+    view: memoryview = view_of(start, length, _PYBUF_WRITE)
+    return obj, view
