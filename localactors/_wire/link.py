@@ -22,6 +22,7 @@ import os
 import pickle
 import socket
 import threading
+import typing
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -47,6 +48,10 @@ from .shared_read import EPOLL, Awaited, ReadToken, mark_reader_thread
 logger = logging.getLogger("localactors.connection")
 
 _ids = itertools.count()
+
+#: the wire tags of a reply and of a batch of them (``codec``: a message's index in ``Message``)
+_OK_TAG = typing.get_args(P.Message).index(P.CallOk)
+_OKS_TAG = typing.get_args(P.Message).index(P.CallOks)
 
 OnMessage = Callable[["Link", P.Message], None]
 OnClose = Callable[["Link", "BaseException | None"], None]
@@ -130,6 +135,21 @@ class Link:
         if data is None:
             self.send(msg)
             return
+        with self.send_lock:
+            if self.before_send is not None:
+                self.before_send()
+            self._write_one(data)
+
+    def send_replies(self, replies: list[tuple[int, bytes]]) -> None:
+        """Send small replies ``(call_id, payload)`` in one write: a ``CallOk``, or one
+        :class:`~localactors._wire.protocol.CallOks` frame for several (together under
+        ``OUT_OF_BAND``: ``_worker/reply_batch`` keeps a batch far smaller)."""
+        if len(replies) == 1:
+            call_id, payload = replies[0]
+            head = pickle.dumps((_OK_TAG, call_id, payload), 5)
+        else:
+            head = pickle.dumps((_OKS_TAG, tuple(replies)), 5)
+        data = FRAME_HEAD.pack(len(head) + 4, 0) + head
         with self.send_lock:
             if self.before_send is not None:
                 self.before_send()

@@ -74,6 +74,10 @@ class ActorThread:
         #: without reading, or stops (a worker gives back a link it held for
         #: its idle wait: Link.hold)
         self.before_busy: Callable[[], None] | None = None
+        #: called by any thread of this executor before it waits: for work (the
+        #: queue ran empty), or for a future inside actor code, and as it stops
+        #: (a worker sends the replies it batched: reply_batch)
+        self.before_wait: Callable[[], None] | None = None
 
     def set_idle_wait(self, idle_wait: Callable[[int], None]) -> None:
         """Let the idle primary thread call ``idle_wait(wake_fd)`` instead of sleeping.
@@ -164,6 +168,8 @@ class ActorThread:
         """Wait (holding _cv) until an operation may start; ``False``: this thread ends now."""
         self._idle += 1
         while not self._stopping and not self._can_start():
+            if self.before_wait is not None:
+                self.before_wait()
             if not primary and self._idle > 1:
                 # another thread is idle too: this helper is not needed
                 self._idle -= 1
@@ -189,6 +195,8 @@ class ActorThread:
 
     def _end(self, primary: bool, me: threading.Thread) -> None:
         """This thread stops serving (we are stopping; holding _cv)."""
+        if self.before_wait is not None:
+            self.before_wait()
         if me in self.threads and not primary:
             self.threads.remove(me)
         if primary and self._wake_r >= 0:
@@ -202,9 +210,9 @@ class ActorThread:
         """Is there an operation the idle primary thread could start now? (a hint, unlocked)"""
         return self._stopping or self._can_start()
 
-    def has_queued(self) -> bool:
-        """Is an operation queued to run next (or are we stopping)? (a hint, unlocked)"""
-        return self._stopping or bool(self._ready)
+    def has_mail(self) -> bool:
+        """Is any operation queued, to run next or after the one its actor runs now? (a hint, unlocked)"""
+        return bool(self._mailbox)
 
     def _wait_reading(self, cv: threading.Condition) -> None:
         """The primary's idle wait: read a link (``_idle_wait``) with _cv released."""
@@ -254,6 +262,8 @@ class ActorThread:
             comp.add_done_callback(lambda _: done.set())
             return done.wait(timeout)
         comp.add_done_callback(self._wake)
+        if self.before_wait is not None:
+            self.before_wait()  # (before the baton is handed on: it may be what the future waits for)
         cv = self._cv
         with cv:
             self._baton = None

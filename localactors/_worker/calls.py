@@ -34,11 +34,12 @@ from .._caller.node import Node
 from .._wire import protocol as P
 from .._wire.link import Link, LinkClosed
 from .actor_thread import ActorThread
+from .reply_batch import ReplyBatch
 from .stats import ProcessMeter, StatsBook
 
 logger = logging.getLogger("localactors.worker")
 
-#: replies smaller than this may be written while the actor thread holds the link (Link.hold)
+#: replies smaller than this may be batched (reply_batch), or written while the actor thread holds the link (Link.hold)
 _HOLD_MAX = 1 << 15
 
 #: results of these types pickle plainly: no handle in them, nothing for shared memory
@@ -107,8 +108,11 @@ class CallServer:
         self._held: Link | None = None  # a link the actor thread holds from its reply to its idle wait
         self._async_calls: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
         self._actor_thread = actor_thread
+        #: replies of pipelined calls, written many at a time (see reply_batch)
+        self.replies = ReplyBatch(name)
         actor_thread.set_idle_wait(self._idle_wait)
         actor_thread.before_busy = self._release_held
+        actor_thread.before_wait = self.replies.flush
 
     # -- callers' links ------------------------------------------------------------------
 
@@ -119,6 +123,7 @@ class CallServer:
         link.start_reader(self._on_request, lambda lk, err: self._links.discard(lk), shared=True)
 
     def close_links(self) -> None:
+        self.replies.close()
         for link in list(self._links):
             link.close()
 
@@ -194,29 +199,31 @@ class CallServer:
         self._reply(link, P.DataReply(req_id, tuple(items), tuple(missing)))
 
     def _reply(self, link: Link, msg: P.Message) -> None:
+        if type(msg) is P.CallOk and type(msg.payload) is bytes and len(msg.payload) < _HOLD_MAX:
+            self._reply_ok(link, msg.call_id, msg.payload)
+            return
         if type(msg) is P.CallOk or type(msg) is P.CallErr:
             self.stats.finished(link.id, msg.call_id, type(msg) is P.CallErr)
-            if (
-                self._held is None
-                and link is self._last_link
-                and get_ident() == self._actor_thread.ident
-                and len(msg.payload if type(msg) is P.CallOk else msg.error) < _HOLD_MAX  # type: ignore[union-attr]
-                and not self._actor_thread.has_queued()
-                and link.hold()
-            ):
-                # the caller's next request comes soon on this link: keep the reader
-                # thread off it until the actor thread, idle again, reads it itself
-                # (not when more calls are queued: pipelined calls, the actor runs them next)
-                self._held = link
-            try:
-                link.send_reply(msg)  # type: ignore[arg-type]
-            except LinkClosed:
-                pass  # the caller went away; nobody is waiting for this
-            return
+        self.replies.flush()  # (batched replies go first: order per link)
         try:
             link.send(msg)
         except LinkClosed:
             pass  # the caller went away; nobody is waiting for this
+
+    def _reply_ok(self, link: Link, call_id: int, payload: bytes) -> None:
+        """A small result: batched while more calls are queued (reply_batch), else sent now."""
+        self.stats.finished(link.id, call_id, False)
+        if get_ident() != self._actor_thread.ident:
+            self.replies.send(link, call_id, payload)  # the event loop (async calls) or a helper thread
+        elif self._actor_thread.has_mail():
+            # more calls are queued: the caller fired many; this reply goes with theirs
+            self.replies.add(link, call_id, payload)
+        else:
+            if self._held is None and link is self._last_link and link.hold():
+                # the caller's next request comes soon on this link: keep the reader
+                # thread off it until the actor thread, idle again, reads it itself
+                self._held = link
+            self.replies.send(link, call_id, payload)
 
     def _release_held(self) -> None:
         """The actor thread is busy again (or stopping): the reader thread reads its link."""
@@ -263,7 +270,11 @@ class CallServer:
         kind = type(value)
         if kind in _PLAIN and (kind is not str or len(value) < _PLAIN_STR):
             # nothing in it to track or to put in shared memory: plain pickle
-            self._reply(link, P.CallOk(call_id, pickle.dumps(value, 5)))
+            data = pickle.dumps(value, 5)
+            if len(data) < _HOLD_MAX:
+                self._reply_ok(link, call_id, data)
+            else:
+                self._reply(link, P.CallOk(call_id, data))
             return
         ctx = SerialContext(node=self._node)
         try:
