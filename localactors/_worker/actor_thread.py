@@ -120,7 +120,8 @@ class ActorThread:
                 if actor_key not in self._busy:
                     self._ready.append(actor_key)
             box.append(op)
-            self._notify()
+            if self._sleepers or self._reading:  # _notify, when there is anyone to wake
+                self._notify()
 
     def stop(self) -> None:
         """Stop serving: idle threads end; waits in actor code return (time out)."""
@@ -141,28 +142,41 @@ class ActorThread:
         if self._initializer is not None:
             self._initializer()
         me = threading.current_thread()
+        lock, mailbox, ready, busy = self._lock, self._mailbox, self._ready, self._busy
         while True:
-            with self._lock:
-                if not self._wait_for_work(primary, me):
+            with lock:
+                if self._baton is None and not self._resuming and ready and not self._stopping:
+                    # work is waiting (pipelined calls): no wait, as _wait_for_work would decide
+                    if primary and self.before_busy is not None:
+                        self.before_busy()
+                elif not self._wait_for_work(primary, me):
                     return
-                key = self._ready.popleft()
-                box = self._mailbox[key]
+                key = ready.popleft()
+                box = mailbox[key]
                 op = box.popleft()
                 if not box:
-                    del self._mailbox[key]
-                self._busy.add(key)
+                    del mailbox[key]
+                busy.add(key)
                 self._baton = me
-            pending = self._run(op)
-            with self._lock:
+            try:
+                result = op()
+            except BaseException:  # the ops reply their own errors; this is a bug
+                logger.exception("%s: an actor operation failed", self.name)
+                result = None
+            with lock:
                 self._baton = None
                 self.queued -= 1
-                self._notify()
-            if pending is None:
-                self._unbusy(key)
-            else:
+                if result is None or not isinstance(result, _futures.Completion) or result.done():
+                    busy.discard(key)  # the actor may run its next operation
+                    if key in mailbox:
+                        ready.append(key)
+                    result = None
+                if self._sleepers or self._reading:  # _notify, when there is anyone to wake
+                    self._notify()
+            if result is not None:
                 # an async call has not taken its first step yet: the actor's
                 # next operation must not begin before it, but others may
-                pending.add_done_callback(functools.partial(self._started, key))
+                result.add_done_callback(functools.partial(self._started, key))
 
     def _wait_for_work(self, primary: bool, me: threading.Thread) -> bool:
         """Wait (holding _cv) until an operation may start; ``False``: this thread ends now."""
@@ -227,16 +241,6 @@ class ActorThread:
         finally:
             cv.acquire()
             self._reading = False
-
-    def _run(self, op: Op) -> _futures.Completion | None:
-        try:
-            result = op()
-        except BaseException:  # the ops reply their own errors; this is a bug
-            logger.exception("%s: an actor operation failed", self.name)
-            return None
-        if isinstance(result, _futures.Completion) and not result.done():
-            return result
-        return None
 
     def _started(self, key: str, _: Any) -> None:
         self._unbusy(key)

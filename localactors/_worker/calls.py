@@ -23,6 +23,7 @@ import pickle
 import select
 import threading
 from collections.abc import Callable, Coroutine
+from functools import partial
 from threading import get_ident
 from typing import Any
 
@@ -156,7 +157,7 @@ class CallServer:
                 self._last_link = link
                 if actor_key in self._actors:
                     self.stats.arrived(actor_key, link.id, call_id)
-                self._actor_thread.submit(actor_key, lambda: self._call(link, call_id, actor_key, name, kind, payload))
+                self._actor_thread.submit(actor_key, partial(self._call, link, call_id, actor_key, name, kind, payload))
             case P.GetData(req_id, keys):
                 if threading.current_thread() is self._actor_thread.thread:
                     # read while idle: pickling a large result here would hold up
