@@ -273,6 +273,23 @@ class Link:
         frames = self.recv_frames()
         return W.decode(frames[0], frames[1:])
 
+    def recv_buffered(self) -> list[P.Message]:
+        """The messages already whole in the read buffer (and with no out-of-band
+        frames), decoded, in order; no read. A reader takes many at once this way."""
+        out: list[P.Message] = []
+        buf, pos = self._rbuf, self._rpos
+        size = len(buf)
+        decode = W.decode_small
+        while size - pos >= 8:
+            n, extra = FRAME_HEAD.unpack_from(buf, pos)
+            if extra or not 4 <= n <= size - pos - 4:
+                break  # not whole yet, or not small: recv() takes it
+            end = pos + 4 + n
+            msg = decode(buf[pos + 8 : end])
+            self._rpos = pos = end
+            out.append(msg)
+        return out
+
     def start_reader(
         self,
         on_message: Callable[[Link, Any], None],  # gets a P.Message, or its frames with raw=True

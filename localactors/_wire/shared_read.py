@@ -75,6 +75,7 @@ class SharedLink(Protocol):
     _rpos: int
 
     def recv(self) -> P.Message: ...
+    def recv_buffered(self) -> list[P.Message]: ...
     def frame_buffered(self) -> bool: ...
     def close(self) -> None: ...
 
@@ -124,6 +125,7 @@ class ReadToken:
         self._fd = fd
         self._on_message = on_message
         self._recv = link.recv  # bound once: the hot path
+        self._recv_buffered = link.recv_buffered
         self._buffered = link.frame_buffered
         self._lock = threading.Lock()  # the token itself
         self._ep = select.epoll()  # the reader thread's wake-up, disarmed while another thread reads
@@ -151,8 +153,12 @@ class ReadToken:
                         ep.modify(fd, _ARMED)  # a caller read what woke us
                         continue
                     on_message(link, self._recv())
-                    while self._buffered():  # epoll cannot see what is in our buffer
-                        on_message(link, self._recv())
+                    while True:  # epoll cannot see what is in our buffer: take it all
+                        for msg in self._recv_buffered():
+                            on_message(link, msg)
+                        if not self._buffered():
+                            break
+                        on_message(link, self._recv())  # (a large one, or one with out-of-band frames)
                     ep.modify(fd, _ARMED)
                 except BaseException:
                     self._gone = True
@@ -343,4 +349,19 @@ class ReadToken:
             if has_work():
                 break
         while self._buffered():
-            self._take_one()
+            self._take_buffered()
+
+    def _take_buffered(self) -> None:
+        """Dispatch, in this thread, the messages whole in the buffer (at least one)."""
+        was = _thread_role.reader
+        _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
+        try:
+            messages = self._recv_buffered() or [self._recv()]
+            for msg in messages:
+                self._on_message(self._link, msg)
+        except BaseException as err:
+            raise _CallerReadError(err) from err
+        finally:
+            _thread_role.reader = was
+        if _interrupt_owed is not None:
+            _raise_owed_interrupt()
