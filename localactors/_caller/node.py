@@ -205,11 +205,13 @@ class Node:
         peer.fail_all(DEATH_NOTICE_WAIT)
 
     def _on_peer_message(self, peer: PeerLink, link: Link, msg: P.Message) -> None:
-        if type(msg) is P.CallOk:  # the hot path (_call_ok_plain, inlined)
+        if type(msg) is P.CallOk:  # the hot path
             request = peer.reply(msg.call_id)
             if request is not None:
                 payload = msg.payload
                 if type(payload) is bytes and b"\x93" not in payload:
+                    # no STACK_GLOBAL opcode: nothing in it can call code, so no handle can be
+                    # in it and it needs no context (a plain value: an int, a str, a list...)
                     try:
                         value = pickle.loads(payload)
                     except Exception:
@@ -219,25 +221,19 @@ class Node:
                 else:
                     self._call_ok(request, payload)
             return
-        if type(msg) is P.CallOks:  # the replies of pipelined calls
+        if type(msg) is P.CallOks:  # the replies of pipelined calls (as above, for each)
             for request, payload in peer.replies(msg.replies):
-                self._call_ok_plain(request, payload)
+                if type(payload) is bytes and b"\x93" not in payload:
+                    try:
+                        value = pickle.loads(payload)
+                    except Exception:
+                        self._call_ok(request, payload)  # the same error, raised the usual way
+                        continue
+                    request.comp._finish(FINISHED, value)
+                else:
+                    self._call_ok(request, payload)
             return
         self.handle_peer_message(peer, msg)
-
-    def _call_ok_plain(self, request: PendingRequest, payload: bytes) -> None:
-        """Set a call's result, on the short path when it is a plain value."""
-        if type(payload) is bytes and b"\x93" not in payload:
-            # no STACK_GLOBAL opcode: nothing in it can call code, so no handle can be
-            # in it and it needs no context (a plain value: an int, a str, a list...)
-            try:
-                value = pickle.loads(payload)
-            except Exception:
-                self._call_ok(request, payload)  # the same error, raised the usual way
-                return
-            request.comp._finish(FINISHED, value)
-        else:
-            self._call_ok(request, payload)
 
     def handle_peer_message(self, peer: PeerLink, msg: P.Message) -> None:
         """A reply from a worker (read by the link's reader, or by a caller waiting on it)."""

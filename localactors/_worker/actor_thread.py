@@ -54,6 +54,9 @@ class ActorThread:
         self._sleepers = 0  # threads in _cv.wait: _notify skips notify_all (a Python call chain) when 0
         # all below guarded by _cv
         self._mailbox: dict[str, deque[Op]] = {}  # only non-empty boxes
+        #: (read only) true while any operation is queued, to run next or after the
+        #: one its actor runs now: a hint, read unlocked (the mailbox itself)
+        self.mail: dict[str, Any] = self._mailbox
         self._ready: deque[str] = deque()  # keys with queued ops and not busy, in arrival order
         self._busy: set[str] = set()  # keys with an operation running, waiting or starting
         self._baton: threading.Thread | None = None  # the thread holding the baton: it runs actor code now
@@ -70,9 +73,9 @@ class ActorThread:
         self._idle_wait: Callable[[int], None] | None = None
         self._reading = False  # the primary is in _idle_wait; guarded by _cv
         self._wake_r = self._wake_w = -1
-        #: called by the primary thread before it runs an operation, sleeps
-        #: without reading, or stops (a worker gives back a link it held for
-        #: its idle wait: Link.hold)
+        #: when set, called by the primary thread before it runs an operation, sleeps
+        #: without reading, or stops (a worker sets it while it holds a link for
+        #: its idle wait, Link.hold, to give the link back)
         self.before_busy: Callable[[], None] | None = None
         #: called by any thread of this executor before it waits: for work (the
         #: queue ran empty), or for a future inside actor code, and as it stops
@@ -223,10 +226,6 @@ class ActorThread:
     def has_work(self) -> bool:
         """Is there an operation the idle primary thread could start now? (a hint, unlocked)"""
         return self._stopping or self._can_start()
-
-    def has_mail(self) -> bool:
-        """Is any operation queued, to run next or after the one its actor runs now? (a hint, unlocked)"""
-        return bool(self._mailbox)
 
     def _wait_reading(self, cv: threading.Condition) -> None:
         """The primary's idle wait: read a link (``_idle_wait``) with _cv released."""

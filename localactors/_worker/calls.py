@@ -112,7 +112,6 @@ class CallServer:
         #: replies of pipelined calls, written many at a time (see reply_batch)
         self.replies = ReplyBatch(name)
         actor_thread.set_idle_wait(self._idle_wait)
-        actor_thread.before_busy = self._release_held
         actor_thread.before_wait = self.replies.flush
 
     # -- callers' links ------------------------------------------------------------------
@@ -141,6 +140,7 @@ class CallServer:
         """
         link = self._last_link
         held, self._held = self._held, None
+        self._actor_thread.before_busy = None
         if held is not None and held is not link:
             held.unhold()
         if link is None or link.read_while_idle(wake_fd, self._actor_thread.has_work) is None:
@@ -216,7 +216,7 @@ class CallServer:
         self.stats.finished(link.id, call_id, False)
         if get_ident() != self._actor_thread.ident:
             self.replies.send(link, call_id, payload)  # the event loop (async calls) or a helper thread
-        elif self._actor_thread.has_mail():
+        elif self._actor_thread.mail:
             # more calls are queued: the caller fired many; this reply goes with theirs
             self.replies.add(link, call_id, payload)
         else:
@@ -224,11 +224,13 @@ class CallServer:
                 # the caller's next request comes soon on this link: keep the reader
                 # thread off it until the actor thread, idle again, reads it itself
                 self._held = link
+                self._actor_thread.before_busy = self._release_held  # called before it runs anything else
             self.replies.send(link, call_id, payload)
 
     def _release_held(self) -> None:
         """The actor thread is busy again (or stopping): the reader thread reads its link."""
         held, self._held = self._held, None
+        self._actor_thread.before_busy = None
         if held is not None:
             held.unhold()
 
