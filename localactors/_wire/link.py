@@ -297,17 +297,20 @@ class Link:
         *,
         raw: bool = False,
         shared: bool = False,
+        on_messages: Callable[[Link, list[P.Message]], None] | None = None,
     ) -> None:
         """Start the thread that feeds every incoming message to ``on_message``.
 
         With ``raw=True`` it gets each message's frames undecoded (a relay).
         With ``shared=True`` a thread waiting for a reply may read the link
-        itself (:meth:`read_until`) while the reader thread sleeps.
+        itself (:meth:`read_until`) while the reader thread sleeps; then
+        ``on_messages``, when given, gets the messages that arrived together
+        (several whole in the read buffer), in order, in one call.
         """
         receive: Callable[[], Any] = self.recv_frames if raw else self.recv
         if shared and EPOLL and not raw:
             try:
-                self._shared = ReadToken(self, self.conn.fileno(), on_message)
+                self._shared = ReadToken(self, self.conn.fileno(), on_message, on_messages)
             except (OSError, ValueError):
                 pass  # released already: the plain reader reports the close
         shared_token = self.read_point = self._shared

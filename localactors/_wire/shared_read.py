@@ -114,16 +114,24 @@ class ReadToken:
     """Who may read one shared link now, and the reading its holder does.
 
     ``on_message(link, msg)`` dispatches every message, whichever thread read
+    it; ``on_messages(link, msgs)``, when given, several at once (in order).
     it. Made by the link before its reader thread starts; raises ``OSError``
     or ``ValueError`` when the descriptor is released already.
     """
 
-    def __init__(self, link: SharedLink, fd: int, on_message: Callable[[Any, P.Message], None]) -> None:
+    def __init__(
+        self,
+        link: SharedLink,
+        fd: int,
+        on_message: Callable[[Any, P.Message], None],
+        on_messages: Callable[[Any, list[P.Message]], None] | None = None,
+    ) -> None:
         self._link = link
         # the link's descriptor: used only while holding the token, and the
         # reader thread (which releases the descriptor) takes it to stop
         self._fd = fd
         self._on_message = on_message
+        self._on_messages = on_messages if on_messages is not None else self._each
         self._recv = link.recv  # bound once: the hot path
         self._recv_buffered = link.recv_buffered
         self._buffered = link.frame_buffered
@@ -138,11 +146,17 @@ class ReadToken:
         self._gone = False  # the reader thread has stopped: nobody reads any more
         self._caller_error: BaseException | None = None  # met by a caller while reading for everyone
 
+    def _each(self, link: Any, msgs: list[P.Message]) -> None:
+        on_message = self._on_message
+        for msg in msgs:
+            on_message(link, msg)
+
     # -- the reader thread -----------------------------------------------------
 
     def serve(self) -> None:
         """The reader thread's loop: sleep in epoll, read what a waiting thread did not."""
         ep, fd, on_message, link = self._ep, self._fd, self._on_message, self._link
+        on_messages = self._on_messages
         while True:
             ep.poll()
             with self._lock:
@@ -154,8 +168,9 @@ class ReadToken:
                         continue
                     on_message(link, self._recv())
                     while True:  # epoll cannot see what is in our buffer: take it all
-                        for msg in self._recv_buffered():
-                            on_message(link, msg)
+                        msgs = self._recv_buffered()
+                        if msgs:
+                            on_messages(link, msgs)
                         if not self._buffered():
                             break
                         on_message(link, self._recv())  # (a large one, or one with out-of-band frames)
@@ -356,9 +371,7 @@ class ReadToken:
         was = _thread_role.reader
         _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
         try:
-            messages = self._recv_buffered() or [self._recv()]
-            for msg in messages:
-                self._on_message(self._link, msg)
+            self._on_messages(self._link, self._recv_buffered() or [self._recv()])
         except BaseException as err:
             raise _CallerReadError(err) from err
         finally:

@@ -126,6 +126,21 @@ class ActorThread:
             if self._sleepers or self._reading:  # _notify, when there is anyone to wake
                 self._notify()
 
+    def submit_many(self, ops: list[tuple[str, Op]]) -> None:
+        """:meth:`submit` for several ``(actor_key, op)``, in order, under one lock."""
+        mailbox, busy, ready = self._mailbox, self._busy, self._ready
+        with self._lock:
+            self.queued += len(ops)
+            for actor_key, op in ops:
+                box = mailbox.get(actor_key)
+                if box is None:
+                    box = mailbox[actor_key] = deque()
+                    if actor_key not in busy:
+                        ready.append(actor_key)
+                box.append(op)
+            if self._sleepers or self._reading:  # _notify, when there is anyone to wake
+                self._notify()
+
     def stop(self) -> None:
         """Stop serving: idle threads end; waits in actor code return (time out)."""
         with self._lock:

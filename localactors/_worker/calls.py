@@ -51,6 +51,11 @@ _PLAIN_STR = 1 << 16  # (a longer str: the usual path, which may send a large st
 CallInLoop = Callable[[Callable[[], object]], None]
 
 
+def _label(obj: object, name: str) -> str:
+    """A call, for messages: ``Counter.add``."""
+    return f"{type(obj).__name__}.{name}"
+
+
 def members(obj: object) -> P.ActorInfo:
     """The public methods and attributes a proxy for ``obj`` offers."""
     cls = type(obj)
@@ -120,7 +125,9 @@ class CallServer:
         """A caller opened ``link`` to this worker (the server's callback)."""
         self._links.add(link)
         # shared: the idle actor thread may read it itself (see _idle_wait)
-        link.start_reader(self._on_request, lambda lk, err: self._links.discard(lk), shared=True)
+        link.start_reader(
+            self._on_request, lambda lk, err: self._links.discard(lk), shared=True, on_messages=self._on_requests
+        )
 
     def close_links(self) -> None:
         self.replies.close()
@@ -149,6 +156,26 @@ class CallServer:
                 os.read(wake_fd, 4096)
             except BlockingIOError:
                 pass
+
+    def _on_requests(self, link: Link, msgs: list[P.Message]) -> None:
+        """Requests that arrived together (pipelined calls): their calls are queued at once."""
+        calls: list[tuple[str, Callable[[], Completion | None]]] = []
+        actors, arrived, call = self._actors, self.stats.arrived, self._call
+        for msg in msgs:
+            if type(msg) is P.ActorCall:
+                key = msg.actor
+                if key in actors:
+                    arrived(key, link.id, msg.call_id)
+                calls.append((key, partial(call, link, msg.call_id, key, msg.name, msg.kind, msg.payload)))
+            else:
+                if calls:  # (in order)
+                    self._last_link = link
+                    self._actor_thread.submit_many(calls)
+                    calls = []
+                self._on_request(link, msg)
+        if calls:
+            self._last_link = link
+            self._actor_thread.submit_many(calls)
 
     def _on_request(self, link: Link, msg: P.Message) -> None:
         """One request from a caller: on the link's reader thread, or the idle actor thread."""
@@ -242,7 +269,6 @@ class CallServer:
         """Run one operation; for an async call, return what says its first step ran."""
         self.stats.started(key)
         obj = self._actors.get(key)
-        label = f"{type(obj).__name__}.{name}"
         try:
             if obj is None:
                 raise ActorLostError(f"actor {key} is not on worker {self.name}: it was released or lost", self.name)
@@ -255,18 +281,23 @@ class CallServer:
                 else:
                     ctx = SerialContext(node=self._node)
                     try:
-                        args, kwargs = loads(payload, ctx, what=f"the arguments of {label}")
+                        args, kwargs = loads(payload, ctx, what=f"the arguments of {_label(obj, name)}")
                     finally:
                         self._node.refs.unpin(ctx.unpins)
                     value = method(*args, **kwargs)
                 if type(value) not in _PLAIN and inspect.iscoroutine(value):
                     # ``async def`` (or a sync wrapper returning a coroutine): its
                     # body has not started yet; it runs on the event loop
-                    return self._start_async(link, call_id, label, value)
+                    return self._start_async(link, call_id, _label(obj, name), value)
         except BaseException as err:
             self._reply(link, P.CallErr(call_id, dump_exception(err)))
             return None
-        self._send_result(link, call_id, label, value)
+        if type(value) in _PLAIN and type(value) is not str:  # (_send_result's first case, inlined)
+            data = pickle.dumps(value, 5)
+            if len(data) < _HOLD_MAX:
+                self._reply_ok(link, call_id, data)
+                return None
+        self._send_result(link, call_id, _label(obj, name), value)
         return None
 
     def _send_result(self, link: Link, call_id: int, label: str, value: Any) -> None:
