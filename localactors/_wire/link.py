@@ -87,6 +87,7 @@ class Link:
         self._reading = False  # a reader thread owns the descriptor until it stops
         self._shut = False
         self._released = False
+        self._nowait: socket.socket | None = None  # a duplicate of the descriptor, for MSG_DONTWAIT
 
     def __repr__(self) -> str:
         return f"<Link {self.name} #{self.id}{' closed' if self.closed else ''}>"
@@ -140,10 +141,17 @@ class Link:
                 self.before_send()
             self._write_one(data)
 
-    def send_replies(self, replies: list[tuple[int, bytes]]) -> None:
+    def send_replies(
+        self, replies: list[tuple[int, bytes]], on_block: Callable[[], None] | None = None
+    ) -> None:
         """Send small replies ``(call_id, payload)`` in one write: a ``CallOk``, or one
         :class:`~localactors._wire.protocol.CallOks` frame for several (together under
-        ``OUT_OF_BAND``: ``_worker/reply_batch`` keeps a batch far smaller)."""
+        ``OUT_OF_BAND``: ``_worker/reply_batch`` keeps a batch far smaller).
+
+        With ``on_block`` (a thread that holds this link: :meth:`hold`), the write
+        does not wait: when the socket has no room for all of it, ``on_block()``
+        runs first (it gives the link back to its reader), then the rest is written.
+        """
         if len(replies) == 1:
             call_id, payload = replies[0]
             head = pickle.dumps((_OK_TAG, call_id, payload), 5)
@@ -153,7 +161,31 @@ class Link:
         with self.send_lock:
             if self.before_send is not None:
                 self.before_send()
-            self._write_one(data)
+            if on_block is None:
+                self._write_one(data)
+            else:
+                self._write_nowait(data, on_block)
+
+    def _write_nowait(self, data: bytes, on_block: Callable[[], None]) -> None:
+        """Write without waiting for room; ``on_block()`` before the part that must wait (holding ``send_lock``)."""
+        if self.closed:
+            raise LinkClosed(self.name)
+        sent = 0
+        try:
+            if self._nowait is None:
+                self._nowait = socket.socket(fileno=os.dup(self._fd))  # released with the link's descriptor
+            sent = self._nowait.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        except (OSError, ValueError):
+            pass  # (not a socket: the usual write says what is wrong)
+        if sent < len(data):
+            on_block()
+            try:
+                write_all(self._fd, memoryview(data)[sent:])
+            except (OSError, ValueError) as err:
+                self.closed = True
+                raise LinkClosed(f"{self.name}: {err}") from err
 
     def _write_one(self, data: bytes) -> None:
         """Write one small framed message (holding ``send_lock``)."""
@@ -415,6 +447,8 @@ class Link:
         # (bounded: a thread closing its own link while it holds send_lock must not hang)
         locked = self.send_lock.acquire(timeout=2.0)
         try:
+            if self._nowait is not None:
+                self._nowait.close()
             self.conn.close()
         except OSError:
             pass

@@ -141,7 +141,6 @@ class ReadToken:
         self._poller = select.poll()  # a waiting caller's: is the link readable?
         self._poller.register(fd, select.POLLIN)
         self._idle_poller: tuple[int, select.poll] | None = None  # (wake fd, poll object) for read_while_idle
-        self._out_poller: select.poll | None = None  # is the link writable now? (hold)
         self._held_by: int | None = None  # the thread keeping the token between reads (hold)
         self._gone = False  # the reader thread has stopped: nobody reads any more
         self._caller_error: BaseException | None = None  # met by a caller while reading for everyone
@@ -279,9 +278,10 @@ class ReadToken:
         :meth:`read_while_idle` or :meth:`unhold` soon, without running user
         code, may hold it; it may write one small message meanwhile.
 
-        Refused when the link is not writable now: a write that blocks while
-        nobody reads this end could deadlock with a peer that blocks writing
-        to us. (A writable unix socket has most of its buffer free.)
+        The holder must not block in a write meanwhile: nobody reads this end,
+        and a peer blocked writing to us would never read what we write (a
+        deadlock). It writes without waiting (``Link.send_replies`` with
+        ``on_block``), and gives the link back before a write that would block.
         """
         if self._caller_error is not None or not self._lock.acquire(blocking=False):
             return False
@@ -289,12 +289,6 @@ class ReadToken:
             self._lock.release()
             return False
         try:
-            if self._out_poller is None:
-                self._out_poller = select.poll()
-                self._out_poller.register(self._fd, select.POLLOUT)
-            if not self._out_poller.poll(0):
-                self._lock.release()
-                return False
             self._ep.modify(self._fd, _DISARMED)
         except (OSError, ValueError):
             self._lock.release()

@@ -246,12 +246,13 @@ class CallServer:
         elif self._actor_thread.mail:
             # more calls are queued: the caller fired many; this reply goes with theirs
             self.replies.add(link, call_id, payload)
+        elif self._held is None and link is self._last_link and link.hold():
+            # the caller's next request comes soon on this link: keep the reader
+            # thread off it until the actor thread, idle again, reads it itself
+            self._held = link
+            self._actor_thread.before_busy = self._release_held  # called before it runs anything else
+            self.replies.send(link, call_id, payload, self._release_held)  # (no blocking write while held)
         else:
-            if self._held is None and link is self._last_link and link.hold():
-                # the caller's next request comes soon on this link: keep the reader
-                # thread off it until the actor thread, idle again, reads it itself
-                self._held = link
-                self._actor_thread.before_busy = self._release_held  # called before it runs anything else
             self.replies.send(link, call_id, payload)
 
     def _release_held(self) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from .._wire.link import Link, LinkClosed
 
@@ -70,17 +71,20 @@ class ReplyBatch:
             elif len(replies) >= MAX_REPLIES or self._size >= MAX_BYTES:
                 self._flush_locked()
 
-    def send(self, link: Link, call_id: int, payload: bytes) -> None:
-        """Send a small reply now, with the batch when it is for the same link (one frame, one write)."""
+    def send(self, link: Link, call_id: int, payload: bytes, on_block: Callable[[], None] | None = None) -> None:
+        """Send a small reply now, with the batch when it is for the same link (one frame, one write).
+
+        ``on_block``: this thread holds ``link`` (``Link.send_replies``).
+        """
         with self._lock:
             if self._replies:
                 if link is self._link:
                     self._replies.append((call_id, payload))
-                    self._flush_locked()
+                    self._flush_locked(on_block)
                     return
                 self._flush_locked()
             try:
-                link.send_replies([(call_id, payload)])
+                link.send_replies([(call_id, payload)], on_block)
             except LinkClosed:
                 pass  # the caller went away; nobody is waiting for this
 
@@ -99,14 +103,14 @@ class ReplyBatch:
         if watchdog is not None and watchdog is not threading.current_thread():
             watchdog.join(1.0)
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self, on_block: Callable[[], None] | None = None) -> None:
         replies, link = self._replies, self._link
         if not replies or link is None:
             return
         self._replies = []
         self._size = 0
         try:
-            link.send_replies(replies)
+            link.send_replies(replies, on_block)
         except LinkClosed:
             pass  # the caller went away; nobody is waiting for these
 

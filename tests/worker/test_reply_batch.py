@@ -7,6 +7,7 @@ blocks until the caller has seen an earlier reply.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from multiprocessing.connection import Connection
@@ -30,7 +31,7 @@ class FakeLink:
         self.writes: list[list[tuple[int, bytes]]] = []
         self.wrote = threading.Event()
 
-    def send_replies(self, replies: list[tuple[int, bytes]]) -> None:
+    def send_replies(self, replies: list[tuple[int, bytes]], on_block: object = None) -> None:
         self.writes.append(list(replies))
         self.wrote.set()
 
@@ -135,6 +136,54 @@ def test_a_batch_frame_split_across_reads_arrives_whole(piece: int) -> None:
         a.close()
         receiver.close()
         reader.join(T)
+
+
+def test_a_write_that_would_block_while_holding_gives_the_link_back_first() -> None:
+    a, b = socket.socketpair()
+    link = Link(Connection(a.detach()), "w")
+    try:
+        filler = socket.socket(fileno=os.dup(link.conn.fileno()))
+        try:  # fill the socket's buffer: the next write must wait for the reader
+            while True:
+                filler.send(b"\0" * 4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        finally:
+            filler.close()
+        gave_back = threading.Event()
+        drained = threading.Event()
+
+        def drain() -> None:
+            assert gave_back.wait(T)
+            b.settimeout(T)
+            got = b""
+            while b"last" not in got:
+                got += b.recv(1 << 16)
+            drained.set()
+
+        drainer = threading.Thread(target=drain)
+        drainer.start()
+        link.send_replies([(1, b"last")], on_block=gave_back.set)  # returns once written
+        assert gave_back.is_set()
+        assert drained.wait(T)
+        drainer.join(T)
+    finally:
+        link.close()
+        b.close()
+
+
+def test_a_write_with_room_does_not_give_the_link_back() -> None:
+    a, b = socket.socketpair()
+    link = Link(Connection(a.detach()), "w")
+    try:
+        called: list[bool] = []
+        link.send_replies([(1, b"x")], on_block=lambda: called.append(True))
+        assert called == []
+        b.settimeout(T)
+        assert b"x" in b.recv(1 << 16)
+    finally:
+        link.close()
+        b.close()
 
 
 # -- in a cluster ------------------------------------------------------------------
