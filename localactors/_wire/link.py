@@ -130,17 +130,6 @@ class Link:
         else:
             self.send(P.ActorCall(call_id, actor, name, kind, payload))
 
-    def send_reply(self, msg: P.CallOk | P.CallErr) -> None:
-        """Send a :class:`~localactors._wire.protocol.CallOk` or ``CallErr``: the hot path of :meth:`send`."""
-        data = W.frame_reply(msg)
-        if data is None:
-            self.send(msg)
-            return
-        with self.send_lock:
-            if self.before_send is not None:
-                self.before_send()
-            self._write_one(data)
-
     def send_replies(
         self, replies: list[tuple[int, bytes]], on_block: Callable[[], None] | None = None
     ) -> None:
@@ -304,6 +293,14 @@ class Link:
                 return W.decode_small(buf[pos + 8 : end])
         frames = self.recv_frames()
         return W.decode(frames[0], frames[1:])
+
+    def read_more(self) -> None:
+        """Wait for more bytes (one read) and add them to the read buffer; ``EOFError`` at the end."""
+        chunk = os.read(self._fd, CHUNK)
+        if not chunk:
+            raise EOFError
+        buf, pos = self._rbuf, self._rpos
+        self._rbuf, self._rpos = (buf[pos:] + chunk if pos < len(buf) else chunk), 0
 
     def recv_buffered(self) -> list[P.Message]:
         """The messages already whole in the read buffer (and with no out-of-band

@@ -75,6 +75,7 @@ class SharedLink(Protocol):
     _rpos: int
 
     def recv(self) -> P.Message: ...
+    def read_more(self) -> None: ...
     def recv_buffered(self) -> list[P.Message]: ...
     def frame_buffered(self) -> bool: ...
     def close(self) -> None: ...
@@ -134,6 +135,7 @@ class ReadToken:
         self._on_messages = on_messages if on_messages is not None else self._each
         self._recv = link.recv  # bound once: the hot path
         self._recv_buffered = link.recv_buffered
+        self._read_more = link.read_more
         self._buffered = link.frame_buffered
         self._lock = threading.Lock()  # the token itself
         self._ep = select.epoll()  # the reader thread's wake-up, disarmed while another thread reads
@@ -218,9 +220,14 @@ class ReadToken:
                         if again and wait_ms >= 0:  # the first message was not the reply: what is left
                             remaining = deadline - time.monotonic()
                             wait_ms = max(1, int(remaining * 1000 + 0.999)) if remaining > 0 else 0
-                        if not poller.poll(wait_ms):
-                            if wait_ms < 0:
-                                continue
+                        if wait_ms < 0:
+                            # no deadline to keep: the read itself waits (no poll first). Not in
+                            # the reader role: a Ctrl-C while it waits is raised at once
+                            try:
+                                self._read_more()
+                            except (EOFError, OSError) as err:
+                                raise _CallerReadError(err) from err
+                        elif not poller.poll(wait_ms):
                             break  # timed out
                     # self._take_one(), inlined: the hot path (one message, the reply)
                     was = _thread_role.reader
