@@ -29,19 +29,7 @@ from typing import Any
 
 from . import codec as W
 from . import protocol as P
-from .framing import (
-    BIG_SIZE,
-    CHUNK,
-    DIRECT,
-    FIRST_ALLOC,
-    FRAME_HEAD,
-    MAX_ENVELOPE,
-    MAX_EXTRA_FRAMES,
-    MAX_FRAME_SIZE,
-    SIZE,
-    write_all,
-    write_frames,
-)
+from .framing import FRAME_HEAD, FrameReader, write_all, write_frames
 from .protocol import OUT_OF_BAND
 from .shared_read import EPOLL, Awaited, ReadToken, mark_reader_thread
 
@@ -61,10 +49,8 @@ class LinkClosed(Exception):
     """The link was closed (by us or by the peer); nothing more can be sent."""
 
 
-class Link:
+class Link(FrameReader):
     """One end of a connection: locked sends, a reader thread, a close hook."""
-
-    max_frame_size: int = MAX_FRAME_SIZE  #: a larger frame header is malformed framing (set before reading)
 
     def __init__(self, conn: Connection, name: str) -> None:
         self.conn = conn
@@ -130,9 +116,7 @@ class Link:
         else:
             self.send(P.ActorCall(call_id, actor, name, kind, payload))
 
-    def send_replies(
-        self, replies: list[tuple[int, bytes]], on_block: Callable[[], None] | None = None
-    ) -> None:
+    def send_replies(self, replies: list[tuple[int, bytes]], on_block: Callable[[], None] | None = None) -> None:
         """Send small replies ``(call_id, payload)`` in one write: a ``CallOk``, or one
         :class:`~localactors._wire.protocol.CallOks` frame for several (together under
         ``OUT_OF_BAND``: ``_worker/reply_batch`` keeps a batch far smaller).
@@ -214,110 +198,6 @@ class Link:
             raise LinkClosed(f"{self.name}: {err}") from err
 
     # -- receiving -------------------------------------------------------
-
-    def recv_frames(self) -> list[bytes]:
-        """The frames of the next message (only ever called by one thread)."""
-        limit = self.max_frame_size
-        first = self._read_frame(MAX_ENVELOPE if limit > MAX_ENVELOPE else limit)
-        extra = W.extra_frames(first)
-        if not extra:
-            return [first]
-        if extra > MAX_EXTRA_FRAMES:
-            raise ValueError(f"malformed framing: an envelope announces {extra} frames (at most {MAX_EXTRA_FRAMES})")
-        return [first, *(self._read_frame(limit) for _ in range(extra))]
-
-    def _read_frame(self, limit: int) -> bytes:
-        # multiprocessing's framing, read through a buffer: one read() often
-        # brings many small messages, where recv_bytes() makes two per message
-        buf, pos = self._rbuf, self._rpos
-        if len(buf) - pos < 4:
-            buf, pos = self._fill(buf, pos, 4)
-        (n,) = SIZE.unpack_from(buf, pos)
-        pos += 4
-        if n < 0:  # a frame of 2 GiB or more: -1, then the size in 8 bytes
-            if len(buf) - pos < 8:
-                buf, pos = self._fill(buf, pos, 8)
-            (n,) = BIG_SIZE.unpack_from(buf, pos)
-            pos += 8
-        if not 0 <= n <= limit:
-            raise ValueError(f"malformed framing: a frame header claims {n} bytes (at most {limit})")
-        if len(buf) - pos >= n:
-            self._rbuf, self._rpos = buf, pos + n
-            return buf[pos : pos + n]
-        if n >= DIRECT:  # large: read straight into its own buffer, no copies on the way
-            have = len(buf) - pos
-            out = bytearray(max(have, min(n, FIRST_ALLOC)))  # grown below as data arrives
-            out[:have] = buf[pos:]
-            self._rbuf, self._rpos = b"", 0
-            fd = self._fd
-            while have < n:
-                if have == len(out):  # the peer has sent what it claimed so far: believe more
-                    out.extend(bytes(min(n, 2 * len(out)) - len(out)))
-                with memoryview(out) as view:
-                    got = os.readv(fd, [view[have:]])
-                if not got:
-                    raise EOFError
-                have += got
-            return out  # type: ignore[return-value]  # bytes-like: pickle takes it as a buffer
-        buf, pos = self._fill(buf, pos, n)
-        self._rbuf, self._rpos = buf, pos + n
-        return buf[pos : pos + n]
-
-    def _fill(self, buf: bytes, pos: int, need: int) -> tuple[bytes, int]:
-        """Read until ``need`` bytes are buffered; return the new buffer at offset 0."""
-        rest = buf[pos:]
-        fd = self._fd
-        while len(rest) < need:
-            chunk = os.read(fd, max(CHUNK, need - len(rest)))
-            if not chunk:
-                raise EOFError
-            rest = rest + chunk if rest else chunk
-        self._rbuf, self._rpos = rest, 0
-        return rest, 0
-
-    def recv(self) -> P.Message:
-        # the hot path: a small message with no out-of-band frames, whole in the
-        # buffer or in what one read brings
-        buf, pos = self._rbuf, self._rpos
-        have = len(buf) - pos
-        if have == 0:
-            buf = os.read(self._fd, CHUNK)
-            if not buf:
-                raise EOFError
-            self._rbuf, self._rpos = buf, pos = buf, 0
-            have = len(buf)
-        if have >= 8:
-            n, extra = FRAME_HEAD.unpack_from(buf, pos)
-            if extra == 0 and 4 <= n <= have - 4:
-                self._rpos = end = pos + 4 + n
-                return W.decode_small(buf[pos + 8 : end])
-        frames = self.recv_frames()
-        return W.decode(frames[0], frames[1:])
-
-    def read_more(self) -> None:
-        """Wait for more bytes (one read) and add them to the read buffer; ``EOFError`` at the end."""
-        chunk = os.read(self._fd, CHUNK)
-        if not chunk:
-            raise EOFError
-        buf, pos = self._rbuf, self._rpos
-        self._rbuf, self._rpos = (buf[pos:] + chunk if pos < len(buf) else chunk), 0
-
-    def recv_buffered(self) -> list[P.Message]:
-        """The messages already whole in the read buffer (and with no out-of-band
-        frames), decoded, in order; no read. A reader takes many at once this way."""
-        out: list[P.Message] = []
-        buf, pos = self._rbuf, self._rpos
-        size = len(buf)
-        decode = W.decode_small
-        while size - pos >= 8:
-            n, extra = FRAME_HEAD.unpack_from(buf, pos)
-            if extra or not 4 <= n <= size - pos - 4:
-                break  # not whole yet, or not small: recv() takes it
-            end = pos + 4 + n
-            msg = decode(buf[pos + 8 : end])
-            self._rpos = pos = end
-            out.append(msg)
-        return out
 
     def start_reader(
         self,
@@ -404,14 +284,6 @@ class Link:
         (:meth:`ReadToken.read_while_idle`); ``None`` when this thread cannot read now."""
         shared = self._shared
         return None if shared is None else shared.read_while_idle(wake_fd, has_work)
-
-    def frame_buffered(self) -> bool:
-        """Is a whole frame in the read buffer? (``epoll`` cannot see it.)"""
-        buf, pos = self._rbuf, self._rpos
-        if len(buf) - pos < 4:
-            return False
-        n: int = SIZE.unpack_from(buf, pos)[0]
-        return 0 <= n <= len(buf) - pos - 4
 
     def close(self) -> None:
         """Close the connection; idempotent and safe from any thread.
