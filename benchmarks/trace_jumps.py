@@ -11,8 +11,8 @@ function of the package, on every thread, for exactly one operation:
 on one thread: a call into another file, or a return to one. Excursions into the
 standard library or user code do not count. Messages are counted where they are
 encoded (``_wire/codec.encode``) or sent by a hot path that frames them itself
-(``Link.send_call``: an ``ActorCall``; ``Link.send_reply``: a ``CallOk`` or
-``CallErr``), once each (a hot path that falls back to ``encode`` is counted there
+(``Link.send_call``: an ``ActorCall``; ``Link.send_replies``: a ``CallOk``, or
+a ``CallOks`` for several), once each (a hot path that falls back to ``encode`` is counted there
 only). Each operation is measured ``--repeat`` times; a quiet window with no
 operation first shows what background threads do on their own; a thread that
 does nothing else during an operation is left out of its counts (and the manager's
@@ -46,7 +46,7 @@ ENCODE = "_wire/codec.py"
 LINK = "_wire/link.py"
 #: Link methods that frame and send one message themselves, without ``codec.encode``:
 #: name -> the message's type (``None``: the type of the ``msg`` argument)
-HOT_SENDS: dict[str, str | None] = {"send_call": "ActorCall", "send_reply": None}
+HOT_SENDS: dict[str, str | None] = {"send_call": "ActorCall", "send_replies": "CallOk"}
 SETTLE = 0.3  # seconds after the operation returns: its tails on other threads (refs, KeyDone)
 
 Entry = tuple[str, str, str]  # (thread, package file, function)

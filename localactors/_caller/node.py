@@ -221,6 +221,18 @@ class Node:
                 else:
                     self._call_ok(request, payload)
             return
+        if type(msg) is P.CallOks:  # the replies of pipelined calls (as above, for each)
+            for request, payload in peer.replies(msg.replies):
+                if type(payload) is bytes and b"\x93" not in payload:
+                    try:
+                        value = pickle.loads(payload)
+                    except Exception:
+                        self._call_ok(request, payload)  # the same error, raised the usual way
+                        continue
+                    request.comp._finish(FINISHED, value)
+                else:
+                    self._call_ok(request, payload)
+            return
         self.handle_peer_message(peer, msg)
 
     def handle_peer_message(self, peer: PeerLink, msg: P.Message) -> None:
@@ -229,6 +241,9 @@ class Node:
             case P.CallOk(call_id, payload):
                 request = peer.reply(call_id)
                 if request is not None:
+                    self._call_ok(request, payload)
+            case P.CallOks(replies):
+                for request, payload in peer.replies(replies):
                     self._call_ok(request, payload)
             case P.CallErr(call_id, error):
                 request = peer.reply(call_id)

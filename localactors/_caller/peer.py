@@ -206,6 +206,15 @@ class PeerLink:
                 self._cond.notify_all()
         return entry
 
+    def replies(self, replies: tuple[tuple[int, bytes], ...]) -> list[tuple[PendingRequest, bytes]]:
+        """:meth:`reply` for a batch: the requests still pending, each with its payload, in order."""
+        with self._lock:
+            pending = self.pending
+            found = [(pending.pop(req_id, None), payload) for req_id, payload in replies]
+            if self.blocked or self.backlog:
+                self._cond.notify_all()
+        return [(request, payload) for request, payload in found if request is not None]
+
     def fail_all(self, wait: float = 0.0) -> None:
         """The worker is gone: fail every pending request, refuse new ones.
 

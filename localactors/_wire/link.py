@@ -22,31 +22,24 @@ import os
 import pickle
 import socket
 import threading
+import typing
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from . import codec as W
 from . import protocol as P
-from .framing import (
-    BIG_SIZE,
-    CHUNK,
-    DIRECT,
-    FIRST_ALLOC,
-    FRAME_HEAD,
-    MAX_ENVELOPE,
-    MAX_EXTRA_FRAMES,
-    MAX_FRAME_SIZE,
-    SIZE,
-    write_all,
-    write_frames,
-)
+from .framing import FRAME_HEAD, FrameReader, write_all, write_frames
 from .protocol import OUT_OF_BAND
 from .shared_read import EPOLL, Awaited, ReadToken, mark_reader_thread
 
 logger = logging.getLogger("localactors.connection")
 
 _ids = itertools.count()
+
+#: the wire tags of a reply and of a batch of them (``codec``: a message's index in ``Message``)
+_OK_TAG = typing.get_args(P.Message).index(P.CallOk)
+_OKS_TAG = typing.get_args(P.Message).index(P.CallOks)
 
 OnMessage = Callable[["Link", P.Message], None]
 OnClose = Callable[["Link", "BaseException | None"], None]
@@ -56,10 +49,8 @@ class LinkClosed(Exception):
     """The link was closed (by us or by the peer); nothing more can be sent."""
 
 
-class Link:
+class Link(FrameReader):
     """One end of a connection: locked sends, a reader thread, a close hook."""
-
-    max_frame_size: int = MAX_FRAME_SIZE  #: a larger frame header is malformed framing (set before reading)
 
     def __init__(self, conn: Connection, name: str) -> None:
         self.conn = conn
@@ -82,6 +73,7 @@ class Link:
         self._reading = False  # a reader thread owns the descriptor until it stops
         self._shut = False
         self._released = False
+        self._nowait: socket.socket | None = None  # a duplicate of the descriptor, for MSG_DONTWAIT
 
     def __repr__(self) -> str:
         return f"<Link {self.name} #{self.id}{' closed' if self.closed else ''}>"
@@ -124,16 +116,49 @@ class Link:
         else:
             self.send(P.ActorCall(call_id, actor, name, kind, payload))
 
-    def send_reply(self, msg: P.CallOk | P.CallErr) -> None:
-        """Send a :class:`~localactors._wire.protocol.CallOk` or ``CallErr``: the hot path of :meth:`send`."""
-        data = W.frame_reply(msg)
-        if data is None:
-            self.send(msg)
-            return
+    def send_replies(self, replies: list[tuple[int, bytes]], on_block: Callable[[], None] | None = None) -> None:
+        """Send small replies ``(call_id, payload)`` in one write: a ``CallOk``, or one
+        :class:`~localactors._wire.protocol.CallOks` frame for several (together under
+        ``OUT_OF_BAND``: ``_worker/reply_batch`` keeps a batch far smaller).
+
+        With ``on_block`` (a thread that holds this link: :meth:`hold`), the write
+        does not wait: when the socket has no room for all of it, ``on_block()``
+        runs first (it gives the link back to its reader), then the rest is written.
+        """
+        if len(replies) == 1:
+            call_id, payload = replies[0]
+            head = pickle.dumps((_OK_TAG, call_id, payload), 5)
+        else:
+            head = pickle.dumps((_OKS_TAG, tuple(replies)), 5)
+        data = FRAME_HEAD.pack(len(head) + 4, 0) + head
         with self.send_lock:
             if self.before_send is not None:
                 self.before_send()
-            self._write_one(data)
+            if on_block is None:
+                self._write_one(data)
+            else:
+                self._write_nowait(data, on_block)
+
+    def _write_nowait(self, data: bytes, on_block: Callable[[], None]) -> None:
+        """Write without waiting for room; ``on_block()`` before the part that must wait (holding ``send_lock``)."""
+        if self.closed:
+            raise LinkClosed(self.name)
+        sent = 0
+        try:
+            if self._nowait is None:
+                self._nowait = socket.socket(fileno=os.dup(self._fd))  # released with the link's descriptor
+            sent = self._nowait.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        except (OSError, ValueError):
+            pass  # (not a socket: the usual write says what is wrong)
+        if sent < len(data):
+            on_block()
+            try:
+                write_all(self._fd, memoryview(data)[sent:])
+            except (OSError, ValueError) as err:
+                self.closed = True
+                raise LinkClosed(f"{self.name}: {err}") from err
 
     def _write_one(self, data: bytes) -> None:
         """Write one small framed message (holding ``send_lock``)."""
@@ -174,85 +199,6 @@ class Link:
 
     # -- receiving -------------------------------------------------------
 
-    def recv_frames(self) -> list[bytes]:
-        """The frames of the next message (only ever called by one thread)."""
-        limit = self.max_frame_size
-        first = self._read_frame(MAX_ENVELOPE if limit > MAX_ENVELOPE else limit)
-        extra = W.extra_frames(first)
-        if not extra:
-            return [first]
-        if extra > MAX_EXTRA_FRAMES:
-            raise ValueError(f"malformed framing: an envelope announces {extra} frames (at most {MAX_EXTRA_FRAMES})")
-        return [first, *(self._read_frame(limit) for _ in range(extra))]
-
-    def _read_frame(self, limit: int) -> bytes:
-        # multiprocessing's framing, read through a buffer: one read() often
-        # brings many small messages, where recv_bytes() makes two per message
-        buf, pos = self._rbuf, self._rpos
-        if len(buf) - pos < 4:
-            buf, pos = self._fill(buf, pos, 4)
-        (n,) = SIZE.unpack_from(buf, pos)
-        pos += 4
-        if n < 0:  # a frame of 2 GiB or more: -1, then the size in 8 bytes
-            if len(buf) - pos < 8:
-                buf, pos = self._fill(buf, pos, 8)
-            (n,) = BIG_SIZE.unpack_from(buf, pos)
-            pos += 8
-        if not 0 <= n <= limit:
-            raise ValueError(f"malformed framing: a frame header claims {n} bytes (at most {limit})")
-        if len(buf) - pos >= n:
-            self._rbuf, self._rpos = buf, pos + n
-            return buf[pos : pos + n]
-        if n >= DIRECT:  # large: read straight into its own buffer, no copies on the way
-            have = len(buf) - pos
-            out = bytearray(max(have, min(n, FIRST_ALLOC)))  # grown below as data arrives
-            out[:have] = buf[pos:]
-            self._rbuf, self._rpos = b"", 0
-            fd = self._fd
-            while have < n:
-                if have == len(out):  # the peer has sent what it claimed so far: believe more
-                    out.extend(bytes(min(n, 2 * len(out)) - len(out)))
-                with memoryview(out) as view:
-                    got = os.readv(fd, [view[have:]])
-                if not got:
-                    raise EOFError
-                have += got
-            return out  # type: ignore[return-value]  # bytes-like: pickle takes it as a buffer
-        buf, pos = self._fill(buf, pos, n)
-        self._rbuf, self._rpos = buf, pos + n
-        return buf[pos : pos + n]
-
-    def _fill(self, buf: bytes, pos: int, need: int) -> tuple[bytes, int]:
-        """Read until ``need`` bytes are buffered; return the new buffer at offset 0."""
-        rest = buf[pos:]
-        fd = self._fd
-        while len(rest) < need:
-            chunk = os.read(fd, max(CHUNK, need - len(rest)))
-            if not chunk:
-                raise EOFError
-            rest = rest + chunk if rest else chunk
-        self._rbuf, self._rpos = rest, 0
-        return rest, 0
-
-    def recv(self) -> P.Message:
-        # the hot path: a small message with no out-of-band frames, whole in the
-        # buffer or in what one read brings
-        buf, pos = self._rbuf, self._rpos
-        have = len(buf) - pos
-        if have == 0:
-            buf = os.read(self._fd, CHUNK)
-            if not buf:
-                raise EOFError
-            self._rbuf, self._rpos = buf, pos = buf, 0
-            have = len(buf)
-        if have >= 8:
-            n, extra = FRAME_HEAD.unpack_from(buf, pos)
-            if extra == 0 and 4 <= n <= have - 4:
-                self._rpos = end = pos + 4 + n
-                return W.decode_small(buf[pos + 8 : end])
-        frames = self.recv_frames()
-        return W.decode(frames[0], frames[1:])
-
     def start_reader(
         self,
         on_message: Callable[[Link, Any], None],  # gets a P.Message, or its frames with raw=True
@@ -260,17 +206,20 @@ class Link:
         *,
         raw: bool = False,
         shared: bool = False,
+        on_messages: Callable[[Link, list[P.Message]], None] | None = None,
     ) -> None:
         """Start the thread that feeds every incoming message to ``on_message``.
 
         With ``raw=True`` it gets each message's frames undecoded (a relay).
         With ``shared=True`` a thread waiting for a reply may read the link
-        itself (:meth:`read_until`) while the reader thread sleeps.
+        itself (:meth:`read_until`) while the reader thread sleeps; then
+        ``on_messages``, when given, gets the messages that arrived together
+        (several whole in the read buffer), in order, in one call.
         """
         receive: Callable[[], Any] = self.recv_frames if raw else self.recv
         if shared and EPOLL and not raw:
             try:
-                self._shared = ReadToken(self, self.conn.fileno(), on_message)
+                self._shared = ReadToken(self, self.conn.fileno(), on_message, on_messages)
             except (OSError, ValueError):
                 pass  # released already: the plain reader reports the close
         shared_token = self.read_point = self._shared
@@ -336,14 +285,6 @@ class Link:
         shared = self._shared
         return None if shared is None else shared.read_while_idle(wake_fd, has_work)
 
-    def frame_buffered(self) -> bool:
-        """Is a whole frame in the read buffer? (``epoll`` cannot see it.)"""
-        buf, pos = self._rbuf, self._rpos
-        if len(buf) - pos < 4:
-            return False
-        n: int = SIZE.unpack_from(buf, pos)[0]
-        return 0 <= n <= len(buf) - pos - 4
-
     def close(self) -> None:
         """Close the connection; idempotent and safe from any thread.
 
@@ -375,6 +316,8 @@ class Link:
         # (bounded: a thread closing its own link while it holds send_lock must not hang)
         locked = self.send_lock.acquire(timeout=2.0)
         try:
+            if self._nowait is not None:
+                self._nowait.close()
             self.conn.close()
         except OSError:
             pass

@@ -15,7 +15,7 @@ Who sends what::
     worker  -> manager : RegisterWorker RefDelta TaskDone TasksDone TaskErred Pong (as a client: the above)
     manager -> worker  : RunTask RunTasks PutData FreeKeys Shutdown Ping
     any     -> worker  : Hello GetData ActorCall        (direct links; the manager's relays too)
-    worker  -> any     : DataReply CallOk CallErr       (direct links)
+    worker  -> any     : DataReply CallOk CallErr CallOks  (direct links)
     cluster -> manager : WatchOutput;  manager -> cluster : Output   (diagnostics)
     any     -> worker  : StatsRequest; worker -> any : StatsReply    (diagnostics)
     client  -> manager : RunOnWorkers WhoHas Retry Restart CloseCluster;  manager -> client : RunReply WhoHasReply
@@ -291,6 +291,14 @@ class CallErr:
     error: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class CallOks:
+    """Several ``CallOk`` in one frame, in the order the calls finished: ``(call_id, payload)``
+    each (the actor thread batches the replies of pipelined calls: ``_worker/reply_batch``)."""
+
+    replies: tuple[tuple[int, bytes], ...]
+
+
 # ---------------------------------------------------------------- diagnostics
 
 
@@ -457,5 +465,5 @@ Message = Union[
     RelayFrom, RunTask, PutData, FreeKeys, Shutdown, GetData, DataReply, ActorCall, CallOk,
     CallErr, WatchOutput, Output, StatsRequest, StatsReply, WorkerDied, ActorMoved, ActorRestartFailed,
     KeyReset, Ping, Pong, RunOnWorkers, RunFunction, RunResult, RunReply, WhoHas, WhoHasReply, Retry, Restart,
-    CloseCluster, RunTasks, TasksDone, KeysDone, SubmitPlain,
+    CloseCluster, RunTasks, TasksDone, KeysDone, SubmitPlain, CallOks,
 ]  # fmt: skip

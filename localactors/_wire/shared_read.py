@@ -75,6 +75,8 @@ class SharedLink(Protocol):
     _rpos: int
 
     def recv(self) -> P.Message: ...
+    def read_more(self) -> None: ...
+    def recv_buffered(self) -> list[P.Message]: ...
     def frame_buffered(self) -> bool: ...
     def close(self) -> None: ...
 
@@ -113,17 +115,27 @@ class ReadToken:
     """Who may read one shared link now, and the reading its holder does.
 
     ``on_message(link, msg)`` dispatches every message, whichever thread read
+    it; ``on_messages(link, msgs)``, when given, several at once (in order).
     it. Made by the link before its reader thread starts; raises ``OSError``
     or ``ValueError`` when the descriptor is released already.
     """
 
-    def __init__(self, link: SharedLink, fd: int, on_message: Callable[[Any, P.Message], None]) -> None:
+    def __init__(
+        self,
+        link: SharedLink,
+        fd: int,
+        on_message: Callable[[Any, P.Message], None],
+        on_messages: Callable[[Any, list[P.Message]], None] | None = None,
+    ) -> None:
         self._link = link
         # the link's descriptor: used only while holding the token, and the
         # reader thread (which releases the descriptor) takes it to stop
         self._fd = fd
         self._on_message = on_message
+        self._on_messages = on_messages if on_messages is not None else self._each
         self._recv = link.recv  # bound once: the hot path
+        self._recv_buffered = link.recv_buffered
+        self._read_more = link.read_more
         self._buffered = link.frame_buffered
         self._lock = threading.Lock()  # the token itself
         self._ep = select.epoll()  # the reader thread's wake-up, disarmed while another thread reads
@@ -131,16 +143,21 @@ class ReadToken:
         self._poller = select.poll()  # a waiting caller's: is the link readable?
         self._poller.register(fd, select.POLLIN)
         self._idle_poller: tuple[int, select.poll] | None = None  # (wake fd, poll object) for read_while_idle
-        self._out_poller: select.poll | None = None  # is the link writable now? (hold)
         self._held_by: int | None = None  # the thread keeping the token between reads (hold)
         self._gone = False  # the reader thread has stopped: nobody reads any more
         self._caller_error: BaseException | None = None  # met by a caller while reading for everyone
+
+    def _each(self, link: Any, msgs: list[P.Message]) -> None:
+        on_message = self._on_message
+        for msg in msgs:
+            on_message(link, msg)
 
     # -- the reader thread -----------------------------------------------------
 
     def serve(self) -> None:
         """The reader thread's loop: sleep in epoll, read what a waiting thread did not."""
         ep, fd, on_message, link = self._ep, self._fd, self._on_message, self._link
+        on_messages = self._on_messages
         while True:
             ep.poll()
             with self._lock:
@@ -151,8 +168,13 @@ class ReadToken:
                         ep.modify(fd, _ARMED)  # a caller read what woke us
                         continue
                     on_message(link, self._recv())
-                    while self._buffered():  # epoll cannot see what is in our buffer
-                        on_message(link, self._recv())
+                    while True:  # epoll cannot see what is in our buffer: take it all
+                        msgs = self._recv_buffered()
+                        if msgs:
+                            on_messages(link, msgs)
+                        if not self._buffered():
+                            break
+                        on_message(link, self._recv())  # (a large one, or one with out-of-band frames)
                     ep.modify(fd, _ARMED)
                 except BaseException:
                     self._gone = True
@@ -198,9 +220,14 @@ class ReadToken:
                         if again and wait_ms >= 0:  # the first message was not the reply: what is left
                             remaining = deadline - time.monotonic()
                             wait_ms = max(1, int(remaining * 1000 + 0.999)) if remaining > 0 else 0
-                        if not poller.poll(wait_ms):
-                            if wait_ms < 0:
-                                continue
+                        if wait_ms < 0:
+                            # no deadline to keep: the read itself waits (no poll first). Not in
+                            # the reader role: a Ctrl-C while it waits is raised at once
+                            try:
+                                self._read_more()
+                            except (EOFError, OSError) as err:
+                                raise _CallerReadError(err) from err
+                        elif not poller.poll(wait_ms):
                             break  # timed out
                     # self._take_one(), inlined: the hot path (one message, the reply)
                     was = _thread_role.reader
@@ -258,9 +285,10 @@ class ReadToken:
         :meth:`read_while_idle` or :meth:`unhold` soon, without running user
         code, may hold it; it may write one small message meanwhile.
 
-        Refused when the link is not writable now: a write that blocks while
-        nobody reads this end could deadlock with a peer that blocks writing
-        to us. (A writable unix socket has most of its buffer free.)
+        The holder must not block in a write meanwhile: nobody reads this end,
+        and a peer blocked writing to us would never read what we write (a
+        deadlock). It writes without waiting (``Link.send_replies`` with
+        ``on_block``), and gives the link back before a write that would block.
         """
         if self._caller_error is not None or not self._lock.acquire(blocking=False):
             return False
@@ -268,12 +296,6 @@ class ReadToken:
             self._lock.release()
             return False
         try:
-            if self._out_poller is None:
-                self._out_poller = select.poll()
-                self._out_poller.register(self._fd, select.POLLOUT)
-            if not self._out_poller.poll(0):
-                self._lock.release()
-                return False
             self._ep.modify(self._fd, _DISARMED)
         except (OSError, ValueError):
             self._lock.release()
@@ -343,4 +365,17 @@ class ReadToken:
             if has_work():
                 break
         while self._buffered():
-            self._take_one()
+            self._take_buffered()
+
+    def _take_buffered(self) -> None:
+        """Dispatch, in this thread, the messages whole in the buffer (at least one)."""
+        was = _thread_role.reader
+        _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
+        try:
+            self._on_messages(self._link, self._recv_buffered() or [self._recv()])
+        except BaseException as err:
+            raise _CallerReadError(err) from err
+        finally:
+            _thread_role.reader = was
+        if _interrupt_owed is not None:
+            _raise_owed_interrupt()

@@ -54,6 +54,9 @@ class ActorThread:
         self._sleepers = 0  # threads in _cv.wait: _notify skips notify_all (a Python call chain) when 0
         # all below guarded by _cv
         self._mailbox: dict[str, deque[Op]] = {}  # only non-empty boxes
+        #: (read only) true while any operation is queued, to run next or after the
+        #: one its actor runs now: a hint, read unlocked (the mailbox itself)
+        self.mail: dict[str, Any] = self._mailbox
         self._ready: deque[str] = deque()  # keys with queued ops and not busy, in arrival order
         self._busy: set[str] = set()  # keys with an operation running, waiting or starting
         self._baton: threading.Thread | None = None  # the thread holding the baton: it runs actor code now
@@ -70,10 +73,14 @@ class ActorThread:
         self._idle_wait: Callable[[int], None] | None = None
         self._reading = False  # the primary is in _idle_wait; guarded by _cv
         self._wake_r = self._wake_w = -1
-        #: called by the primary thread before it runs an operation, sleeps
-        #: without reading, or stops (a worker gives back a link it held for
-        #: its idle wait: Link.hold)
+        #: when set, called by the primary thread before it runs an operation, sleeps
+        #: without reading, or stops (a worker sets it while it holds a link for
+        #: its idle wait, Link.hold, to give the link back)
         self.before_busy: Callable[[], None] | None = None
+        #: called by any thread of this executor before it waits: for work (the
+        #: queue ran empty), or for a future inside actor code, and as it stops
+        #: (a worker sends the replies it batched: reply_batch)
+        self.before_wait: Callable[[], None] | None = None
 
     def set_idle_wait(self, idle_wait: Callable[[int], None]) -> None:
         """Let the idle primary thread call ``idle_wait(wake_fd)`` instead of sleeping.
@@ -116,7 +123,23 @@ class ActorThread:
                 if actor_key not in self._busy:
                     self._ready.append(actor_key)
             box.append(op)
-            self._notify()
+            if self._sleepers or self._reading:  # _notify, when there is anyone to wake
+                self._notify()
+
+    def submit_many(self, ops: list[tuple[str, Op]]) -> None:
+        """:meth:`submit` for several ``(actor_key, op)``, in order, under one lock."""
+        mailbox, busy, ready = self._mailbox, self._busy, self._ready
+        with self._lock:
+            self.queued += len(ops)
+            for actor_key, op in ops:
+                box = mailbox.get(actor_key)
+                if box is None:
+                    box = mailbox[actor_key] = deque()
+                    if actor_key not in busy:
+                        ready.append(actor_key)
+                box.append(op)
+            if self._sleepers or self._reading:  # _notify, when there is anyone to wake
+                self._notify()
 
     def stop(self) -> None:
         """Stop serving: idle threads end; waits in actor code return (time out)."""
@@ -137,33 +160,48 @@ class ActorThread:
         if self._initializer is not None:
             self._initializer()
         me = threading.current_thread()
+        lock, mailbox, ready, busy = self._lock, self._mailbox, self._ready, self._busy
         while True:
-            with self._lock:
-                if not self._wait_for_work(primary, me):
+            with lock:
+                if self._baton is None and not self._resuming and ready and not self._stopping:
+                    # work is waiting (pipelined calls): no wait, as _wait_for_work would decide
+                    if primary and self.before_busy is not None:
+                        self.before_busy()
+                elif not self._wait_for_work(primary, me):
                     return
-                key = self._ready.popleft()
-                box = self._mailbox[key]
+                key = ready.popleft()
+                box = mailbox[key]
                 op = box.popleft()
                 if not box:
-                    del self._mailbox[key]
-                self._busy.add(key)
+                    del mailbox[key]
+                busy.add(key)
                 self._baton = me
-            pending = self._run(op)
-            with self._lock:
+            try:
+                result = op()
+            except BaseException:  # the ops reply their own errors; this is a bug
+                logger.exception("%s: an actor operation failed", self.name)
+                result = None
+            with lock:
                 self._baton = None
                 self.queued -= 1
-                self._notify()
-            if pending is None:
-                self._unbusy(key)
-            else:
+                if result is None or not isinstance(result, _futures.Completion) or result.done():
+                    busy.discard(key)  # the actor may run its next operation
+                    if key in mailbox:
+                        ready.append(key)
+                    result = None
+                if self._sleepers or self._reading:  # _notify, when there is anyone to wake
+                    self._notify()
+            if result is not None:
                 # an async call has not taken its first step yet: the actor's
                 # next operation must not begin before it, but others may
-                pending.add_done_callback(functools.partial(self._started, key))
+                result.add_done_callback(functools.partial(self._started, key))
 
     def _wait_for_work(self, primary: bool, me: threading.Thread) -> bool:
         """Wait (holding _cv) until an operation may start; ``False``: this thread ends now."""
         self._idle += 1
         while not self._stopping and not self._can_start():
+            if self.before_wait is not None:
+                self.before_wait()
             if not primary and self._idle > 1:
                 # another thread is idle too: this helper is not needed
                 self._idle -= 1
@@ -189,6 +227,8 @@ class ActorThread:
 
     def _end(self, primary: bool, me: threading.Thread) -> None:
         """This thread stops serving (we are stopping; holding _cv)."""
+        if self.before_wait is not None:
+            self.before_wait()
         if me in self.threads and not primary:
             self.threads.remove(me)
         if primary and self._wake_r >= 0:
@@ -201,10 +241,6 @@ class ActorThread:
     def has_work(self) -> bool:
         """Is there an operation the idle primary thread could start now? (a hint, unlocked)"""
         return self._stopping or self._can_start()
-
-    def has_queued(self) -> bool:
-        """Is an operation queued to run next (or are we stopping)? (a hint, unlocked)"""
-        return self._stopping or bool(self._ready)
 
     def _wait_reading(self, cv: threading.Condition) -> None:
         """The primary's idle wait: read a link (``_idle_wait``) with _cv released."""
@@ -219,16 +255,6 @@ class ActorThread:
         finally:
             cv.acquire()
             self._reading = False
-
-    def _run(self, op: Op) -> _futures.Completion | None:
-        try:
-            result = op()
-        except BaseException:  # the ops reply their own errors; this is a bug
-            logger.exception("%s: an actor operation failed", self.name)
-            return None
-        if isinstance(result, _futures.Completion) and not result.done():
-            return result
-        return None
 
     def _started(self, key: str, _: Any) -> None:
         self._unbusy(key)
@@ -254,6 +280,8 @@ class ActorThread:
             comp.add_done_callback(lambda _: done.set())
             return done.wait(timeout)
         comp.add_done_callback(self._wake)
+        if self.before_wait is not None:
+            self.before_wait()  # (before the baton is handed on: it may be what the future waits for)
         cv = self._cv
         with cv:
             self._baton = None

@@ -23,6 +23,7 @@ import pickle
 import select
 import threading
 from collections.abc import Callable, Coroutine
+from functools import partial
 from threading import get_ident
 from typing import Any
 
@@ -34,11 +35,12 @@ from .._caller.node import Node
 from .._wire import protocol as P
 from .._wire.link import Link, LinkClosed
 from .actor_thread import ActorThread
+from .reply_batch import ReplyBatch
 from .stats import ProcessMeter, StatsBook
 
 logger = logging.getLogger("localactors.worker")
 
-#: replies smaller than this may be written while the actor thread holds the link (Link.hold)
+#: replies smaller than this may be batched (reply_batch), or written while the actor thread holds the link (Link.hold)
 _HOLD_MAX = 1 << 15
 
 #: results of these types pickle plainly: no handle in them, nothing for shared memory
@@ -47,6 +49,11 @@ _PLAIN_STR = 1 << 16  # (a longer str: the usual path, which may send a large st
 
 #: the worker's door into its event loop: run ``fn()`` there soon (raises RuntimeError once closed)
 CallInLoop = Callable[[Callable[[], object]], None]
+
+
+def _label(obj: object, name: str) -> str:
+    """A call, for messages: ``Counter.add``."""
+    return f"{type(obj).__name__}.{name}"
 
 
 def members(obj: object) -> P.ActorInfo:
@@ -107,8 +114,10 @@ class CallServer:
         self._held: Link | None = None  # a link the actor thread holds from its reply to its idle wait
         self._async_calls: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
         self._actor_thread = actor_thread
+        #: replies of pipelined calls, written many at a time (see reply_batch)
+        self.replies = ReplyBatch(name)
         actor_thread.set_idle_wait(self._idle_wait)
-        actor_thread.before_busy = self._release_held
+        actor_thread.before_wait = self.replies.flush
 
     # -- callers' links ------------------------------------------------------------------
 
@@ -116,9 +125,12 @@ class CallServer:
         """A caller opened ``link`` to this worker (the server's callback)."""
         self._links.add(link)
         # shared: the idle actor thread may read it itself (see _idle_wait)
-        link.start_reader(self._on_request, lambda lk, err: self._links.discard(lk), shared=True)
+        link.start_reader(
+            self._on_request, lambda lk, err: self._links.discard(lk), shared=True, on_messages=self._on_requests
+        )
 
     def close_links(self) -> None:
+        self.replies.close()
         for link in list(self._links):
             link.close()
 
@@ -135,6 +147,7 @@ class CallServer:
         """
         link = self._last_link
         held, self._held = self._held, None
+        self._actor_thread.before_busy = None
         if held is not None and held is not link:
             held.unhold()
         if link is None or link.read_while_idle(wake_fd, self._actor_thread.has_work) is None:
@@ -144,6 +157,26 @@ class CallServer:
             except BlockingIOError:
                 pass
 
+    def _on_requests(self, link: Link, msgs: list[P.Message]) -> None:
+        """Requests that arrived together (pipelined calls): their calls are queued at once."""
+        calls: list[tuple[str, Callable[[], Completion | None]]] = []
+        actors, arrived, call = self._actors, self.stats.arrived, self._call
+        for msg in msgs:
+            if type(msg) is P.ActorCall:
+                key = msg.actor
+                if key in actors:
+                    arrived(key, link.id, msg.call_id)
+                calls.append((key, partial(call, link, msg.call_id, key, msg.name, msg.kind, msg.payload)))
+            else:
+                if calls:  # (in order)
+                    self._last_link = link
+                    self._actor_thread.submit_many(calls)
+                    calls = []
+                self._on_request(link, msg)
+        if calls:
+            self._last_link = link
+            self._actor_thread.submit_many(calls)
+
     def _on_request(self, link: Link, msg: P.Message) -> None:
         """One request from a caller: on the link's reader thread, or the idle actor thread."""
         match msg:
@@ -151,7 +184,7 @@ class CallServer:
                 self._last_link = link
                 if actor_key in self._actors:
                     self.stats.arrived(actor_key, link.id, call_id)
-                self._actor_thread.submit(actor_key, lambda: self._call(link, call_id, actor_key, name, kind, payload))
+                self._actor_thread.submit(actor_key, partial(self._call, link, call_id, actor_key, name, kind, payload))
             case P.GetData(req_id, keys):
                 if threading.current_thread() is self._actor_thread.thread:
                     # read while idle: pickling a large result here would hold up
@@ -194,33 +227,38 @@ class CallServer:
         self._reply(link, P.DataReply(req_id, tuple(items), tuple(missing)))
 
     def _reply(self, link: Link, msg: P.Message) -> None:
+        if type(msg) is P.CallOk and type(msg.payload) is bytes and len(msg.payload) < _HOLD_MAX:
+            self._reply_ok(link, msg.call_id, msg.payload)
+            return
         if type(msg) is P.CallOk or type(msg) is P.CallErr:
             self.stats.finished(link.id, msg.call_id, type(msg) is P.CallErr)
-            if (
-                self._held is None
-                and link is self._last_link
-                and get_ident() == self._actor_thread.ident
-                and len(msg.payload if type(msg) is P.CallOk else msg.error) < _HOLD_MAX  # type: ignore[union-attr]
-                and not self._actor_thread.has_queued()
-                and link.hold()
-            ):
-                # the caller's next request comes soon on this link: keep the reader
-                # thread off it until the actor thread, idle again, reads it itself
-                # (not when more calls are queued: pipelined calls, the actor runs them next)
-                self._held = link
-            try:
-                link.send_reply(msg)  # type: ignore[arg-type]
-            except LinkClosed:
-                pass  # the caller went away; nobody is waiting for this
-            return
+        self.replies.flush()  # (batched replies go first: order per link)
         try:
             link.send(msg)
         except LinkClosed:
             pass  # the caller went away; nobody is waiting for this
 
+    def _reply_ok(self, link: Link, call_id: int, payload: bytes) -> None:
+        """A small result: batched while more calls are queued (reply_batch), else sent now."""
+        self.stats.finished(link.id, call_id, False)
+        if get_ident() != self._actor_thread.ident:
+            self.replies.send(link, call_id, payload)  # the event loop (async calls) or a helper thread
+        elif self._actor_thread.mail:
+            # more calls are queued: the caller fired many; this reply goes with theirs
+            self.replies.add(link, call_id, payload)
+        elif self._held is None and link is self._last_link and link.hold():
+            # the caller's next request comes soon on this link: keep the reader
+            # thread off it until the actor thread, idle again, reads it itself
+            self._held = link
+            self._actor_thread.before_busy = self._release_held  # called before it runs anything else
+            self.replies.send(link, call_id, payload, self._release_held)  # (no blocking write while held)
+        else:
+            self.replies.send(link, call_id, payload)
+
     def _release_held(self) -> None:
         """The actor thread is busy again (or stopping): the reader thread reads its link."""
         held, self._held = self._held, None
+        self._actor_thread.before_busy = None
         if held is not None:
             held.unhold()
 
@@ -232,7 +270,6 @@ class CallServer:
         """Run one operation; for an async call, return what says its first step ran."""
         self.stats.started(key)
         obj = self._actors.get(key)
-        label = f"{type(obj).__name__}.{name}"
         try:
             if obj is None:
                 raise ActorLostError(f"actor {key} is not on worker {self.name}: it was released or lost", self.name)
@@ -245,25 +282,34 @@ class CallServer:
                 else:
                     ctx = SerialContext(node=self._node)
                     try:
-                        args, kwargs = loads(payload, ctx, what=f"the arguments of {label}")
+                        args, kwargs = loads(payload, ctx, what=f"the arguments of {_label(obj, name)}")
                     finally:
                         self._node.refs.unpin(ctx.unpins)
                     value = method(*args, **kwargs)
                 if type(value) not in _PLAIN and inspect.iscoroutine(value):
                     # ``async def`` (or a sync wrapper returning a coroutine): its
                     # body has not started yet; it runs on the event loop
-                    return self._start_async(link, call_id, label, value)
+                    return self._start_async(link, call_id, _label(obj, name), value)
         except BaseException as err:
             self._reply(link, P.CallErr(call_id, dump_exception(err)))
             return None
-        self._send_result(link, call_id, label, value)
+        if type(value) in _PLAIN and type(value) is not str:  # (_send_result's first case, inlined)
+            data = pickle.dumps(value, 5)
+            if len(data) < _HOLD_MAX:
+                self._reply_ok(link, call_id, data)
+                return None
+        self._send_result(link, call_id, _label(obj, name), value)
         return None
 
     def _send_result(self, link: Link, call_id: int, label: str, value: Any) -> None:
         kind = type(value)
         if kind in _PLAIN and (kind is not str or len(value) < _PLAIN_STR):
             # nothing in it to track or to put in shared memory: plain pickle
-            self._reply(link, P.CallOk(call_id, pickle.dumps(value, 5)))
+            data = pickle.dumps(value, 5)
+            if len(data) < _HOLD_MAX:
+                self._reply_ok(link, call_id, data)
+            else:
+                self._reply(link, P.CallOk(call_id, data))
             return
         ctx = SerialContext(node=self._node)
         try:
