@@ -201,6 +201,14 @@ def render(all_results: dict[str, Results], quick: bool) -> str:
             if key in res:
                 shown = "pipe" if key == "pycalls_pipe" else system
                 rows.append([label + " (calling thread, cProfile)", shown, num(res[key]["value"]), "", "calls", ""])
+        for key, label in (
+            ("syscalls_pipe", "system calls per pipe echo (busier side)"),
+            ("syscalls_call_client", "system calls per sync call, client"),
+            ("syscalls_call_worker", "system calls per sync call, worker"),
+        ):
+            if key in res:
+                shown = "pipe" if key == "syscalls_pipe" else system
+                rows.append([label + " (kernel count)", shown, num(res[key]["value"]), "", "calls", ""])
         if "import" in res:
             rows.append(["import time", system, num(res["import"]["value"]), "", "s", ""])
     parts.append(table("Throughput and size", ["workload", "system", "median", "best", "unit", "n"], rows))
@@ -279,6 +287,19 @@ def targets(la: Results, quick: bool) -> str:
             mine <= 1.5 * theirs,
             f"pipe {theirs:.0f}",
         )
+    client, worker, echo = (
+        headline(la.get(k)) for k in ("syscalls_call_client", "syscalls_call_worker", "syscalls_pipe")
+    )
+    if client is not None and worker is not None and echo is not None:
+        add(
+            "system calls per sync call, each side",
+            "<= 3",
+            f"client {client:.1f}, worker {worker:.1f}",
+            max(client, worker) <= 3.05,  # (a background wake-up now and then is not the call's)
+            f"pipe {echo:.1f}",
+        )
+    else:
+        add("system calls per sync call, each side", "<= 3", None, None)
     call, pipe = headline(la.get("call")), headline(la.get("pipe"))
     if call and pipe:
         r = call / pipe

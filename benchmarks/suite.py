@@ -12,6 +12,7 @@ actor calls they are compared to, so that both see the same background load.
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from . import syscalls
 from .pipe import PipeEcho
 from .systems import LocalActorsSystem, System
 from .workloads import AsyncCounter, Counter, Pinger, inc, noop
@@ -230,6 +232,15 @@ def measure(system_cls: type[System], counts: Counts, log: Callable[[str], None]
             n_prof = max(100, counts.latency // 2)
             out["pycalls_pipe"] = value(python_calls(direct.round_trip, n_prof), "calls")
             out["pycalls_call"] = value(python_calls(fns["call"], n_prof), "calls")
+            # and another: system calls per round trip on each side, counted by the kernel
+            n_sys = max(200, counts.latency)
+            worker_pid = s.result(s.call(counter, "pid"))
+            mine = syscalls.per_call({"client": os.getpid(), "worker": worker_pid}, fns["call"], n_sys)
+            theirs = syscalls.per_call({"client": os.getpid(), "echo": direct.process.pid}, direct.round_trip, n_sys)
+            if mine is not None and theirs is not None:
+                out["syscalls_call_client"] = value(mine["client"], "calls")
+                out["syscalls_call_worker"] = value(mine["worker"], "calls")
+                out["syscalls_pipe"] = value(max(theirs.values()), "calls")
     finally:
         for p in pipes:
             p.close()

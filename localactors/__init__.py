@@ -12,9 +12,11 @@ the module at each end (``client/core`` is ``localactors/_client/core.py``)::
     |   client/output     | <--Output---|   manager/output    | <--pipes--- |   worker/output     |
     |                     |             |                     |             |                     |
     | Client              | SubmitTasks | Scheduler           |   RunTask   | task pool           |
+    |                     | SubmitPlain |   manager/outbox    |   RunTasks  |                     |
     |   client/client     | ----------> |   manager/scheduler | ----------> |   worker/tasks      |
     |   client/core       | <---------- |                     | <---------- |   worker/taskpool   |
     |   base/futures      |   KeyDone   |                     |   TaskDone  |                     |
+    |                     |   KeysDone  |                     |  TasksDone  |                     |
     |                     |             |                     |             |                     |
     | refs thread         |   RefDelta  |                     |   RefDelta  | refs thread         |
     |   caller/refs       | ----------> |   manager/refcount  | <---------- |   caller/refs       |
@@ -31,7 +33,8 @@ the module at each end (``client/core`` is ``localactors/_client/core.py``)::
     | Actor proxy         |                    ActorCall                    |                     |
     |   caller/actor      |    ----------------------------------------->   |   worker/calls      |
     |   caller/node,peer  |    <-----------------------------------------   |   worker/           |
-    | ActorFuture         |                 CallOk, CallErr                 |     actor_thread    |
+    | ActorFuture         |             CallOk, CallOks, CallErr            |     actor_thread    |
+    |                     |                                                 |     reply_batch     |
     |   base/futures      |                                                 |                     |
     |   base/completion   |                                                 |                     |
     |   wire/shared_read  |                                                 |                     |

@@ -25,7 +25,9 @@ Who sends what::
 manager, stopping, tells each client that the cluster was closed (so that
 pending calls fail with ``ClusterClosedError``, not ``ClusterBrokenError``).
 The cluster and its manager also share a control pipe, which speaks the
-messages of :mod:`~localactors._wire.control`.
+messages of :mod:`~localactors._wire.control`. The messages of diagnostics
+and cluster operations (the last four lines of the table) are defined in
+:mod:`~localactors._wire.operations` and named here too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from .operations import (
+    CloseCluster,
+    Output,
+    Restart,
+    Retry,
+    RunFunction,
+    RunOnWorkers,
+    RunReply,
+    RunResult,
+    StatsReply,
+    StatsRequest,
+    WatchOutput,
+    WhoHas,
+    WhoHasReply,
+)
 from .records import (
     OUT_OF_BAND,
     ActorInfo,
@@ -45,6 +62,11 @@ from .records import (
 
 #: the records messages carry, named here too: ``P.TaskSpec`` reads as part of the protocol
 __all__ = ["OUT_OF_BAND", "ActorInfo", "ActorStat", "CallKind", "Message", "TaskSpec", "WorkerInfo", "WorkerStat"]
+#: and the messages of diagnostics and cluster operations
+__all__ += [
+    "CloseCluster", "Output", "Restart", "Retry", "RunFunction", "RunOnWorkers", "RunReply", "RunResult",
+    "StatsReply", "StatsRequest", "WatchOutput", "WhoHas", "WhoHasReply",
+]  # fmt: skip
 
 # ---------------------------------------------------------------- handshakes
 
@@ -297,111 +319,6 @@ class CallOks:
     each (the actor thread batches the replies of pipelined calls: ``_worker/reply_batch``)."""
 
     replies: tuple[tuple[int, bytes], ...]
-
-
-# ---------------------------------------------------------------- diagnostics
-
-
-@dataclass(frozen=True, slots=True)
-class WatchOutput:
-    """A cluster asks its manager for the workers' stdout and stderr (``Output``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """Text a worker process wrote to its stdout (``stream`` 1) or stderr (2)."""
-
-    worker: str
-    pid: int
-    stream: int
-    text: str  #: whole lines, each ending in a newline
-
-
-@dataclass(frozen=True, slots=True)
-class StatsRequest:
-    req_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class StatsReply:
-    req_id: int
-    worker: WorkerStat
-    actors: tuple[ActorStat, ...]
-
-
-# ---------------------------------------------------------------- Client.run, who_has, retry, restart
-
-
-@dataclass(frozen=True, slots=True)
-class RunOnWorkers:
-    """client -> manager: run pickled ``(fn, args, kwargs)`` on ``workers`` (names or addresses; all if empty).
-
-    The manager answers ``RunReply`` once every one of them has answered (or died).
-    """
-
-    req_id: int
-    payload: bytes
-    workers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RunFunction:
-    """manager -> worker: run pickled ``(fn, args, kwargs)`` now, beside tasks and actors; answer ``RunResult``."""
-
-    run_id: int
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """worker -> manager: ``payload`` is the pickled result if ``ok``, else from ``dump_exception``."""
-
-    run_id: int
-    ok: bool
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class RunReply:
-    """manager -> client: ``(worker address, ok, payload)`` per worker, as ``RunResult``."""
-
-    req_id: int
-    results: tuple[tuple[str, bool, bytes], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class WhoHas:
-    """client -> manager: where are these keys' values (every key held, if ``keys`` is empty)?"""
-
-    req_id: int
-    keys: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class WhoHasReply:
-    """manager -> client: ``(key, worker addresses)`` for each key asked about."""
-
-    req_id: int
-    who_has: tuple[tuple[str, tuple[str, ...]], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """client -> manager: run these failed or cancelled keys again (and the failed keys they need)."""
-
-    keys: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Restart:
-    """client -> manager: cancel every key, replace every worker; ``Ack`` once the new ones are in."""
-
-    req_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class CloseCluster:
-    """A client asks the manager to stop the cluster (``Client.shutdown``, as dask's)."""
 
 
 # ---------------------------------------------------------------- many tasks at once (a map's)
