@@ -95,8 +95,12 @@ def decode_small(envelope: bytes) -> Message:
     without the count (the hot path: a reply of a few dozen bytes)."""
     try:
         tagged = pickle.loads(envelope)
-        if tagged[0] == _OK_TAG and type(tagged[0]) is int:
-            return CallOk(tagged[1], tagged[2])
+        tag = tagged[0]
+        if type(tag) is int:
+            if tag == _OK_TAG:
+                return CallOk(tagged[1], tagged[2])
+            if tag == _CALL_TAG and len(tagged) == 6:  # a request: the worker's hot path
+                return ActorCall(tagged[1], tagged[2], tagged[3], _KINDS[tagged[4]], tagged[5])
         return _message(tagged)
     except Exception as err:
         raise ValueError(f"garbled message: {type(err).__name__}: {err}") from err

@@ -160,22 +160,28 @@ class CallServer:
     def _on_requests(self, link: Link, msgs: list[P.Message]) -> None:
         """Requests that arrived together (pipelined calls): their calls are queued at once."""
         calls: list[tuple[str, Callable[[], Completion | None]]] = []
-        actors, arrived, call = self._actors, self.stats.arrived, self._call
+        counted: list[tuple[str, int]] = []  # (key, call id) of the calls to live actors
+        actors, call = self._actors, self._call
         for msg in msgs:
             if type(msg) is P.ActorCall:
                 key = msg.actor
                 if key in actors:
-                    arrived(key, link.id, msg.call_id)
+                    counted.append((key, msg.call_id))
                 calls.append((key, partial(call, link, msg.call_id, key, msg.name, msg.kind, msg.payload)))
             else:
                 if calls:  # (in order)
-                    self._last_link = link
-                    self._actor_thread.submit_many(calls)
-                    calls = []
+                    self._submit_many(link, calls, counted)
+                    calls, counted = [], []
                 self._on_request(link, msg)
         if calls:
-            self._last_link = link
-            self._actor_thread.submit_many(calls)
+            self._submit_many(link, calls, counted)
+
+    def _submit_many(
+        self, link: Link, calls: list[tuple[str, Callable[[], Completion | None]]], counted: list[tuple[str, int]]
+    ) -> None:
+        self.stats.arrived_many(link.id, counted)  # (before they can start: queued never goes below 0)
+        self._last_link = link
+        self._actor_thread.submit_many(calls)
 
     def _on_request(self, link: Link, msg: P.Message) -> None:
         """One request from a caller: on the link's reader thread, or the idle actor thread."""

@@ -13,7 +13,8 @@ Three hooks in the worker's call path feed a :class:`StatsBook`:
 Attribute reads count as calls. An async method is ``running`` from its start
 until its coroutine returns. A ``StatsRequest`` is answered with a snapshot
 (``snapshot``); nothing is sent unasked, so the hot path pays only for a few
-counter updates under one lock.
+counter updates: under one lock per batch of calls that arrived together, none
+when a call starts, one when it finishes.
 """
 
 from __future__ import annotations
@@ -26,15 +27,18 @@ from .._wire import protocol as P
 
 
 class _Counters:
-    __slots__ = ("calls", "errors", "max_time", "queued", "running", "total_time")
+    """One actor's counters. ``started`` has one writer, the actor thread, and needs no
+    lock; the others change under the book's lock. Queued and running are differences."""
+
+    __slots__ = ("arrived", "calls", "errors", "max_time", "started", "total_time")
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.calls = 0  # finished
         self.errors = 0
         self.total_time = 0.0
         self.max_time = 0.0
-        self.queued = 0
-        self.running = 0
+        self.arrived = 0
+        self.started = 0
 
 
 class StatsBook:
@@ -51,15 +55,26 @@ class StatsBook:
             c = self._actors.get(key)
             if c is None:
                 c = self._actors[key] = _Counters()
-            c.queued += 1
+            c.arrived += 1
             self._inflight[(link_id, call_id)] = (key, now)
 
-    def started(self, key: str) -> None:
+    def arrived_many(self, link_id: int, calls: list[tuple[str, int]]) -> None:
+        """:meth:`arrived` for calls that came together, ``(key, call id)`` each: one lock, one clock read."""
+        now = time.perf_counter()
+        actors, inflight = self._actors, self._inflight
         with self._lock:
-            c = self._actors.get(key)
-            if c is not None:
-                c.queued -= 1
-                c.running += 1
+            for key, call_id in calls:
+                c = actors.get(key)
+                if c is None:
+                    c = actors[key] = _Counters()
+                c.arrived += 1
+                inflight[(link_id, call_id)] = (key, now)
+
+    def started(self, key: str) -> None:
+        """The call leaves the queue and runs (on the actor thread: the counter's one writer)."""
+        c = self._actors.get(key)
+        if c is not None:
+            c.started += 1
 
     def finished(self, link_id: int, call_id: int, error: bool) -> None:
         now = time.perf_counter()
@@ -72,7 +87,6 @@ class StatsBook:
             if c is None:
                 return
             elapsed = now - arrival
-            c.running = max(0, c.running - 1)
             c.calls += 1
             c.errors += error
             c.total_time += elapsed
@@ -90,10 +104,10 @@ class StatsBook:
             out = []
             for key in alive:
                 c = self._actors.get(key) or _Counters()
+                started = c.started  # (read once: the actor thread may move it meanwhile)
+                queued, running = max(0, c.arrived - started), max(0, started - c.calls)
                 out.append(
-                    P.ActorStat(
-                        key, names.get(key, "?"), c.calls, c.errors, c.total_time, c.max_time, c.queued, c.running
-                    )
+                    P.ActorStat(key, names.get(key, "?"), c.calls, c.errors, c.total_time, c.max_time, queued, running)
                 )
         return tuple(out)
 
