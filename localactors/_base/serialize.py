@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextvars
 import io
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -353,3 +353,33 @@ def _load_shared(data: Shared, what: str) -> Any:
 
 
 EMPTY_ARGS = pickle.dumps(((), {}), protocol=5)
+
+
+_SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
+
+
+def plain_values(values: Iterable[Any], limit: int) -> bool:
+    """Are ``values`` plain, so that one ``pickle.dumps`` sends them as they are?
+
+    Numbers, strings, bytes, ``None``, and tuples, lists and dicts of them one
+    level down: nothing that can be or hold a future, a handle or a class. A
+    string or bytes of ``limit`` bytes or more is not (it travels in shared
+    memory or out of band); one inside a container is found by the caller,
+    which checks the pickle's size. One look per value, no call.
+    """
+    for a in values:
+        t = type(a)
+        if t in _SCALARS:
+            if (t is bytes or t is str) and len(a) >= limit:
+                return False
+        elif t is tuple or t is list:
+            for b in a:
+                if type(b) not in _SCALARS:
+                    return False
+        elif t is dict:
+            for k, v in a.items():
+                if type(k) not in _SCALARS or type(v) not in _SCALARS:
+                    return False
+        else:
+            return False
+    return True

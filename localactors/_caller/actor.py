@@ -27,7 +27,7 @@ from .._base.context import default_node
 from .._base.errors import ClusterClosedError
 from .._base.futures import ActorFuture, Future
 from .._base.nested import futures_in, replace
-from .._base.serialize import EMPTY_ARGS, SerialContext, current_context, dumps
+from .._base.serialize import EMPTY_ARGS, SerialContext, current_context, dumps, plain_values
 from .._wire import protocol as P
 from .._wire.shm import THRESHOLD
 from .node import Node
@@ -159,7 +159,7 @@ def _remote_method(cls_name: str, name: str) -> Callable[..., ActorFuture]:
     def method(self: Actor, *args: Any, **kwargs: Any) -> ActorFuture:
         if not args and not kwargs:  # the common call, made lean: straight to the node
             return self._node.call_actor(self._address, self._key, name, _METHOD, EMPTY_ARGS, label, self)
-        if _plain(args, kwargs):
+        if plain_values((*args, *kwargs.values()) if kwargs else args, THRESHOLD):
             # plain values only (numbers, strings, small bytes, small containers of them):
             # no future or handle can be inside, so no walk, no context, no shared-memory
             # scan; one pickle, and the usual path again if it turns out large
@@ -212,35 +212,6 @@ def _proxy_class(info: P.ActorInfo) -> type[Actor]:
 #: without end gets a fresh proxy class for each actor beyond it
 _proxy_classes: dict[tuple[str, Any], type[Actor]] = {}
 _MAX_PROXY_CLASSES = 1024
-
-
-_SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
-
-
-def _plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Are the arguments plain values, which pickle alone can send (no future, handle or class in them)?
-
-    Scalars, and tuples, lists and dicts of scalars (one level down). A large
-    string or bytes argument is not (it travels in shared memory); one inside a
-    container is found by the caller, which checks the pickle's size.
-    """
-    for a in (*args, *kwargs.values()) if kwargs else args:
-        t = type(a)
-        if t in _SCALARS:
-            if (t is bytes or t is str) and len(a) >= THRESHOLD:
-                return False  # large: pickling it twice would cost a copy; it goes in shared memory
-            continue
-        if t is tuple or t is list:
-            for b in a:
-                if type(b) not in _SCALARS:
-                    return False
-        elif t is dict:
-            for k, v in a.items():
-                if type(k) not in _SCALARS or type(v) not in _SCALARS:
-                    return False
-        else:
-            return False
-    return True
 
 
 def _ready(f: Future | ActorFuture) -> bool:

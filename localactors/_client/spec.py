@@ -15,12 +15,11 @@ import threading
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
 from types import BuiltinFunctionType, FunctionType
 from typing import Any
 
 from .._base.errors import SerializationError
-from .._base.serialize import SerialContext, dumps
+from .._base.serialize import SerialContext, dumps, plain_values
 from .._caller.node import Node
 from .._wire import protocol as P
 from .._wire.protocol import OUT_OF_BAND
@@ -100,30 +99,8 @@ def funcname(fn: Any) -> str:
     return str(name).replace("<", "").replace(">", "")
 
 
-_SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 #: functions a plain pickle takes by reference (or, a ShippedFunction, by its bytes): no handle inside
 _PLAIN_FUNCTIONS = (FunctionType, BuiltinFunctionType, ShippedFunction)
-
-
-def plain_values(values: Iterable[Any]) -> bool:
-    """Are ``values`` plain (numbers, strings, small bytes; tuples, lists and dicts of them,
-    one level down), so that no future, handle or class can be among them?"""
-    for a in values:
-        t = type(a)
-        if t in _SCALARS:
-            if (t is bytes or t is str) and len(a) >= OUT_OF_BAND:
-                return False
-        elif t is tuple or t is list:
-            for b in a:
-                if type(b) not in _SCALARS:
-                    return False
-        elif t is dict:
-            for k, v in a.items():
-                if type(k) not in _SCALARS or type(v) not in _SCALARS:
-                    return False
-        else:
-            return False
-    return True
 
 
 class SpecMaker:
@@ -156,7 +133,7 @@ class SpecMaker:
             0,
         )
         #: plain calls of this function skip the context (see :meth:`spec`)
-        self.lean = isinstance(fn, _PLAIN_FUNCTIONS) and plain_values(kwargs.values())
+        self.lean = isinstance(fn, _PLAIN_FUNCTIONS) and plain_values(kwargs.values(), OUT_OF_BAND)
         self._name = f"{prefix or funcname(fn)}-"
         self._hashed = pure and not actor
 
@@ -178,7 +155,7 @@ class SpecMaker:
 
     def spec(self, args: tuple[Any, ...], key: str | None) -> tuple[P.TaskSpec, SerialContext | None]:
         """The spec of ``fn(*args, **kwargs)``, and the context it was pickled in (``None``: none was needed)."""
-        if self.lean and plain_values(args):
+        if self.lean and plain_values(args, OUT_OF_BAND):
             item = self.plain(args, key)
             if item is not None:
                 return P.TaskSpec(item[0], item[1], (), *self._rest), None

@@ -21,10 +21,11 @@ from typing import Any
 
 from .._base.futures import ActorFuture, Future
 from .._base.nested import futures_in
-from .._base.serialize import SerialContext
+from .._base.serialize import SerialContext, plain_values
 from .._wire import protocol as P
+from .._wire.protocol import OUT_OF_BAND
 from .core import ClientCore
-from .spec import SpecMaker, funcname, make_spec, plain_values, ship_function
+from .spec import SpecMaker, funcname, make_spec, ship_function
 
 #: a map of plain calls is sent in messages of this many tasks, each as soon as it is pickled
 MAP_CHUNK = 1000
@@ -108,7 +109,7 @@ def submit_many(
     prefix = key if isinstance(key, str) else None
     shipped = ship_function(core, fn)  # a function pickled by value: pickled once for them all
     maker = SpecMaker(core, shipped, kwargs, pure, workers, resources, allow_other_workers, retries, actor, prefix)
-    if maker.lean and all(plain_values(args) for args in calls):
+    if maker.lean and all(plain_values(args, OUT_OF_BAND) for args in calls):
         # nothing here can fail to pickle: each chunk goes as soon as it is pickled, so
         # the manager and the workers start on it while the rest is being pickled
         futures: list[Future] = []

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from localactors import Client, SerializationError
-from localactors._caller.actor import _plain
+from localactors._base.serialize import plain_values
+from localactors._wire.shm import THRESHOLD
 
 T = 30
 
@@ -52,3 +53,8 @@ def test_a_large_string_or_bytes_argument_goes_the_usual_way(client: Client, big
     assert not _plain((big,), {"z": 1})  # not pickled twice: shared memory takes it
     echo = client.submit(Echo, actor=True).result(timeout=T)
     assert echo.back(big, z=1).result(timeout=T) == ((big,), {"z": 1})
+
+
+def _plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """What an actor method asks of its arguments."""
+    return plain_values((*args, *kwargs.values()), THRESHOLD)
