@@ -7,9 +7,12 @@ started alive: the ``no_leaks`` fixture checks after each test.
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -62,3 +65,12 @@ def cluster() -> Iterator[LocalCluster]:
 def client(cluster: LocalCluster) -> Iterator[Client]:
     with Client(cluster) as c:
         yield c
+
+
+@pytest.fixture
+def shm_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private shared-memory directory for this test's segments (``LOCALACTORS_SHM_DIR``)."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="la-test-", dir=base) as d:
+        monkeypatch.setenv("LOCALACTORS_SHM_DIR", d)
+        yield Path(d)

@@ -16,9 +16,7 @@ import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +33,6 @@ from localactors._wire import shm
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1 << 20
 T = 30.0
-
-
-@pytest.fixture
-def shm_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(prefix="la-test-", dir=base) as d:
-        monkeypatch.setenv("LOCALACTORS_SHM_DIR", d)
-        yield Path(d)
 
 
 def segments(folder: Path, prefix: str = "la-") -> list[str]:

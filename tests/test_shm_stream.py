@@ -16,7 +16,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -37,14 +36,6 @@ KB = 1 << 10
 MB = 1 << 20
 T = 30.0
 CHUNK = 64 * KB
-
-
-@pytest.fixture
-def shm_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(prefix="la-test-", dir=base) as d:
-        monkeypatch.setenv("LOCALACTORS_SHM_DIR", d)
-        yield Path(d)
 
 
 @pytest.fixture
