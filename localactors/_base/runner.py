@@ -27,6 +27,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .._wire import threads
+
 logger = logging.getLogger("localactors.runner")
 
 
@@ -94,7 +96,7 @@ class ThreadRunner:
             self._target, self._args = _done, ()  # let go of what it was given (pipes, configs)
 
     def start(self) -> None:
-        self._thread.start()
+        threads.start(self._thread)
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not threading.current_thread():

@@ -21,6 +21,7 @@ from .._base.errors import ActorLostError, ClusterBrokenError, ClusterClosedErro
 from .._base.futures import Completion
 from .._wire import codec as W
 from .._wire import protocol as P
+from .._wire import threads
 from .._wire.link import Link, LinkClosed
 
 #: how long a caller whose link to a worker broke (its reader saw EOF, or a send
@@ -129,7 +130,7 @@ class PeerLink:
                         self._flusher = threading.Thread(
                             target=self._flush, name=f"localactors-flush-{self.node.name}-{self.worker}", daemon=True
                         )
-                        self._flusher.start()
+                        threads.start(self._flusher)
                     return
                 self.blocked += 1
                 try:

@@ -17,6 +17,7 @@ from queue import Empty, SimpleQueue
 from typing import NamedTuple
 
 from .._wire import protocol as P
+from .._wire import threads
 from .._wire.exhaustive import assert_never
 from .._wire.link import Link, LinkClosed
 
@@ -129,7 +130,7 @@ class RefSender:
         """Send through ``link`` (the manager link) from now on; start the refs thread."""
         self._link = link
         link.before_send = self._flush_locked
-        threading.Thread(target=self._loop, name=f"localactors-refs-{self._name}", daemon=True).start()
+        threads.start(threading.Thread(target=self._loop, name=f"localactors-refs-{self._name}", daemon=True))
 
     def _flush_locked(self) -> None:
         delta = self._refs.drain()

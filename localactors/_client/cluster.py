@@ -42,7 +42,7 @@ from .._base.errors import ClusterBrokenError, ClusterClosedError, WorkerStartEr
 from .._base.runner import make_runner
 from .._wire import control as C
 from .._wire import protocol as P
-from .._wire import shm
+from .._wire import shm, threads
 from .._wire.exhaustive import assert_never
 from . import lifecycle as _lifecycle
 from .cluster_file import write_cluster_file
@@ -210,7 +210,7 @@ class LocalCluster:
                 self._watcher = threading.Thread(
                     target=self._watch_manager, name="localactors-cluster-deathwatch", daemon=True
                 )
-                self._watcher.start()
+                threads.start(self._watcher)
             else:
                 self._theirs = theirs  # the manager thread reads it; closed after it ends
             self.manager_address, self._workers = await_ready(ours, self.timeout)

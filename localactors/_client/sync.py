@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._base.blocking import awaits_here
+from .._wire import threads
 from .core import ClientCore
 
 
@@ -69,7 +70,7 @@ def run_in_fresh_loop(coro: Coroutine[Any, Any, Any]) -> Any:
             box["error"] = err
 
     thread = threading.Thread(target=main, name="localactors-sync", daemon=True)
-    thread.start()
+    threads.start(thread)
     thread.join()
     if "error" in box:
         raise box["error"]

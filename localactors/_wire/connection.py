@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
-from . import shm
+from . import shm, threads
 from .link import Link, LinkClosed
 from .shared_read import in_reader_thread
 
@@ -114,7 +114,7 @@ class Server:
         self._closed = False
         self._slots = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._thread = threading.Thread(target=self._accept_loop, name=f"localactors-accept-{name}", daemon=True)
-        self._thread.start()
+        threads.start(self._thread)
 
     def _accept_loop(self) -> None:
         while not self._closed:

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import codec as W
 from . import protocol as P
+from . import threads
 from .framing import FRAME_HEAD, FrameReader, write_all, write_frames
 from .protocol import OUT_OF_BAND
 from .shared_read import EPOLL, Awaited, ReadToken, mark_reader_thread
@@ -254,7 +255,7 @@ class Link(FrameReader):
             # on a released link the reader fails at once and reports the close
             self._reading = not self._released
         reader = threading.Thread(target=run, name=f"localactors-reader-{self.name}", daemon=True)
-        reader.start()
+        threads.start(reader)
         self._reader = reader  # only once started: join_reader() may be called from another thread
 
     # -- shared reading: a waiting thread reads the link itself (see shared_read) --------

@@ -55,6 +55,8 @@ import sys
 import threading
 from typing import Any
 
+from . import threads
+
 try:
     import fcntl
 except ImportError:  # (not on Windows)
@@ -172,7 +174,7 @@ def start_writer(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> No
     """
     _writing.add(fd)
     try:
-        threading.Thread(target=_write, args=(fd, name, chunks), name="localactors-shm-writer").start()
+        threads.start(threading.Thread(target=_write, args=(fd, name, chunks), name="localactors-shm-writer"))
     except RuntimeError:  # (no new threads: the interpreter is shutting down) here, then
         _write(fd, name, chunks)
 
@@ -281,7 +283,7 @@ class _Closer:
                 return
             self.running = True
         try:
-            threading.Thread(target=self._run, name="localactors-shm-closer", daemon=True).start()
+            threads.start(threading.Thread(target=self._run, name="localactors-shm-closer", daemon=True))
         except RuntimeError:  # (no new threads at exit: closed where they are dropped)
             self.running = False
 
