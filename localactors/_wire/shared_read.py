@@ -229,7 +229,7 @@ class ReadToken:
                                 raise _CallerReadError(err) from err
                         elif not poller.poll(wait_ms):
                             break  # timed out
-                    # self._take_one(), inlined: the hot path (one message, the reply)
+                    # self._take(), inlined: the hot path (one message, the reply)
                     was = _thread_role.reader
                     _thread_role.reader = True
                     try:
@@ -243,7 +243,7 @@ class ReadToken:
                     done = comp.done()
                     again = True
                 while link._rbuf[link._rpos + 3 : link._rpos + 4] and self._buffered():
-                    self._take_one()
+                    self._take()
             except _CallerReadError as wrapped:
                 self._hand_error_to_reader(wrapped.error)
             finally:
@@ -259,12 +259,16 @@ class ReadToken:
         if not isinstance(error, (EOFError, OSError)):
             self._link.close()  # wake the reader (EOF and socket errors wake it anyway)
 
-    def _take_one(self) -> None:
-        """Read one message and dispatch it in this (caller's) thread."""
+    def _take(self, whole_buffer: bool = False) -> None:
+        """Read one message and dispatch it in this (a waiting) thread; with
+        ``whole_buffer``, every message whole in the buffer (at least one)."""
         was = _thread_role.reader
         _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
         try:
-            self._on_message(self._link, self._recv())
+            if whole_buffer:
+                self._on_messages(self._link, self._recv_buffered() or [self._recv()])
+            else:
+                self._on_message(self._link, self._recv())
         except BaseException as err:
             raise _CallerReadError(err) from err
         finally:
@@ -361,21 +365,8 @@ class ReadToken:
                 if len(ready) > 1 or ready[0][0] == wake_fd:  # woken: work came by another way
                     _drain(wake_fd)
                     break
-            self._take_one()
+            self._take()
             if has_work():
                 break
         while self._buffered():
-            self._take_buffered()
-
-    def _take_buffered(self) -> None:
-        """Dispatch, in this thread, the messages whole in the buffer (at least one)."""
-        was = _thread_role.reader
-        _thread_role.reader = True  # while dispatching, this thread is a reader: it must not wait
-        try:
-            self._on_messages(self._link, self._recv_buffered() or [self._recv()])
-        except BaseException as err:
-            raise _CallerReadError(err) from err
-        finally:
-            _thread_role.reader = was
-        if _interrupt_owed is not None:
-            _raise_owed_interrupt()
+            self._take(whole_buffer=True)
