@@ -294,9 +294,9 @@ def targets(la: Results, quick: bool) -> str:
         add(
             "system calls per sync call, each side",
             "<= 3",
-            f"client {client:.1f}, worker {worker:.1f}",
+            f"client {client:.2f}, worker {worker:.2f}",
             max(client, worker) <= 3.05,  # (a background wake-up now and then is not the call's)
-            f"pipe {echo:.1f}",
+            f"pipe {echo:.2f}",
         )
     else:
         add("system calls per sync call, each side", "<= 3", None, None)

@@ -12,6 +12,22 @@ for the next call (:meth:`ReadToken.hold`, :meth:`ReadToken.read_while_idle`).
 A reply read by the reader thread costs the waiter two thread switches
 (reader wakes, then it wakes the waiter); read by the waiter, none. The link
 calls these through methods of its own; nothing else touches the token.
+
+Taking the link from the reader thread disarms its ``epoll`` (``epoll_ctl``)
+and wakes it (an ``eventfd``). A thread done reading does not hand the link
+straight back: it *parks* it, so that the next call of a thread that calls
+in a loop takes it again with no system call. The reader thread looks at an
+away link :data:`PARK` seconds after it was taken, then at gaps that double
+up to :data:`PARK_MAX` while it finds the link taken again since its last
+look; at the first look that finds it untaken (the last taker runs code of
+its own, or went away) it takes the link back and re-arms. So a message that
+comes while the link is parked waits at most ``2 * PARK_MAX`` for a reader;
+a hang-up wakes the reader at once; a thread that found the link taken makes
+its holder hand it straight back (it sleeps until the reader reads its
+reply); and an idle link costs no wake-ups: the reader sleeps on the lock
+while one thread holds the link for long (a caller waiting for a long
+reply, an idle actor thread), and in ``epoll`` with no timeout once it has
+the link back.
 """
 
 from __future__ import annotations
@@ -62,6 +78,11 @@ def defer_interrupt() -> bool:
     return False
 
 
+#: seconds between the reader thread's looks at a link another thread has taken: the
+#: first look, and the longest gap between looks (doubling while the link stays in use)
+PARK = 0.002
+PARK_MAX = 0.016
+
 EPOLL = hasattr(select, "epoll")  # without it (not Linux) links are read by their reader threads only
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT if EPOLL else 0
 _DISARMED = select.EPOLLONESHOT if EPOLL else 0
@@ -103,6 +124,13 @@ def _drain(fd: int) -> None:
         pass
 
 
+def _drain_eventfd(fd: int) -> None:
+    try:
+        os.eventfd_read(fd)
+    except BlockingIOError:
+        pass
+
+
 def _raise_owed_interrupt() -> None:
     """Raise the KeyboardInterrupt held back while this thread handed a message over."""
     global _interrupt_owed
@@ -138,8 +166,13 @@ class ReadToken:
         self._read_more = link.read_more
         self._buffered = link.frame_buffered
         self._lock = threading.Lock()  # the token itself
-        self._ep = select.epoll()  # the reader thread's wake-up, disarmed while another thread reads
+        self._ep = select.epoll()  # the reader thread's wake-up, disarmed while another thread has the link
         self._ep.register(fd, _ARMED)
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # "the link was taken: look again soon"
+        self._ep.register(self._wake, select.EPOLLIN)
+        self._away = False  # the link is disarmed in ``_ep``: held, or parked (changed under the lock)
+        self._takes = 0  # how many times a thread took the link (the reader's sign of use while parked)
+        self._contended = False  # a thread found the link taken: it waits for a reader, so park none
         self._poller = select.poll()  # a waiting caller's: is the link readable?
         self._poller.register(fd, select.POLLIN)
         self._idle_poller: tuple[int, select.poll] | None = None  # (wake fd, poll object) for read_while_idle
@@ -155,15 +188,41 @@ class ReadToken:
     # -- the reader thread -----------------------------------------------------
 
     def serve(self) -> None:
-        """The reader thread's loop: sleep in epoll, read what a waiting thread did not."""
-        ep, fd, on_message, link = self._ep, self._fd, self._on_message, self._link
+        """The reader thread's loop: sleep in epoll, read what a waiting thread did not,
+        and take the link back once nobody has taken it for a while (see the module)."""
+        ep, fd, wake, on_message, link = self._ep, self._fd, self._wake, self._on_message, self._link
         on_messages = self._on_messages
+        timeout = -1.0  # while the link is away: PARK
+        seen = -1  # ``_takes`` when the reader last looked at the away link
         while True:
-            ep.poll()
-            with self._lock:
+            events = ep.poll(timeout)
+            from_link = False
+            for efd, _ in events:
+                if efd == fd:
+                    from_link = True  # (while away: a hang-up or an error)
+                else:
+                    _drain_eventfd(wake)
+            if self._away and not from_link and self._takes != seen:
+                seen = self._takes  # still in use: leave it with them, look again later
+                timeout = PARK if timeout < 0 else min(2 * timeout, PARK_MAX)
+                continue
+            with self._lock:  # (waits while a thread reads: a caller waiting for a long reply)
                 try:
                     if self._caller_error is not None:
                         raise self._caller_error  # a caller met it while reading for us
+                    if self._away:
+                        if not from_link and self._takes != seen:
+                            seen = self._takes  # taken again while we waited for the lock
+                            timeout = PARK if timeout < 0 else min(2 * timeout, PARK_MAX)
+                            continue
+                        self._away = False  # untaken for a whole PARK: ours again
+                        ep.modify(fd, _ARMED)
+                        timeout, seen = -1.0, -1
+                        if not self._buffered() and not self._poller.poll(0):
+                            continue
+                    elif not from_link:
+                        timeout, seen = -1.0, -1  # given back (unhold) since the wake-up
+                        continue
                     if not self._buffered() and not self._poller.poll(0):
                         ep.modify(fd, _ARMED)  # a caller read what woke us
                         continue
@@ -185,6 +244,13 @@ class ReadToken:
         with self._lock:
             self._gone = True
         self._ep.close()
+        os.close(self._wake)
+
+    def _take_from_reader(self) -> None:
+        """Disarm the reader thread and wake it to watch the link (holding the token)."""
+        self._ep.modify(self._fd, _DISARMED)  # the reader thread sleeps on; HUP and errors still wake it
+        self._away = True
+        os.eventfd_write(self._wake, 1)
 
     # -- a waiting caller reads its own reply ---------------------------------
 
@@ -196,12 +262,15 @@ class ReadToken:
         ``time.monotonic()`` that ``timeout`` ends at, when the caller knows it.
         """
         if not self._lock.acquire(blocking=False):
+            self._contended = True
             return None
         try:
             if self._gone or self._link.closed:
                 return None
-            fd, ep, poller = self._fd, self._ep, self._poller
-            ep.modify(fd, _DISARMED)  # the reader thread sleeps on; HUP and errors still wake it
+            self._takes += 1
+            if not self._away:
+                self._take_from_reader()
+            poller = self._poller
             if timeout is None:
                 wait_ms = -1
             else:
@@ -246,11 +315,22 @@ class ReadToken:
                     self._take()
             except _CallerReadError as wrapped:
                 self._hand_error_to_reader(wrapped.error)
-            finally:
-                ep.modify(fd, _ARMED)
         finally:
-            self._lock.release()
+            if self._contended:
+                self._give_back()
+            self._lock.release()  # (else parked: the reader takes it back once untaken for a while)
         return done or comp.done()
+
+    def _give_back(self) -> None:
+        """Re-arm the reader thread now (holding the token): a thread that found the
+        link taken sleeps until the reader reads its reply."""
+        self._contended = False
+        if self._away and not (self._gone or self._link.closed):
+            self._away = False
+            try:
+                self._ep.modify(self._fd, _ARMED)
+            except (OSError, ValueError):
+                pass  # closing: the reader wakes on the hang-up
 
     def _hand_error_to_reader(self, error: BaseException) -> None:
         """The stream is broken for everyone: the reader thread reports and closes
@@ -299,11 +379,13 @@ class ReadToken:
         if self._gone or self._link.closed:
             self._lock.release()
             return False
-        try:
-            self._ep.modify(self._fd, _DISARMED)
-        except (OSError, ValueError):
-            self._lock.release()
-            return False
+        self._takes += 1
+        if not self._away:
+            try:
+                self._take_from_reader()
+            except (OSError, ValueError):
+                self._lock.release()
+                return False
         self._held_by = threading.get_ident()
         return True
 
@@ -313,10 +395,7 @@ class ReadToken:
             return
         self._held_by = None
         try:
-            if not (self._gone or self._link.closed):
-                self._ep.modify(self._fd, _ARMED)
-        except (OSError, ValueError):
-            pass  # closing: the reader wakes on the hang-up
+            self._give_back()
         finally:
             self._lock.release()
 
@@ -330,24 +409,26 @@ class ReadToken:
             self._held_by = None  # the token is ours already, and the reader disarmed
             held = True
         elif self._caller_error is not None or not self._lock.acquire(blocking=False):
+            self._contended = True
             return None
         else:
             held = False
         try:
             if self._gone or self._link.closed:
                 return None
-            fd, ep = self._fd, self._ep
             poller = self._idle_poller_for(wake_fd)
             if not held:
-                ep.modify(fd, _DISARMED)
+                self._takes += 1
+                if not self._away:
+                    self._take_from_reader()
             try:
                 self._read_until_work(poller, wake_fd, has_work)
             except _CallerReadError as wrapped:
                 self._hand_error_to_reader(wrapped.error)
-            finally:
-                ep.modify(fd, _ARMED)
         finally:
-            self._lock.release()
+            if self._contended:
+                self._give_back()
+            self._lock.release()  # else parked: the actor thread's caller often calls again at once
         return True
 
     def _idle_poller_for(self, wake_fd: int) -> select.poll:

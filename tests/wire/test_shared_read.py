@@ -18,8 +18,9 @@ from helpers import wait_until
 
 from localactors._base.futures import Completion
 from localactors._wire import protocol as P
+from localactors._wire import shared_read
 from localactors._wire.link import Link
-from localactors._wire.shared_read import EPOLL, in_reader_thread
+from localactors._wire.shared_read import EPOLL, ReadToken, in_reader_thread
 
 pytestmark = pytest.mark.skipif(not EPOLL, reason="shared reading needs epoll")
 
@@ -157,3 +158,120 @@ def test_a_link_read_unshared_refuses_every_other_reader() -> None:
         plain.close()
         assert closed.wait(T)
         plain.join_reader(T)
+
+
+# -- a link parked by the thread that read it last ---------------------------------
+
+
+def _token(ends: Ends) -> ReadToken:
+    token = ends.shared.read_point
+    assert token is not None
+    return token
+
+
+def _count_takes(token: ReadToken, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How often ``token`` is taken from its reader thread (disarm and wake: the system calls)."""
+    taken = [0]
+    take = token._take_from_reader
+
+    def counting() -> None:
+        taken[0] += 1
+        take()
+
+    monkeypatch.setattr(token, "_take_from_reader", counting)
+    return taken
+
+
+def test_a_caller_in_a_loop_takes_the_link_once(ends: Ends, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parked after each reply, the link is taken again with no system call, while in use."""
+    monkeypatch.setattr(shared_read, "PARK", 60.0)  # the reader does not look again during the loop
+    monkeypatch.setattr(shared_read, "PARK_MAX", 60.0)
+    token = _token(ends)
+    taken = _count_takes(token, monkeypatch)
+    for call_id in range(200):
+        asked = _AskedFirst(ends, call_id)
+        assert ends.shared.read_until(asked, T) is True
+        assert asked.comp.value == b"reply"
+    assert taken == [1]
+    assert token._away  # parked
+    assert [thread for _, thread, _ in ends.seen] == [threading.current_thread().name] * 200
+
+
+def test_a_parked_link_goes_back_to_its_reader(ends: Ends) -> None:
+    """Nobody took it again: within ``2 * PARK_MAX`` the reader thread reads a message that comes."""
+    token = _token(ends)
+    asked = _AskedFirst(ends, 1)
+    assert ends.shared.read_until(asked, T) is True
+    ends.other.send(P.CallOk(2, b"later"))
+    wait_until(lambda: len(ends.seen) == 2, T, "the reader thread read it")
+    assert ends.seen[1] == (2, "localactors-reader-shared", True)
+    wait_until(lambda: not token._away, T, "the reader has the link back")
+
+
+def test_a_link_back_with_its_reader_costs_no_wake_ups(ends: Ends) -> None:
+    """Once it has the link back, the reader sleeps in epoll with no timeout (counted by the kernel)."""
+    token = _token(ends)
+    assert ends.shared.read_until(_AskedFirst(ends, 1), T) is True
+    wait_until(lambda: not token._away, T, "the reader has the link back")
+    reader = next(t for t in threading.enumerate() if t.name == "localactors-reader-shared")
+    wait_until(lambda: _state(reader.native_id) == "S", T, "the reader thread sleeps")
+    before = _switches(reader.native_id)
+    threading.Event().wait(10 * shared_read.PARK_MAX)  # (what is measured is time passing with no wake-up)
+    assert _switches(reader.native_id) - before <= 1
+
+
+def _status(tid: int) -> dict[str, str]:
+    with open(f"/proc/self/task/{tid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def _state(tid: int | None) -> str:
+    assert tid is not None
+    return _status(tid)["State"].split()[0]
+
+
+def _switches(tid: int | None) -> int:
+    assert tid is not None
+    return int(_status(tid)["voluntary_ctxt_switches"])
+
+
+def test_a_waiter_turned_away_gets_the_link_back_to_the_reader_at_once(ends: Ends) -> None:
+    """A thread that found the link taken sleeps until the reader reads for it: the
+    holder hands the link back when it is done instead of parking it."""
+    token = _token(ends)
+    first = ends.replies[1] = Completion()
+    holder = threading.Thread(target=ends.shared.read_until, args=(first, T), name="unit-holder")
+    holder.start()
+    wait_until(lambda: token._away, T, "the holder took the link")
+    refused = ends.replies[3] = Completion()
+    assert ends.shared.read_until(refused, 0.0) is None  # (the holder has it)
+    ends.other.send(P.CallOk(1, b"the holder's"))
+    holder.join(T)
+    assert first.done() and not holder.is_alive()
+    assert not token._away  # given back, not parked
+    r, w = os.pipe()
+    try:  # the same with a holder that reads until idle
+        os.set_blocking(r, False)
+        os.write(w, b"\0")
+        taker = threading.Thread(target=lambda: ends.shared.read_while_idle(r, lambda: False))
+        assert ends.shared.hold()
+        taker.start()
+        taker.join(T)
+        assert not taker.is_alive()
+        assert ends.shared.read_while_idle(r, lambda: False) is True  # (it had been woken: returns)
+        assert not token._away
+    finally:
+        os.close(r)
+        os.close(w)
+    ends.other.send(P.CallOk(3, b"yours"))
+    wait_until(refused.done, T, "the reader thread read the reply")
+
+
+def test_a_parked_link_reports_a_hang_up_at_once(ends: Ends, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_read, "PARK", 60.0)
+    monkeypatch.setattr(shared_read, "PARK_MAX", 60.0)
+    token = _token(ends)
+    assert ends.shared.read_until(_AskedFirst(ends, 1), T) is True
+    assert token._away
+    ends.other.close()
+    assert ends.closed.wait(T)  # not after PARK: the hang-up wakes the reader
