@@ -40,6 +40,7 @@ def on_each_done(comps: list[Completion], fn: Callable[[Any], None]) -> int:
     """Call ``fn(comp)`` when each of ``comps`` that is not done yet is done (as
     ``add_done_callback``, under one lock for all); how many that is."""
     armed = 0
+    links = set()
     with _GUARD:
         for comp in comps:
             if not comp._done:
@@ -48,6 +49,10 @@ def on_each_done(comps: list[Completion], fn: Callable[[Any], None]) -> int:
                 else:
                     comp._callbacks.append(fn)
                 armed += 1
+                if comp._link is not None:
+                    links.add(comp._link)
+    for link in links:
+        link.unpark()  # the reader thread reads them now, not at its next look at a parked link
     return armed
 
 
@@ -119,13 +124,16 @@ class Completion:
     def add_done_callback(self, fn: Callable[[Any], None]) -> None:
         """Call ``fn(future)`` when done (at once, in this thread, if it is)."""
         with _GUARD:
-            if not self._done:
+            done = self._done
+            if not done:
                 if self._callbacks is None:
                     self._callbacks = [fn]
                 else:
                     self._callbacks.append(fn)
-                return
-        self._run_callback(fn)
+        if done:
+            self._run_callback(fn)
+        elif self._link is not None:
+            self._link.unpark()  # (a link parked by a thread that read it: the reader reads it now)
 
     def keep_until_done(self, obj: object) -> None:
         """Hold a reference to ``obj`` until this completes (an actor call keeps its proxy alive)."""
@@ -174,6 +182,8 @@ class Completion:
     def _block(self, timeout: float | None) -> bool:
         waiter = hooks.nested_waiter
         if waiter is not None:
+            if self._link is not None:
+                self._link.unpark()  # the nested waiter does not read the link itself
             return bool(waiter(self, timeout))
         if hooks.block_hook is not None:
             with blocked():
@@ -200,6 +210,8 @@ class Completion:
 
     def _sleep(self, timeout: float | None) -> bool:
         """Sleep until set (or ``timeout``); whether it is set."""
+        if self._link is not None:
+            self._link.unpark()  # the reader thread reads it: not only at its next look
         with _GUARD:
             if self._done:
                 return True
@@ -236,6 +248,8 @@ class Completion:
                 self._callbacks = [wake]
             else:
                 self._callbacks.append(wake)
+        if self._link is not None:
+            self._link.unpark()  # the reader thread reads it: not only at its next look
         if timeout is None:
             await waiter
             return

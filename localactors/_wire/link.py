@@ -269,6 +269,13 @@ class Link(FrameReader):
         shared = self._shared
         return None if shared is None else shared.read_until(comp, timeout, deadline)
 
+    def unpark(self) -> None:
+        """A thread will sleep until this link's reader dispatches: give it a parked link now
+        (:meth:`ReadToken.unpark`)."""
+        shared = self._shared
+        if shared is not None:
+            shared.unpark()
+
     def hold(self) -> bool:
         """Keep the reader thread off this link until this thread reads it next
         (:meth:`ReadToken.hold`); ``False`` when refused."""

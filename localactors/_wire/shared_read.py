@@ -332,6 +332,20 @@ class ReadToken:
             except (OSError, ValueError):
                 pass  # closing: the reader wakes on the hang-up
 
+    def unpark(self) -> None:
+        """A thread is about to sleep until the reader thread dispatches what it waits
+        for (a done-callback, ``wait``, an ``await``): a parked link goes back to the
+        reader now, not at its next look; a held one as soon as its holder is done."""
+        if not self._away:
+            return
+        if self._lock.acquire(blocking=False):
+            try:
+                self._give_back()
+            finally:
+                self._lock.release()
+        else:
+            self._contended = True
+
     def _hand_error_to_reader(self, error: BaseException) -> None:
         """The stream is broken for everyone: the reader thread reports and closes
         as if it had met ``error`` itself."""

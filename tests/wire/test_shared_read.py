@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 import pytest
 from helpers import wait_until
 
+from localactors._base.completion import on_each_done
 from localactors._base.futures import Completion
 from localactors._wire import protocol as P
 from localactors._wire import shared_read
@@ -275,3 +276,31 @@ def test_a_parked_link_reports_a_hang_up_at_once(ends: Ends, monkeypatch: pytest
     assert token._away
     ends.other.close()
     assert ends.closed.wait(T)  # not after PARK: the hang-up wakes the reader
+
+
+@pytest.mark.parametrize("how", ["add_done_callback", "on_each_done", "a sleeping thread"])
+def test_a_thread_that_sleeps_on_a_reply_unparks_the_link(
+    ends: Ends, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """``wait``, done-callbacks and sleepers rely on the reader thread: a parked link goes
+    back to it at once, not at its next look (here an hour away)."""
+    monkeypatch.setattr(shared_read, "PARK", 3600.0)
+    monkeypatch.setattr(shared_read, "PARK_MAX", 3600.0)
+    token = _token(ends)
+    assert ends.shared.read_until(_AskedFirst(ends, 1), T) is True
+    assert token._away
+    comp = ends.replies[2] = Completion()
+    comp.reply_comes_on(token)
+    got = threading.Event()
+    if how == "add_done_callback":
+        comp.add_done_callback(lambda _: got.set())
+    elif how == "on_each_done":
+        assert on_each_done([comp], lambda _: got.set()) == 1
+    else:
+        sleeper = threading.Thread(target=lambda: comp._sleep(T) and got.set())
+        sleeper.start()
+        wait_until(lambda: not token._away, T, "the sleeper gave the link back")
+    assert not token._away
+    ends.other.send(P.CallOk(2, b"read by the reader thread"))
+    assert got.wait(T)
+    assert ends.seen[-1] == (2, "localactors-reader-shared", True)
