@@ -202,10 +202,14 @@ class ReadToken:
                     from_link = True  # (while away: a hang-up or an error)
                 else:
                     _drain_eventfd(wake)
-            if self._away and not from_link and self._takes != seen:
-                seen = self._takes  # still in use: leave it with them, look again later
-                timeout = PARK if timeout < 0 else min(2 * timeout, PARK_MAX)
-                continue
+            if not from_link:
+                if not self._away:
+                    timeout, seen = -1.0, -1  # given back (unhold, unpark) since: ours, armed
+                    continue
+                if self._takes != seen:
+                    seen = self._takes  # still in use: leave it with them, look again later
+                    timeout = PARK if timeout < 0 else min(2 * timeout, PARK_MAX)
+                    continue
             with self._lock:  # (waits while a thread reads: a caller waiting for a long reply)
                 try:
                     if self._caller_error is not None:
@@ -221,7 +225,7 @@ class ReadToken:
                         if not self._buffered() and not self._poller.poll(0):
                             continue
                     elif not from_link:
-                        timeout, seen = -1.0, -1  # given back (unhold) since the wake-up
+                        timeout, seen = -1.0, -1  # given back while we waited for the lock
                         continue
                     if not self._buffered() and not self._poller.poll(0):
                         ep.modify(fd, _ARMED)  # a caller read what woke us

@@ -255,7 +255,7 @@ def test_a_waiter_turned_away_gets_the_link_back_to_the_reader_at_once(ends: End
         os.set_blocking(r, False)
         os.write(w, b"\0")
         taker = threading.Thread(target=lambda: ends.shared.read_while_idle(r, lambda: False))
-        assert ends.shared.hold()
+        wait_until(ends.shared.hold, T, "held (the reader thread may have the token a moment)")
         taker.start()
         taker.join(T)
         assert not taker.is_alive()
