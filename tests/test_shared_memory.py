@@ -39,6 +39,11 @@ def segments(folder: Path, prefix: str = "la-") -> list[str]:
     return sorted(n for n in os.listdir(folder) if n.startswith(prefix))
 
 
+def unpooled(folder: Path) -> list[str]:
+    """The segments not in a sender's pool: those their receiver unlinks at once."""
+    return [n for n in segments(folder) if not shm._pooled(n)]
+
+
 class Holder:
     """An actor that echoes large data, and can leave a segment written but never sent."""
 
@@ -101,7 +106,7 @@ def test_large_buffers_arrive_through_a_segment(shm_dir: Path) -> None:
         assert made.nbytes == 16 * MB and made[-1] == 16 * MB // 8 - 1
         mixed = holder.echo({"a": [big, 1], "b": (arr, "x")}).result(timeout=T)
         assert mixed["a"] == [big, 1] and (mixed["b"][0] == arr).all()
-        assert segments(shm_dir) == []  # each unlinked by its receiver at once
+        assert unpooled(shm_dir) == []  # each unlinked by its receiver at once
 
 
 def test_a_task_result_fetched_twice_arrives_twice(shm_dir: Path) -> None:
@@ -110,7 +115,7 @@ def test_a_task_result_fetched_twice_arrives_twice(shm_dir: Path) -> None:
         assert fut.result(timeout=T) == bytes(3 * MB)
         assert client.gather([fut, fut]) == [bytes(3 * MB)] * 2
         assert client.submit(len, fut).result(timeout=T) == 3 * MB  # worker to worker
-        assert segments(shm_dir) == []
+        assert unpooled(shm_dir) == []
 
 
 def test_small_payloads_stay_plain_bytes() -> None:
@@ -134,7 +139,7 @@ def test_the_pickle_stream_itself_goes_when_large(shm_dir: Path) -> None:
     payload = S.dumps(value, S.SerialContext(node=node), shared=True)
     assert isinstance(payload, shm.Shared) and payload.segment and len(payload) == 0
     assert S.loads(_through_the_wire(payload)) == value
-    assert segments(shm_dir) == []
+    assert unpooled(shm_dir) == []
 
 
 # ---------------------------------------------------------------- security
@@ -266,7 +271,7 @@ def test_no_segment_survives_a_sigkilled_worker(shm_dir: Path) -> None:
         wait_until(lambda: not segments(shm_dir), T, "the dead worker's segment unlinked")
         other = client.submit(Holder, actor=True, workers=[cluster.workers[-1].name]).result(timeout=T)
         assert len(other.echo(bytes(2 * MB)).result(timeout=T)) == 2 * MB  # the cluster goes on
-        assert segments(shm_dir) == []
+        assert unpooled(shm_dir) == []
 
 
 def test_no_segment_survives_a_sigkilled_manager(shm_dir: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from helpers import wait_until
-from test_shared_memory import Holder, _Node, _through_the_wire, segments
+from test_shared_memory import Holder, _Node, _through_the_wire, segments, unpooled
 
 from localactors import Client, LocalCluster
 from localactors._base import serialize as S
@@ -68,7 +68,7 @@ def test_content_arrives_whole_across_chunk_boundaries(shm_dir: Path, small_chun
     got = _round_trip(big)
     assert type(got) is bytes and got == big
     gc.collect()
-    assert segments(shm_dir) == []
+    assert unpooled(shm_dir) == []
 
 
 def test_several_buffers_nested_in_containers(shm_dir: Path, small_chunks: None) -> None:

@@ -58,7 +58,7 @@ import stat
 import threading
 from typing import Any
 
-from . import shm_stream
+from . import shm_pool, shm_stream
 from .shm_stream import SegmentError as SegmentError
 
 logger = logging.getLogger("localactors.shm")
@@ -79,10 +79,12 @@ STREAM = 4  #: the pickle stream itself (large in-band data: long lists, strings
 
 #: the kinds written behind the message (immutable, and copied by the receiver anyway)
 STREAMED = frozenset({BYTES, STREAM})
+#: the kinds the receiver copies out: a segment of only these may be pooled (written again)
+COPIED = frozenset({BYTES, BYTEARRAY, STREAM})
 #: a segment whose streamed kinds hold fewer bytes is written whole before its message goes
 STREAM_MIN = 4 << 20
 
-_NAME = re.compile(r"la-[0-9a-f]{16}-[0-9]{1,10}-[0-9]{1,20}-[0-9a-f]{8}")
+_NAME = re.compile(r"la-[0-9a-f]{16}-[0-9]{1,10}-(p?)[0-9]{1,20}-[0-9a-f]{8}")
 
 _lock = threading.Lock()
 _created: set[str] = set()  # names this process created (some already unlinked by their receiver)
@@ -182,54 +184,71 @@ def share(inband: bytes, kinds: list[int], buffers: list[Any], prefix: str) -> S
     views = [memoryview(b).cast("B") if not isinstance(b, pickle.PickleBuffer) else b.raw() for b in buffers]
     streamed = sum(view.nbytes for kind, view in zip(kinds, views) if kind in STREAMED)
     chunk = shm_stream.CHUNK if streamed >= STREAM_MIN and shm_stream.AVAILABLE else 0
-    # streaming: the segment starts with one status byte per chunk
+    # the header: the pool's byte, then (streaming) one status byte per chunk
     chunks = sum(len(shm_stream.cuts(v.nbytes, chunk)) for k, v in zip(kinds, views) if k in STREAMED) if chunk else 0
-    offset = _align(chunks)
+    offset = _align(shm_stream.STATUS + chunks)
     spans = []
     for kind, view in zip(kinds, views):
         spans.append((kind, offset, view.nbytes))
         offset = _align(offset + view.nbytes)
     payload.spans = tuple(spans)
     size = spans[-1][1] + spans[-1][2] if spans else 0
-    written = write_segment(prefix, views, payload.spans, size, chunk) if size else None
+    pool = all(kind in COPIED for kind in kinds)
+    written = write_segment(prefix, views, payload.spans, size, chunk, pool) if size else None
     if written is None:
         payload.buffers = views
     else:
-        payload.segment, payload.chunk = written
-        payload.size = size
+        payload.segment, payload.chunk, payload.size = written
     return payload
 
 
 def write_segment(
-    prefix: str, views: list[memoryview], spans: tuple[tuple[int, int, int], ...], size: int, chunk: int = 0
-) -> tuple[str, int] | None:
-    """Write ``views`` at their offsets into a new segment: its name and its chunk
-    size (0: all written), or None (no room).
+    prefix: str,
+    views: list[memoryview],
+    spans: tuple[tuple[int, int, int], ...],
+    size: int,
+    chunk: int = 0,
+    pool: bool = False,
+) -> tuple[str, int, int] | None:
+    """Write ``views`` at their offsets into a segment: its name, its chunk size
+    (0: all written) and its size (at least ``size``), or None (no room).
 
     With ``chunk``, the spans of the :data:`STREAMED` kinds are written by a
-    writer thread after this returns, if the file system takes the lock.
+    writer thread after this returns, if the file system takes the lock. With
+    ``pool`` (the receiver copies every span out), the segment is one of the
+    sender's pool when it has one free or room for one (:mod:`.shm_pool`).
     """
     folder = directory()
-    name = f"{prefix}-{os.getpid()}-{next(_seq)}-{os.urandom(4).hex()}"
-    path = os.path.join(folder, name)
-    try:
-        st = os.statvfs(folder)
-        if st.f_bavail * st.f_frsize < size:
-            raise OSError(errno.ENOSPC, f"{size:,} bytes needed, {st.f_bavail * st.f_frsize:,} free")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        _fall_back(folder, size, err)
-        return None
+    taken = shm_pool.take(folder, prefix, size) if pool else None
+    if taken is not None:
+        name, fd, size = taken
+    else:
+        seq, tail = next(_seq), os.urandom(4).hex()
+        name = f"{prefix}-{os.getpid()}-p{seq}-{tail}" if pool else ""
+        try:
+            st = os.statvfs(folder)
+            if st.f_bavail * st.f_frsize < size:
+                raise OSError(errno.ENOSPC, f"{size:,} bytes needed, {st.f_bavail * st.f_frsize:,} free")
+            new = shm_pool.new(folder, prefix, name, size) if pool else None
+            if new is None:
+                name = f"{prefix}-{os.getpid()}-{seq}-{tail}"
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                new = os.open(os.path.join(folder, name), flags, 0o600)
+            fd = new
+        except OSError as err:
+            _fall_back(folder, size, err)
+            return None
+    pooled = _pooled(name)
     _remember(name)
     later: list[tuple[memoryview, int]] = []
     try:
         try:
             os.ftruncate(fd, size)  # the announced size at once (a hole until written)
             header = spans[0][1] if spans else 0
-            if chunk and shm_stream.lock(fd, header, size - header):
-                os.pwrite(fd, bytes(header), 0)  # the status bytes' page: taken now, not part-way
-            else:
+            if chunk and not shm_stream.lock(fd, header, size - header):
                 chunk = 0
+            if chunk or pooled:  # the header's page taken now, not part-way; chunks PENDING
+                os.pwrite(fd, bytes([shm_pool.BUSY if pooled else 0]) + bytes(header - 1), 0)
             for (kind, offset, length), view in zip(spans, views):
                 if chunk and kind in STREAMED:  # chunk k's status byte is at k
                     done = 0
@@ -242,6 +261,8 @@ def write_segment(
             os.close(fd)
             raise
     except OSError as err:  # ENOSPC part-way: another process took the room
+        if pooled:
+            shm_pool.drop(name)
         _unlink(name)
         _fall_back(folder, size, err)
         return None
@@ -249,7 +270,13 @@ def write_segment(
         shm_stream.start_writer(fd, name, later)
     else:
         os.close(fd)
-    return name, chunk
+    return name, chunk, size
+
+
+def _pooled(name: str) -> bool:
+    """Is ``name`` one of a sender's pooled segments (see :mod:`.shm_pool`)?"""
+    match = _NAME.fullmatch(name)
+    return match is not None and match.group(1) == "p"
 
 
 def _fall_back(folder: str, size: int, err: OSError) -> None:
@@ -289,7 +316,8 @@ def _unlink(name: str) -> None:
 
 
 def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int], ...], chunk: int = 0) -> Shared:
-    """Open a segment named in a message, and unlink it (runs inside the envelope's unpickling).
+    """Open a segment named in a message, and unlink it unless it is pooled
+    (runs inside the envelope's unpickling).
 
     Only opens: the copies into the receiver's objects happen in
     :meth:`Shared.take`, in the thread that unpickles the payload (waiting,
@@ -301,13 +329,18 @@ def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int
     try:
         first = shm_stream.check(size, spans, chunk, STREAMED)
         payload.spans, payload.chunk = spans, chunk
-        fd = _open(name, size)
+        pooled = _pooled(name)
+        fd = _open(name, size, pooled)
     except (OSError, ValueError) as err:
         payload.error = f"shared-memory segment {name!r}: {err}"
         return payload
-    payload.reader = shm_stream.Reader(fd, name, size, chunk, first)
+    path = os.path.join(directory(), name) if pooled else ""
+    payload.reader = shm_stream.Reader(fd, name, size, chunk, first, path)  # (frees a pooled one when it goes)
     views: list[memoryview | None] = [None] * len(spans)
     if any(kind in (PICKLE_BUFFER, VIEW) for kind, _, _ in spans):  # zero-copy: a mapping
+        if pooled:  # (its sender writes it again: never a view)
+            payload.error = f"shared-memory segment {name!r}: pooled, but holds buffers to map"
+            return payload
         try:
             # private and writable: a NumPy array built on it is writable, as one
             # unpickled from bytes would be, and a write copies only its page
@@ -323,12 +356,13 @@ def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int
     return payload
 
 
-def _open(name: str, size: int) -> int:
-    """The segment's descriptor, once it is known to be one of ours; unlinked."""
+def _open(name: str, size: int, pooled: bool = False) -> int:
+    """The segment's descriptor, once it is known to be one of ours; unlinked
+    (a pooled one: read-write, and left for its sender to write again)."""
     if type(name) is not str or not _NAME.fullmatch(name) or name[:19] not in _trusted:
         raise ValueError("not a segment name of a cluster this process belongs to")
     path = os.path.join(directory(), name)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, (os.O_RDWR if pooled else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         try:
             st = os.fstat(fd)
@@ -337,7 +371,8 @@ def _open(name: str, size: int) -> int:
             if st.st_size != size:
                 raise ValueError(f"holds {st.st_size:,} bytes, {size:,} announced")
         finally:
-            os.unlink(path)
+            if not pooled:
+                os.unlink(path)
     except BaseException:
         os.close(fd)
         raise

@@ -17,9 +17,9 @@ segment that must be complete when the receiver sees it.
 
 How the receiver knows that a chunk is there, with no polling and no hang:
 
-* the segment starts with one status byte per chunk (``PENDING``,
-  ``WRITTEN``, ``NO_ROOM``, ``FAILED``); the writer sets a chunk's byte after
-  writing its data;
+* after its first byte (see :mod:`.shm_pool`), the segment holds one status
+  byte per chunk (``PENDING``, ``WRITTEN``, ``NO_ROOM``, ``FAILED``); the
+  writer sets a chunk's byte after writing its data;
 * before the message goes, the sender takes an open-file-description lock
   (``F_OFD_SETLK``, write) over the data; the writer releases each chunk's
   range after setting its byte. The receiver waits for a read lock on the
@@ -55,7 +55,7 @@ import sys
 import threading
 from typing import Any
 
-from . import threads
+from . import shm_pool, threads
 
 try:
     import fcntl
@@ -82,6 +82,9 @@ def cuts(length: int, chunk: int) -> list[int]:
         size = min(size * 2, top)
     return sizes
 
+
+#: where the status bytes start: chunk k's is at ``STATUS + k`` (byte 0 is the pool's)
+STATUS = 1
 
 # a chunk's status byte
 PENDING = 0  #: not written (yet, or ever: the sender died)
@@ -149,8 +152,8 @@ def check(size: int, spans: tuple[tuple[int, int, int], ...], chunk: int, stream
         if chunk and kind in streamed:
             first[i] = k
             k += len(cuts(length, chunk))
-    if k and min(offset for _, offset, _ in spans) < k:
-        raise ValueError("no room for the chunks' status bytes")
+    if spans and min(offset for _, offset, _ in spans) < STATUS + k:
+        raise ValueError("no room for the segment's header")
     return first
 
 
@@ -184,15 +187,16 @@ def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
     try:
         for k, (view, offset) in enumerate(chunks):
             write_all(fd, view, offset)
-            os.pwrite(fd, b"\x01", k)  # WRITTEN, then let the receiver in
+            os.pwrite(fd, b"\x01", STATUS + k)  # WRITTEN, then let the receiver in
             _lock(fd, fcntl.F_UNLCK, offset, view.nbytes)
     except OSError as err:
         status = NO_ROOM if err.errno in (errno.ENOSPC, errno.EDQUOT) else FAILED
         try:  # (the status bytes' page was written before the message went: no ENOSPC here)
-            os.pwrite(fd, bytes([status]) * (len(chunks) - k), k)
+            os.pwrite(fd, bytes([status]) * (len(chunks) - k), STATUS + k)
         except OSError:
             pass
         logger.warning("shared-memory segment %s: writing failed part-way (%s): its receiver fails", name, err)
+        shm_pool.drop(name)  # (if pooled: not written again, its room given back)
     finally:
         _writing.discard(fd)
         os.close(fd)  # drops the remaining locks
@@ -203,23 +207,30 @@ def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
 
 
 class Reader:
-    """A received segment's open file: copies its spans out, waiting for chunks still being written."""
+    """A received segment's open file: copies its spans out, waiting for chunks still being written.
 
-    __slots__ = ("chunk", "fd", "first", "name", "size")
+    When it goes (with the payload that holds it), a pooled segment is freed
+    for its sender (:func:`_free`), an unlinked one closed.
+    """
 
-    def __init__(self, fd: int, name: str, size: int, chunk: int, first: dict[int, int]) -> None:
+    __slots__ = ("chunk", "fd", "first", "name", "pooled", "size")
+
+    def __init__(self, fd: int, name: str, size: int, chunk: int, first: dict[int, int], pooled: str = "") -> None:
         self.fd = fd
         self.name = name
         self.size = size
         self.chunk = chunk  #: 0: the segment was complete when named
         self.first = first  #: span index -> index of its first chunk (streamed spans only)
-        if size >= CLOSE_LATER and not _closer.running:
+        self.pooled = pooled  #: a pooled segment's path: its sender's to write again once this lets go
+        if size >= CLOSE_LATER and not pooled and not _closer.running:
             _closer.start()
 
     def __del__(self) -> None:
-        # the segment's memory goes with its last descriptor: giving back 100 MB
-        # of tmpfs pages takes 10-20 ms, not to be spent on the way to the caller
-        if self.size < CLOSE_LATER or not _closer.later(self.fd):
+        if self.pooled:
+            _free(self.fd, locked=bool(self.chunk))
+        # an unlinked segment's memory goes with its last descriptor: giving back
+        # 100 MB of tmpfs pages takes 10-20 ms, not to be spent on the way to the caller
+        elif self.size < CLOSE_LATER or not _closer.later(self.fd):
             _close(self.fd)
 
     def read(self, index: int, offset: int, length: int, kind: type[bytes] | type[bytearray]) -> bytes | bytearray:
@@ -239,9 +250,14 @@ class Reader:
 
     def _wait(self, k: int, start: int, length: int) -> None:
         _lock(self.fd, fcntl.F_RDLCK, start, length, wait=True)  # the writer let go of it (or died)
-        status = os.pread(self.fd, 1, k)
+        status = os.pread(self.fd, 1, STATUS + k)
         if status != b"\x01":
             code = status[0] if status else PENDING
+            if code == PENDING and self.pooled:  # its sender is dead: nobody writes it again
+                try:
+                    os.unlink(self.pooled)
+                except OSError:
+                    pass
             raise SegmentError(f"shared-memory segment {self.name!r}: {_REASONS.get(code, _REASONS[FAILED])}")
 
     def _copy(self, view: memoryview, offset: int) -> None:
@@ -251,6 +267,18 @@ class Reader:
             if n <= 0:
                 raise SegmentError(f"shared-memory segment {self.name!r}: shorter than announced")
             done += n
+
+
+def _free(fd: int, locked: bool) -> None:
+    """Hand a pooled segment back to its sender: drop this file's locks (the
+    sender's next lock must not wait for them), set its first byte ``FREE``, close."""
+    try:
+        if locked:
+            _lock(fd, fcntl.F_UNLCK, 0, 0)  # (length 0: the whole file)
+        os.pwrite(fd, b"\x00", 0)
+    except (OSError, TypeError, AttributeError):  # (Type/AttributeError: torn down at exit)
+        pass
+    _close(fd)
 
 
 def _close(fd: int) -> None:
