@@ -29,7 +29,7 @@ from test_shared_memory import Holder, _Node, _through_the_wire, segments, unpoo
 from localactors import Client, LocalCluster
 from localactors._base import serialize as S
 from localactors._base.errors import SerializationError
-from localactors._wire import shm, shm_stream
+from localactors._wire import shm, shm_raw, shm_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 KB = 1 << 10
@@ -123,7 +123,7 @@ def test_small_payloads_are_not_streamed(shm_dir: Path, small_chunks: None) -> N
 def test_without_ctypes_the_receiver_waits_then_reads(
     shm_dir: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shm_stream, "_api", False)
+    monkeypatch.setattr(shm_raw, "_api", False)
     big = os.urandom(3 * MB + 11)
     assert _round_trip({"x": big}) == {"x": big}
 

@@ -220,8 +220,9 @@ def write_segment(
     """
     folder = directory()
     taken = shm_pool.take(folder, prefix, size) if pool else None
+    mapped = None
     if taken is not None:
-        name, fd, size = taken
+        name, fd, size, mapped = taken
     else:
         seq, tail = next(_seq), os.urandom(4).hex()
         name = f"{prefix}-{os.getpid()}-p{seq}-{tail}" if pool else ""
@@ -256,7 +257,7 @@ def write_segment(
                         later.append((view[done : done + n], offset + done))
                         done += n
                 else:
-                    shm_stream.write_all(fd, view, offset)
+                    shm_stream.put(fd, view, offset, mapped)
         except BaseException:
             os.close(fd)
             raise
@@ -267,7 +268,7 @@ def write_segment(
         _fall_back(folder, size, err)
         return None
     if chunk:
-        shm_stream.start_writer(fd, name, later)
+        shm_stream.start_writer(fd, name, later, mapped)
     else:
         os.close(fd)
     return name, chunk, size

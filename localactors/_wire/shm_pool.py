@@ -33,11 +33,13 @@ the cluster's sweep when it closes; a swept segment simply leaves the pool.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 import time
+from typing import Any
 
-from . import threads
+from . import shm_raw, threads
 
 #: a pooled segment's first byte
 FREE = 0
@@ -55,11 +57,24 @@ ROUND = 0.25
 FORGET = 600.0
 
 #: what the pool did in this process (tests and benchmarks read it)
-stats = {"created": 0, "reused": 0, "grown": 0, "unlinked": 0}
+stats = {"created": 0, "reused": 0, "grown": 0, "mapped": 0, "unlinked": 0}
+
+
+class Mapped:
+    """A pooled segment mapped in its sender, every page of it there: the writer
+    copies into it (no ``SIGBUS``: a page that exists needs no room)."""
+
+    __slots__ = ("address", "anchor", "mapping", "size")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self.size = size
+        # unmapped when the last reference goes (the pool's, or a writer's still writing)
+        self.address, self.anchor = shm_raw.address(self.mapping)
 
 
 class _Entry:
-    __slots__ = ("capacity", "folder", "name", "prefix", "used")
+    __slots__ = ("capacity", "folder", "mapped", "name", "prefix", "used")
 
     def __init__(self, folder: str, prefix: str, name: str, capacity: int) -> None:
         self.folder = folder
@@ -67,6 +82,7 @@ class _Entry:
         self.name = name
         self.capacity = capacity
         self.used = time.monotonic()  #: when it was last named in a message
+        self.mapped: Mapped | None = None
 
     @property
     def path(self) -> str:
@@ -103,10 +119,11 @@ def _room(folder: str) -> tuple[int, int]:
     return min(BYTES, st.f_blocks * st.f_frsize // 8), st.f_bavail * st.f_frsize
 
 
-def take(folder: str, prefix: str, size: int) -> tuple[str, int, int] | None:
+def take(folder: str, prefix: str, size: int) -> tuple[str, int, int, Mapped | None] | None:
     """A free pooled segment for ``size`` bytes: its name, a descriptor (read-write,
-    the first byte already ``BUSY``) and its size (at least ``size``: grown here
-    if it was smaller). None: none is free (see :func:`new`)."""
+    the first byte already ``BUSY``), its size (at least ``size``: grown here if it
+    was smaller), and its mapping when all its pages are there. None: none is
+    free (see :func:`new`)."""
     with _lock:
         _trim(time.monotonic())
         fits: _Entry | None = None
@@ -137,9 +154,12 @@ def take(folder: str, prefix: str, size: int) -> tuple[str, int, int] | None:
             return None
         try:
             if chosen.capacity < size:
+                chosen.mapped = None
                 os.ftruncate(fd, size)
                 chosen.capacity = size
                 stats["grown"] += 1
+            elif chosen.mapped is None and shm_raw.available() and _whole(fd):
+                chosen.mapped = _map(fd, chosen.capacity)
             os.pwrite(fd, bytes([BUSY]), 0)
         except OSError:
             os.close(fd)
@@ -148,7 +168,23 @@ def take(folder: str, prefix: str, size: int) -> tuple[str, int, int] | None:
             return None
         chosen.used = time.monotonic()
         stats["reused"] += 1
-        return chosen.name, fd, chosen.capacity
+        return chosen.name, fd, chosen.capacity, chosen.mapped
+
+
+def _map(fd: int, size: int) -> Mapped | None:
+    try:
+        mapped = Mapped(fd, size)
+    except (OSError, ValueError, TypeError):  # (no room for a mapping: pwrite it is)
+        return None
+    stats["mapped"] += 1
+    return mapped
+
+
+def _whole(fd: int) -> bool:
+    """Does every page of the file exist (tmpfs counts the pages it holds)?"""
+    st = os.fstat(fd)
+    blocks: Any = getattr(st, "st_blocks", 0)
+    return bool(blocks * 512 >= st.st_size)
 
 
 def new(folder: str, prefix: str, name: str, size: int) -> int | None:
