@@ -28,7 +28,7 @@ from localactors._base import serialize as S
 from localactors._base.errors import SerializationError
 from localactors._wire import codec as W
 from localactors._wire import protocol as P
-from localactors._wire import shm
+from localactors._wire import shm, shm_files
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1 << 20
@@ -41,7 +41,7 @@ def segments(folder: Path, prefix: str = "la-") -> list[str]:
 
 def unpooled(folder: Path) -> list[str]:
     """The segments not in a sender's pool: those their receiver unlinks at once."""
-    return [n for n in segments(folder) if not shm._pooled(n)]
+    return [n for n in segments(folder) if not shm_files.pooled(n)]
 
 
 class Holder:
@@ -204,7 +204,7 @@ def test_segments_are_private_to_their_user(shm_dir: Path) -> None:
 def test_no_room_falls_back_to_the_socket_with_one_log_line(
     shm_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(shm, "_warned", False)
+    monkeypatch.setattr(shm_files, "_warned", False)
     real_pwrite = os.pwrite
 
     def full(fd: int, data: Any, offset: int) -> int:  # room for 1 MiB: a short write, then ENOSPC
@@ -257,7 +257,7 @@ def test_no_segment_survives_a_closed_cluster(shm_dir: Path) -> None:
         mine = shm.share(b"", [shm.BYTES], [bytes(2 * MB)], prefix)  # written here, never sent
         assert len(segments(shm_dir, prefix)) == 3
     assert segments(shm_dir) == []
-    shm._unlink(mine.segment)
+    shm_files.unlink(mine.segment)
 
 
 def test_no_segment_survives_a_sigkilled_worker(shm_dir: Path) -> None:

@@ -12,20 +12,27 @@ receiver opens the segment when it decodes the message (inside
 its open file (and, for NumPy arrays and ``memoryview`` objects, a mapping
 of it) owns the memory for as long as the payload or any object built on the
 mapping lives. Large ``bytes`` may still be being written when the message
-goes, and the receiver copies them as they land (:mod:`.shm_stream`).
+goes, and the receiver copies them as they land (:mod:`.shm_stream`). A
+segment whose every buffer the receiver copies out (``bytes``,
+``bytearray``, the pickle stream) is one of its sender's *pooled* segments
+instead, written again for later messages once the receiver lets go of it
+(:mod:`.shm_pool`); its receiver does not unlink it.
 
 Lifetime, with nobody's cooperation assumed:
 
 * the receiver unlinks right after opening, in its link's reader, so a
   segment exists while its message is in flight (in a socket buffer) only;
+  a pooled one lives while its sender uses it, and a few seconds more;
 * each process remembers the names it created and unlinks those still there
   when it exits (:func:`release_created`: ``atexit``, and the worker's own
-  ``os._exit`` path), which covers messages its receiver never read;
+  ``os._exit`` path), which covers messages its receiver never read and the
+  pooled segments;
 * the manager unlinks a dead worker's segments (:func:`sweep` with its pid),
   and sweeps the cluster's prefix when it exits (also when it exits because
   the user's process was SIGKILLed); ``LocalCluster.close`` sweeps it too.
 
-Names are ``la-<16 hex>-<pid>-<seq>-<8 hex>``: the prefix is a keyed hash of
+Names are ``la-<16 hex>-<pid>-<seq>-<8 hex>`` (``p<seq>`` when pooled, see
+:mod:`.shm_files`): the prefix is a keyed hash of
 the cluster's authkey (:func:`prefix_for`), so every process of a cluster
 knows it and nothing else about the key is revealed. A receiver opens only a
 name that matches this form exactly, under a prefix of a cluster whose link
@@ -36,37 +43,35 @@ of its own uid, mode 0600, of the announced size, and that the spans fit it.
 Plain files with :mod:`os` and :mod:`mmap`, not :mod:`multiprocessing.shared_memory`:
 its resource tracker unlinks every segment a process opens when that process
 exits, wrong for a sender and a receiver alike, and it offers no
-``O_EXCL``/``O_NOFOLLOW``/mode control. The sender fills a segment with
+``O_EXCL``/``O_NOFOLLOW``/mode control. The sender fills a new segment with
 ``pwrite(2)``, not through a mapping: on tmpfs it is about twice as fast, and
-a full directory fails with ``ENOSPC`` instead of a ``SIGBUS``. When the
+a full directory fails with ``ENOSPC`` instead of a ``SIGBUS`` (a pooled
+segment whose pages all exist is written through a mapping: no room is
+needed then, see :func:`.shm_stream.put`). When the
 directory lacks room (a 64 MB ``/dev/shm``) or is missing, the payload falls
 back to the socket: its buffers become out-of-band frames, with one log line.
 """
 
 from __future__ import annotations
 
-import atexit
 import errno
 import hashlib
-import itertools
-import logging
 import mmap
 import os
 import pickle
-import re
 import stat
 import threading
 from typing import Any
 
 from . import shm_pool, shm_stream
+from .shm_files import _NAME, fall_back, name_for, pooled, remember, unlink
+from .shm_files import directory as directory
+from .shm_files import release_created as release_created
+from .shm_files import sweep as sweep
 from .shm_stream import SegmentError as SegmentError
-
-logger = logging.getLogger("localactors.shm")
 
 #: buffers at least this large travel out of band (a segment, or a frame)
 THRESHOLD = 1 << 20
-#: where segments live; ``LOCALACTORS_SHM_DIR`` (inherited by every child) changes it
-DEFAULT_DIR = "/dev/shm"
 #: each buffer starts on a multiple of this in its segment (NumPy's alignment)
 ALIGN = 64
 
@@ -84,18 +89,8 @@ COPIED = frozenset({BYTES, BYTEARRAY, STREAM})
 #: a segment whose streamed kinds hold fewer bytes is written whole before its message goes
 STREAM_MIN = 4 << 20
 
-_NAME = re.compile(r"la-[0-9a-f]{16}-[0-9]{1,10}-(p?)[0-9]{1,20}-[0-9a-f]{8}")
-
 _lock = threading.Lock()
-_created: set[str] = set()  # names this process created (some already unlinked by their receiver)
 _trusted: set[str] = set()  # prefixes of the clusters whose links this process authenticated
-_seq = itertools.count()
-_warned = False
-_atexit = False
-
-
-def directory() -> str:
-    return os.environ.get("LOCALACTORS_SHM_DIR") or DEFAULT_DIR
 
 
 def prefix_for(authkey: bytes) -> str:
@@ -224,23 +219,22 @@ def write_segment(
     if taken is not None:
         name, fd, size, mapped = taken
     else:
-        seq, tail = next(_seq), os.urandom(4).hex()
-        name = f"{prefix}-{os.getpid()}-p{seq}-{tail}" if pool else ""
+        name = name_for(prefix, pool)
         try:
             st = os.statvfs(folder)
             if st.f_bavail * st.f_frsize < size:
                 raise OSError(errno.ENOSPC, f"{size:,} bytes needed, {st.f_bavail * st.f_frsize:,} free")
             new = shm_pool.new(folder, prefix, name, size) if pool else None
             if new is None:
-                name = f"{prefix}-{os.getpid()}-{seq}-{tail}"
+                name = name_for(prefix, False)
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
                 new = os.open(os.path.join(folder, name), flags, 0o600)
             fd = new
         except OSError as err:
-            _fall_back(folder, size, err)
+            fall_back(folder, size, err)
             return None
-    pooled = _pooled(name)
-    _remember(name)
+    is_pooled = pooled(name)
+    remember(name)
     later: list[tuple[memoryview, int]] = []
     try:
         try:
@@ -248,8 +242,8 @@ def write_segment(
             header = spans[0][1] if spans else 0
             if chunk and not shm_stream.lock(fd, header, size - header):
                 chunk = 0
-            if chunk or pooled:  # the header's page taken now, not part-way; chunks PENDING
-                os.pwrite(fd, bytes([shm_pool.BUSY if pooled else 0]) + bytes(header - 1), 0)
+            if chunk or is_pooled:  # the header's page taken now, not part-way; chunks PENDING
+                os.pwrite(fd, bytes([shm_pool.BUSY if is_pooled else 0]) + bytes(header - 1), 0)
             for (kind, offset, length), view in zip(spans, views):
                 if chunk and kind in STREAMED:  # chunk k's status byte is at k
                     done = 0
@@ -262,55 +256,17 @@ def write_segment(
             os.close(fd)
             raise
     except OSError as err:  # ENOSPC part-way: another process took the room
-        if pooled:
+        if is_pooled:
             shm_pool.drop(name)
-        _unlink(name)
-        _fall_back(folder, size, err)
+        unlink(name)
+        fall_back(folder, size, err)
         return None
     if chunk:
         shm_stream.start_writer(fd, name, later, mapped)
     else:
         os.close(fd)
+        shm_pool.written(name)
     return name, chunk, size
-
-
-def _pooled(name: str) -> bool:
-    """Is ``name`` one of a sender's pooled segments (see :mod:`.shm_pool`)?"""
-    match = _NAME.fullmatch(name)
-    return match is not None and match.group(1) == "p"
-
-
-def _fall_back(folder: str, size: int, err: OSError) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        logger.warning(
-            "shared memory in %s has no room for %s bytes (%s): large data goes through the socket instead",
-            folder,
-            f"{size:,}",
-            err.strerror or err,
-        )
-
-
-def _remember(name: str) -> None:
-    global _atexit
-    with _lock:
-        if len(_created) >= 1024:  # forget the ones their receivers unlinked
-            folder = directory()
-            _created.difference_update([n for n in _created if not os.path.exists(os.path.join(folder, n))])
-        _created.add(name)
-        if not _atexit:
-            _atexit = True
-            atexit.register(release_created)
-
-
-def _unlink(name: str) -> None:
-    try:
-        os.unlink(os.path.join(directory(), name))
-    except OSError:
-        pass
-    with _lock:
-        _created.discard(name)
 
 
 # ---------------------------------------------------------------- receiving
@@ -330,16 +286,16 @@ def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int
     try:
         first = shm_stream.check(size, spans, chunk, STREAMED)
         payload.spans, payload.chunk = spans, chunk
-        pooled = _pooled(name)
-        fd = _open(name, size, pooled)
+        is_pooled = pooled(name)
+        fd = _open(name, size, is_pooled)
     except (OSError, ValueError) as err:
         payload.error = f"shared-memory segment {name!r}: {err}"
         return payload
-    path = os.path.join(directory(), name) if pooled else ""
+    path = os.path.join(directory(), name) if is_pooled else ""
     payload.reader = shm_stream.Reader(fd, name, size, chunk, first, path)  # (frees a pooled one when it goes)
     views: list[memoryview | None] = [None] * len(spans)
     if any(kind in (PICKLE_BUFFER, VIEW) for kind, _, _ in spans):  # zero-copy: a mapping
-        if pooled:  # (its sender writes it again: never a view)
+        if is_pooled:  # (its sender writes it again: never a view)
             payload.error = f"shared-memory segment {name!r}: pooled, but holds buffers to map"
             return payload
         try:
@@ -393,41 +349,3 @@ def _inline(inband: bytes, spans: tuple[tuple[int, int, int], ...], *frames: Any
         views.append(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
     payload.views = views
     return payload
-
-
-# ---------------------------------------------------------------- cleaning up
-
-
-def sweep(prefix: str, pid: int | None = None) -> int:
-    """Unlink the segments of a cluster (of one process of it, with ``pid``); how many."""
-    folder = directory()
-    start = f"{prefix}-" if pid is None else f"{prefix}-{pid}-"
-    count = 0
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return 0
-    for name in names:
-        if name.startswith(start) and _NAME.fullmatch(name):
-            try:
-                os.unlink(os.path.join(folder, name))
-                count += 1
-            except OSError:
-                pass
-    return count
-
-
-def release_created() -> None:
-    """Unlink what this process created and no receiver took: at exit."""
-    with _lock:
-        names = list(_created)
-        _created.clear()
-    folder = directory()
-    mine = f"-{os.getpid()}-"  # a forked child inherits the set: never the parent's in-flight ones
-    for name in names:
-        if name[19 : 19 + len(mine)] != mine:
-            continue
-        try:
-            os.unlink(os.path.join(folder, name))
-        except OSError:
-            pass

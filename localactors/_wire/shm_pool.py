@@ -74,7 +74,7 @@ class Mapped:
 
 
 class _Entry:
-    __slots__ = ("capacity", "folder", "mapped", "name", "prefix", "used")
+    __slots__ = ("capacity", "folder", "mapped", "name", "prefix", "used", "writing")
 
     def __init__(self, folder: str, prefix: str, name: str, capacity: int) -> None:
         self.folder = folder
@@ -83,6 +83,7 @@ class _Entry:
         self.capacity = capacity
         self.used = time.monotonic()  #: when it was last named in a message
         self.mapped: Mapped | None = None
+        self.writing = True  #: this process still writes it (see :func:`written`)
 
     @property
     def path(self) -> str:
@@ -134,7 +135,7 @@ def take(folder: str, prefix: str, size: int) -> tuple[str, int, int, Mapped | N
             state = _state(entry)
             if state is None:
                 _pool.remove(entry)  # swept
-            elif state == FREE:
+            elif state == FREE and not entry.writing:  # (a receiver that let go early: the writer still writes)
                 if entry.capacity >= size and (fits is None or entry.capacity < fits.capacity):
                     fits = entry
                 if largest is None or entry.capacity > largest.capacity:
@@ -167,6 +168,7 @@ def take(folder: str, prefix: str, size: int) -> tuple[str, int, int, Mapped | N
             _unlink(chosen)
             return None
         chosen.used = time.monotonic()
+        chosen.writing = True
         stats["reused"] += 1
         return chosen.name, fd, chosen.capacity, chosen.mapped
 
@@ -207,6 +209,15 @@ def new(folder: str, prefix: str, name: str, size: int) -> int | None:
         except RuntimeError:  # (no new threads at exit: the exit unlinks them)
             _keeper.clear()
     return fd
+
+
+def written(name: str) -> None:
+    """This process wrote all it had to into ``name`` (its writer thread ended)."""
+    with _lock:
+        for entry in _pool:
+            if entry.name == name:
+                entry.writing = False
+                return
 
 
 def drop(name: str) -> None:

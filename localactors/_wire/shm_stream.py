@@ -212,6 +212,7 @@ def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]], mapped: shm
         _writing.discard(fd)
         os.close(fd)  # drops the remaining locks
         chunks.clear()  # (the buffers may go now)
+        shm_pool.written(name)  # (if pooled: may be written again once free)
 
 
 # ---------------------------------------------------------------- the receiver
