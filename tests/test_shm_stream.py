@@ -29,7 +29,7 @@ from test_shared_memory import Holder, _Node, _through_the_wire, segments, unpoo
 from localactors import Client, LocalCluster
 from localactors._base import serialize as S
 from localactors._base.errors import SerializationError
-from localactors._wire import shm, shm_raw, shm_stream
+from localactors._wire import shm, shm_closer, shm_raw, shm_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 KB = 1 << 10
@@ -262,7 +262,7 @@ def _open_here(name: str) -> bool:
 def test_a_large_received_segment_is_closed_by_the_closer_thread(
     shm_dir: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shm_stream, "CLOSE_LATER", 2 * MB)
+    monkeypatch.setattr(shm_closer, "CLOSE_LATER", 2 * MB)
     big = os.urandom(3 * MB)
     payload = _through_the_wire(_send(big, _Node(os.urandom(32))))
     name = payload.reader.name if payload.reader is not None else ""

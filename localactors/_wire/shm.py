@@ -292,7 +292,8 @@ def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int
         payload.error = f"shared-memory segment {name!r}: {err}"
         return payload
     path = os.path.join(directory(), name) if is_pooled else ""
-    payload.reader = shm_stream.Reader(fd, name, size, chunk, first, path)  # (frees a pooled one when it goes)
+    immutable = len(spans) if is_pooled and all(kind in (BYTES, STREAM) for kind, _, _ in spans) else 0
+    payload.reader = shm_stream.Reader(fd, name, size, chunk, first, path, immutable)  # (frees a pooled one)
     views: list[memoryview | None] = [None] * len(spans)
     if any(kind in (PICKLE_BUFFER, VIEW) for kind, _, _ in spans):  # zero-copy: a mapping
         if is_pooled:  # (its sender writes it again: never a view)

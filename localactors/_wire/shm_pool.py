@@ -220,13 +220,15 @@ def written(name: str) -> None:
                 return
 
 
-def drop(name: str) -> None:
-    """Forget and unlink a pooled segment that could not be written."""
+def drop(name: str, unlink: bool = True) -> None:
+    """Forget a pooled segment that could not be written, and unlink it (not when
+    its message went: its receiver does, once it sees the failure)."""
     with _lock:
         for entry in _pool:
             if entry.name == name:
                 _pool.remove(entry)
-                _unlink(entry)
+                if unlink:
+                    _unlink(entry)
                 return
 
 

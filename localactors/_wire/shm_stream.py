@@ -51,12 +51,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import queue
 import struct
 import sys
 import threading
 
-from . import shm_pool, shm_raw, threads
+from . import shm_closer, shm_pool, shm_raw, threads
+from .shm_closer import close as _close
 
 try:
     import fcntl
@@ -207,7 +207,7 @@ def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]], mapped: shm
         except OSError:
             pass
         logger.warning("shared-memory segment %s: writing failed part-way (%s): its receiver fails", name, err)
-        shm_pool.drop(name)  # (if pooled: not written again, its room given back)
+        shm_pool.drop(name, unlink=False)  # (if pooled: never written again; its receiver unlinks it)
     finally:
         _writing.discard(fd)
         os.close(fd)  # drops the remaining locks
@@ -222,31 +222,55 @@ class Reader:
     """A received segment's open file: copies its spans out, waiting for chunks still being written.
 
     When it goes (with the payload that holds it), a pooled segment is freed
-    for its sender (:func:`_free`), an unlinked one closed.
+    for its sender (:func:`_free`), an unlinked one closed. A pooled segment of
+    ``immutable`` spans only (``bytes``: a second unpickling may return the
+    same objects) is freed sooner, once each span has been read: the objects
+    are kept, and its sender may write it again while the payload lives on
+    (an actor still running the call).
     """
 
-    __slots__ = ("chunk", "fd", "first", "name", "pooled", "size")
+    __slots__ = ("chunk", "fd", "first", "immutable", "kept", "lock", "name", "pooled", "size")
 
-    def __init__(self, fd: int, name: str, size: int, chunk: int, first: dict[int, int], pooled: str = "") -> None:
-        self.fd = fd
+    def __init__(
+        self, fd: int, name: str, size: int, chunk: int, first: dict[int, int], pooled: str = "", immutable: int = 0
+    ) -> None:
+        self.fd = fd  #: -1 once freed
         self.name = name
         self.size = size
         self.chunk = chunk  #: 0: the segment was complete when named
         self.first = first  #: span index -> index of its first chunk (streamed spans only)
         self.pooled = pooled  #: a pooled segment's path: its sender's to write again once this lets go
-        if size >= CLOSE_LATER and not pooled and not _closer.running:
-            _closer.start()
+        self.immutable = immutable  #: pooled, its spans all ``bytes``: how many (else 0)
+        self.kept: dict[int, bytes | bytearray] = {}
+        self.lock = threading.Lock()
+        if size >= shm_closer.CLOSE_LATER and not pooled:
+            shm_closer.start()
 
     def __del__(self) -> None:
+        if self.fd < 0:
+            return
         if self.pooled:
             _free(self.fd, locked=bool(self.chunk))
         # an unlinked segment's memory goes with its last descriptor: giving back
         # 100 MB of tmpfs pages takes 10-20 ms, not to be spent on the way to the caller
-        elif self.size < CLOSE_LATER or not _closer.later(self.fd):
+        elif self.size < shm_closer.CLOSE_LATER or not shm_closer.later(self.fd):
             _close(self.fd)
 
     def read(self, index: int, offset: int, length: int, kind: type[bytes] | type[bytearray]) -> bytes | bytearray:
-        """Span ``index`` (at ``offset``, ``length`` bytes) as a new ``bytes`` or ``bytearray``."""
+        """Span ``index`` (at ``offset``, ``length`` bytes) as a new ``bytes`` or ``bytearray``
+        (or, :attr:`immutable`, the one read before)."""
+        if not self.immutable:
+            return self._read(index, offset, length, kind)
+        with self.lock:  # (two threads unpickling one payload: one copies, the other takes its objects)
+            obj = self.kept.get(index)
+            if obj is None:
+                obj = self.kept[index] = self._read(index, offset, length, kind)
+                if len(self.kept) == self.immutable:  # all copied out: the sender's again
+                    fd, self.fd = self.fd, -1
+                    _free(fd, locked=bool(self.chunk))
+            return obj
+
+    def _read(self, index: int, offset: int, length: int, kind: type[bytes] | type[bytearray]) -> bytes | bytearray:
         first = self.first.get(index)  # None: written before the message went
         obj, view = shm_raw.fresh(kind, length)
         sizes = [length] if first is None else cuts(length, self.chunk)
@@ -265,7 +289,7 @@ class Reader:
         status = os.pread(self.fd, 1, STATUS + k)
         if status != b"\x01":
             code = status[0] if status else PENDING
-            if code == PENDING and self.pooled:  # its sender is dead: nobody writes it again
+            if self.pooled:  # its sender died or dropped it: nobody writes it again
                 try:
                     os.unlink(self.pooled)
                 except OSError:
@@ -293,78 +317,13 @@ def _free(fd: int, locked: bool) -> None:
     _close(fd)
 
 
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except (OSError, TypeError):  # (TypeError: ``os`` already torn down at exit)
-        pass
-
-
-#: a received segment at least this large is closed by the closer thread
-CLOSE_LATER = 16 << 20
-
-
-class _Closer:
-    """A thread that closes received segments, and ends after a second with nothing to close.
-
-    Started by a :class:`Reader` (never from ``__del__``, which may run inside
-    the ``threading`` module); ``later`` is safe in ``__del__`` (a
-    :class:`queue.SimpleQueue` is reentrant).
-    """
-
-    def __init__(self) -> None:
-        self.fds: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self.lock = threading.Lock()
-        self.running = False
-
-    def start(self) -> None:
-        with self.lock:
-            if self.running:
-                return
-            self.running = True
-        try:
-            threads.start(threading.Thread(target=self._run, name="localactors-shm-closer", daemon=True))
-        except RuntimeError:  # (no new threads at exit: closed where they are dropped)
-            self.running = False
-
-    def later(self, fd: int) -> bool:
-        """Hand ``fd`` to the thread; False: it is not running (close it here)."""
-        self.fds.put(fd)
-        if self.running:
-            return True  # (running after the put: the thread takes it before it ends)
-        while True:  # it ended: close what is queued here, this one included
-            try:
-                _close(self.fds.get_nowait())
-            except queue.Empty:
-                return True
-
-    def _run(self) -> None:
-        while True:
-            try:
-                fd = self.fds.get(timeout=1.0)
-            except queue.Empty:
-                self.running = False  # then one more look: what ``later`` put before it read this is seen
-                if self.fds.empty():
-                    return
-                self.running = True
-                continue
-            _close(fd)
-
-
-_closer = _Closer()
-
-
 def _after_fork() -> None:
-    """In a forked child: no writer or closer thread runs here. Its copies of the
-    writers' descriptors go (the parent's keep their locks, and a parent that
-    dies releases them: the child must not hold them for it)."""
-    global _closer
+    """In a forked child: no writer thread runs here. Its copies of the writers'
+    descriptors go (the parent's keep their locks, and a parent that dies
+    releases them: the child must not hold them for it)."""
     for fd in list(_writing):
         _close(fd)
     _writing.clear()
-    while not _closer.fds.empty():  # (queued in the parent: closed there too)
-        _close(_closer.fds.get_nowait())
-    _closer = _Closer()
 
 
 if hasattr(os, "register_at_fork"):
