@@ -67,7 +67,8 @@ class Mapped:
     __slots__ = ("address", "anchor", "mapping", "size")
 
     def __init__(self, fd: int, size: int) -> None:
-        self.mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # (its page table filled in one call)
+        self.mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self.size = size
         # unmapped when the last reference goes (the pool's, or a writer's still writing)
         self.address, self.anchor = shm_raw.address(self.mapping)
