@@ -8,8 +8,8 @@ A large ``bytes`` costs two copies through shared memory: the sender's
 must own. Done one after the other they take twice as long as one copy; here
 they overlap. The sender names the segment in its message before the
 immutable buffers (``bytes``, the pickle stream) are in it, and a *writer
-thread* writes them in chunks (1 MiB, then larger: :func:`cuts`; ``pwrite``
-releases the GIL), keeping them alive until written; the receiver copies each chunk as soon
+thread* writes them in chunks (1 MiB, then larger: :func:`cuts`; the GIL is
+released while each is written: :func:`put`), keeping them alive until written; the receiver copies each chunk as soon
 as it is there. Mutable buffers (``bytearray``, ``memoryview``) and NumPy
 arrays are written before the message goes: the sender's caller
 may change them once the call returns, and a NumPy array is a view of the
