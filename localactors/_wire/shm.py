@@ -215,9 +215,9 @@ def write_segment(
     """
     folder = directory()
     taken = shm_pool.take(folder, prefix, size) if pool else None
-    mapped = None
+    mapped, idle = None, None
     if taken is not None:
-        name, fd, size, mapped = taken
+        name, fd, size, mapped, idle = taken
     else:
         name = name_for(prefix, pool)
         try:
@@ -228,8 +228,9 @@ def write_segment(
             if new is None:
                 name = name_for(prefix, False)
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                new = os.open(os.path.join(folder, name), flags, 0o600)
-            fd = new
+                fd = os.open(os.path.join(folder, name), flags, 0o600)
+            else:
+                fd, idle = new
         except OSError as err:
             fall_back(folder, size, err)
             return None
@@ -262,10 +263,11 @@ def write_segment(
         fall_back(folder, size, err)
         return None
     if chunk:
-        shm_stream.start_writer(fd, name, later, mapped)
+        shm_stream.start_writer(fd, name, later, mapped, idle)
     else:
         os.close(fd)
-        shm_pool.written(name)
+        if idle is not None:
+            idle.set()
     return name, chunk, size
 
 

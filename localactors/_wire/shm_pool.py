@@ -58,6 +58,8 @@ SEGMENTS = 4
 BYTES = 256 << 20
 #: a segment leaves the pool this long (seconds) after the last message that named it
 IDLE = 2.0
+#: how long a send waits for a free segment's writer thread to end (its last steps, usually)
+WAIT = 0.05
 #: how often the keeper looks (seconds)
 ROUND = 0.25
 #: a segment that left the pool busy and stays busy this long is left to the exit and the sweeps
@@ -82,7 +84,7 @@ class Mapped:
 
 
 class _Entry:
-    __slots__ = ("capacity", "folder", "mapped", "name", "prefix", "used", "writing")
+    __slots__ = ("capacity", "folder", "idle", "mapped", "name", "prefix", "used")
 
     def __init__(self, folder: str, prefix: str, name: str, capacity: int) -> None:
         self.folder = folder
@@ -91,7 +93,7 @@ class _Entry:
         self.capacity = capacity
         self.used = time.monotonic()  #: when it was last named in a message
         self.mapped: Mapped | None = None
-        self.writing = True  #: this process still writes it (see :func:`written`)
+        self.idle = threading.Event()  #: set: this process's writer is done with it
 
     @property
     def path(self) -> str:
@@ -128,31 +130,33 @@ def _room(folder: str) -> tuple[int, int]:
     return min(BYTES, st.f_blocks * st.f_frsize // 8), st.f_bavail * st.f_frsize
 
 
-def take(folder: str, prefix: str, size: int) -> tuple[str, int, int, Mapped | None] | None:
+def take(folder: str, prefix: str, size: int) -> tuple[str, int, int, Mapped | None, threading.Event] | None:
     """A free pooled segment for ``size`` bytes: its name, a descriptor (read-write,
     the first byte already ``BUSY``), its size (at least ``size``: grown here if it
-    was smaller), and its mapping when all its pages are there. None: none is
-    free (see :func:`new`)."""
+    was smaller), its mapping when all its pages are there, and the event its
+    writer sets when done with it. None: none is free (see :func:`new`)."""
     with _lock:
         _trim(time.monotonic())
-        fits: _Entry | None = None
-        largest: _Entry | None = None
+        free: list[_Entry] = []
         for entry in list(_pool):
             if entry.folder != folder or entry.prefix != prefix:
                 continue
             state = _state(entry)
             if state is None:
                 _pool.remove(entry)  # swept
-            elif state == FREE and not entry.writing:  # (a receiver that let go early: the writer still writes)
-                if entry.capacity >= size and (fits is None or entry.capacity < fits.capacity):
-                    fits = entry
-                if largest is None or entry.capacity > largest.capacity:
-                    largest = entry
-        chosen = fits
+            elif state == FREE:
+                free.append(entry)
+        ready = [e for e in free if e.idle.is_set()]
+        chosen = _fit(ready, size)
+        if chosen is None:  # one whose receiver is done while its writer is not (its last steps, usually)
+            late = _fit(free, size)
+            if late is not None and late.idle.wait(WAIT):
+                chosen = late
+        largest = max(ready, key=lambda e: e.capacity, default=None)
         if chosen is None and largest is not None:  # grown, if the pool and the directory have room
-            limit, free = _room(folder)
+            limit, room = _room(folder)
             held = sum(e.capacity for e in _pool)
-            if held - largest.capacity + size <= limit and size - largest.capacity <= free:
+            if held - largest.capacity + size <= limit and size - largest.capacity <= room:
                 chosen = largest
         if chosen is None:
             return None
@@ -176,9 +180,14 @@ def take(folder: str, prefix: str, size: int) -> tuple[str, int, int, Mapped | N
             _unlink(chosen)
             return None
         chosen.used = time.monotonic()
-        chosen.writing = True
+        chosen.idle.clear()
         stats["reused"] += 1
-        return chosen.name, fd, chosen.capacity, chosen.mapped
+        return chosen.name, fd, chosen.capacity, chosen.mapped, chosen.idle
+
+
+def _fit(entries: list[_Entry], size: int) -> _Entry | None:
+    """The smallest of ``entries`` that holds ``size`` bytes."""
+    return min((e for e in entries if e.capacity >= size), key=lambda e: e.capacity, default=None)
 
 
 def _map(fd: int, size: int) -> Mapped | None:
@@ -197,17 +206,19 @@ def _whole(fd: int) -> bool:
     return bool(blocks * 512 >= st.st_size)
 
 
-def new(folder: str, prefix: str, name: str, size: int) -> int | None:
+def new(folder: str, prefix: str, name: str, size: int) -> tuple[int, threading.Event] | None:
     """A new segment ``name`` in the pool, if it has room for ``size`` bytes: its
     descriptor (read-write, empty: the caller sizes it and writes ``BUSY`` first,
-    or :func:`drop` s it). None: no room in the pool. ``OSError``: not created."""
+    or :func:`drop` s it), and the event to set when done writing it. None: no
+    room in the pool. ``OSError``: not created."""
     with _lock:
         held = sum(e.capacity for e in _pool)
         if len(_pool) >= SEGMENTS or held + size > _room(folder)[0]:
             return None
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(os.path.join(folder, name), flags, 0o600)
-        _pool.append(_Entry(folder, prefix, name, size))
+        entry = _Entry(folder, prefix, name, size)
+        _pool.append(entry)
         stats["created"] += 1
         start = not _keeper.is_set()
         _keeper.set()
@@ -216,16 +227,7 @@ def new(folder: str, prefix: str, name: str, size: int) -> int | None:
             threads.start(threading.Thread(target=_keep, name="localactors-shm-pool", daemon=True))
         except RuntimeError:  # (no new threads at exit: the exit unlinks them)
             _keeper.clear()
-    return fd
-
-
-def written(name: str) -> None:
-    """This process wrote all it had to into ``name`` (its writer thread ended)."""
-    with _lock:
-        for entry in _pool:
-            if entry.name == name:
-                entry.writing = False
-                return
+    return fd, entry.idle
 
 
 def drop(name: str, unlink: bool = True) -> None:

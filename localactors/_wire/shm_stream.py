@@ -178,22 +178,33 @@ _writing: set[int] = set()  # descriptors the writer threads of this process hol
 
 
 def start_writer(
-    fd: int, name: str, chunks: list[tuple[memoryview, int]], mapped: shm_pool.Mapped | None = None
+    fd: int,
+    name: str,
+    chunks: list[tuple[memoryview, int]],
+    mapped: shm_pool.Mapped | None = None,
+    idle: threading.Event | None = None,
 ) -> None:
-    """Write ``(data, offset)`` chunks in a thread of their own (see :func:`put`), then close ``fd``.
+    """Write ``(data, offset)`` chunks in a thread of their own (see :func:`put`), then
+    close ``fd`` and set ``idle`` (a pooled segment's: it may be written again).
 
     Not a daemon: a process that exits normally finishes what it promised
     first; one that dies drops its locks and the receiver fails the call.
     """
     _writing.add(fd)
     try:
-        thread = threading.Thread(target=_write, args=(fd, name, chunks, mapped), name="localactors-shm-writer")
-        threads.start(thread)
+        args = (fd, name, chunks, mapped, idle)
+        threads.start(threading.Thread(target=_write, args=args, name="localactors-shm-writer"))
     except RuntimeError:  # (no new threads: the interpreter is shutting down) here, then
-        _write(fd, name, chunks, mapped)
+        _write(fd, name, chunks, mapped, idle)
 
 
-def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]], mapped: shm_pool.Mapped | None) -> None:
+def _write(
+    fd: int,
+    name: str,
+    chunks: list[tuple[memoryview, int]],
+    mapped: shm_pool.Mapped | None,
+    idle: threading.Event | None,
+) -> None:
     k = 0
     try:
         for k, (view, offset) in enumerate(chunks):
@@ -212,7 +223,8 @@ def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]], mapped: shm
         _writing.discard(fd)
         os.close(fd)  # drops the remaining locks
         chunks.clear()  # (the buffers may go now)
-        shm_pool.written(name)  # (if pooled: may be written again once free)
+        if idle is not None:
+            idle.set()
 
 
 # ---------------------------------------------------------------- the receiver
