@@ -246,7 +246,7 @@ def write_segment(
             if chunk or is_pooled:  # the header's page taken now, not part-way; chunks PENDING
                 os.pwrite(fd, bytes([shm_pool.BUSY if is_pooled else 0]) + bytes(header - 1), 0)
             for (kind, offset, length), view in zip(spans, views):
-                if chunk and kind in STREAMED:  # chunk k's status byte is at k
+                if chunk and kind in STREAMED:  # chunk k's status byte is at STATUS + k
                     done = 0
                     for n in shm_stream.cuts(length, chunk):
                         later.append((view[done : done + n], offset + done))
@@ -255,10 +255,10 @@ def write_segment(
                     shm_stream.put(fd, view, offset, mapped)
         except BaseException:
             os.close(fd)
+            if is_pooled:
+                shm_pool.drop(name)  # (never named in a message: unlinked)
             raise
     except OSError as err:  # ENOSPC part-way: another process took the room
-        if is_pooled:
-            shm_pool.drop(name)
         unlink(name)
         fall_back(folder, size, err)
         return None
