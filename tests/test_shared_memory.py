@@ -28,7 +28,7 @@ from localactors._base import serialize as S
 from localactors._base.errors import SerializationError
 from localactors._wire import codec as W
 from localactors._wire import protocol as P
-from localactors._wire import shm
+from localactors._wire import shm, shm_files
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1 << 20
@@ -37,6 +37,11 @@ T = 30.0
 
 def segments(folder: Path, prefix: str = "la-") -> list[str]:
     return sorted(n for n in os.listdir(folder) if n.startswith(prefix))
+
+
+def unpooled(folder: Path) -> list[str]:
+    """The segments not in a sender's pool: those their receiver unlinks at once."""
+    return [n for n in segments(folder) if not shm_files.pooled(n)]
 
 
 class Holder:
@@ -101,7 +106,7 @@ def test_large_buffers_arrive_through_a_segment(shm_dir: Path) -> None:
         assert made.nbytes == 16 * MB and made[-1] == 16 * MB // 8 - 1
         mixed = holder.echo({"a": [big, 1], "b": (arr, "x")}).result(timeout=T)
         assert mixed["a"] == [big, 1] and (mixed["b"][0] == arr).all()
-        assert segments(shm_dir) == []  # each unlinked by its receiver at once
+        assert unpooled(shm_dir) == []  # each unlinked by its receiver at once
 
 
 def test_a_task_result_fetched_twice_arrives_twice(shm_dir: Path) -> None:
@@ -110,7 +115,7 @@ def test_a_task_result_fetched_twice_arrives_twice(shm_dir: Path) -> None:
         assert fut.result(timeout=T) == bytes(3 * MB)
         assert client.gather([fut, fut]) == [bytes(3 * MB)] * 2
         assert client.submit(len, fut).result(timeout=T) == 3 * MB  # worker to worker
-        assert segments(shm_dir) == []
+        assert unpooled(shm_dir) == []
 
 
 def test_small_payloads_stay_plain_bytes() -> None:
@@ -134,7 +139,7 @@ def test_the_pickle_stream_itself_goes_when_large(shm_dir: Path) -> None:
     payload = S.dumps(value, S.SerialContext(node=node), shared=True)
     assert isinstance(payload, shm.Shared) and payload.segment and len(payload) == 0
     assert S.loads(_through_the_wire(payload)) == value
-    assert segments(shm_dir) == []
+    assert unpooled(shm_dir) == []
 
 
 # ---------------------------------------------------------------- security
@@ -199,7 +204,7 @@ def test_segments_are_private_to_their_user(shm_dir: Path) -> None:
 def test_no_room_falls_back_to_the_socket_with_one_log_line(
     shm_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(shm, "_warned", False)
+    monkeypatch.setattr(shm_files, "_warned", False)
     real_pwrite = os.pwrite
 
     def full(fd: int, data: Any, offset: int) -> int:  # room for 1 MiB: a short write, then ENOSPC
@@ -252,7 +257,7 @@ def test_no_segment_survives_a_closed_cluster(shm_dir: Path) -> None:
         mine = shm.share(b"", [shm.BYTES], [bytes(2 * MB)], prefix)  # written here, never sent
         assert len(segments(shm_dir, prefix)) == 3
     assert segments(shm_dir) == []
-    shm._unlink(mine.segment)
+    shm_files.unlink(mine.segment)
 
 
 def test_no_segment_survives_a_sigkilled_worker(shm_dir: Path) -> None:
@@ -266,7 +271,7 @@ def test_no_segment_survives_a_sigkilled_worker(shm_dir: Path) -> None:
         wait_until(lambda: not segments(shm_dir), T, "the dead worker's segment unlinked")
         other = client.submit(Holder, actor=True, workers=[cluster.workers[-1].name]).result(timeout=T)
         assert len(other.echo(bytes(2 * MB)).result(timeout=T)) == 2 * MB  # the cluster goes on
-        assert segments(shm_dir) == []
+        assert unpooled(shm_dir) == []
 
 
 def test_no_segment_survives_a_sigkilled_manager(shm_dir: Path) -> None:

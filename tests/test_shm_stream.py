@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 from helpers import wait_until
-from test_shared_memory import Holder, _Node, _through_the_wire, segments
+from test_shared_memory import Holder, _Node, _through_the_wire, segments, unpooled
 
 from localactors import Client, LocalCluster
 from localactors._base import serialize as S
 from localactors._base.errors import SerializationError
-from localactors._wire import shm, shm_stream
+from localactors._wire import shm, shm_closer, shm_raw, shm_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 KB = 1 << 10
@@ -68,7 +68,7 @@ def test_content_arrives_whole_across_chunk_boundaries(shm_dir: Path, small_chun
     got = _round_trip(big)
     assert type(got) is bytes and got == big
     gc.collect()
-    assert segments(shm_dir) == []
+    assert unpooled(shm_dir) == []
 
 
 def test_several_buffers_nested_in_containers(shm_dir: Path, small_chunks: None) -> None:
@@ -123,7 +123,7 @@ def test_small_payloads_are_not_streamed(shm_dir: Path, small_chunks: None) -> N
 def test_without_ctypes_the_receiver_waits_then_reads(
     shm_dir: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shm_stream, "_api", False)
+    monkeypatch.setattr(shm_raw, "_api", False)
     big = os.urandom(3 * MB + 11)
     assert _round_trip({"x": big}) == {"x": big}
 
@@ -262,7 +262,7 @@ def _open_here(name: str) -> bool:
 def test_a_large_received_segment_is_closed_by_the_closer_thread(
     shm_dir: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shm_stream, "CLOSE_LATER", 2 * MB)
+    monkeypatch.setattr(shm_closer, "CLOSE_LATER", 2 * MB)
     big = os.urandom(3 * MB)
     payload = _through_the_wire(_send(big, _Node(os.urandom(32))))
     name = payload.reader.name if payload.reader is not None else ""

@@ -12,20 +12,27 @@ receiver opens the segment when it decodes the message (inside
 its open file (and, for NumPy arrays and ``memoryview`` objects, a mapping
 of it) owns the memory for as long as the payload or any object built on the
 mapping lives. Large ``bytes`` may still be being written when the message
-goes, and the receiver copies them as they land (:mod:`.shm_stream`).
+goes, and the receiver copies them as they land (:mod:`.shm_stream`). A
+segment whose every buffer the receiver copies out (``bytes``,
+``bytearray``, the pickle stream) is one of its sender's *pooled* segments
+instead, written again for later messages once the receiver lets go of it
+(:mod:`.shm_pool`); its receiver does not unlink it.
 
 Lifetime, with nobody's cooperation assumed:
 
 * the receiver unlinks right after opening, in its link's reader, so a
   segment exists while its message is in flight (in a socket buffer) only;
+  a pooled one lives while its sender uses it, and a few seconds more;
 * each process remembers the names it created and unlinks those still there
   when it exits (:func:`release_created`: ``atexit``, and the worker's own
-  ``os._exit`` path), which covers messages its receiver never read;
+  ``os._exit`` path), which covers messages its receiver never read and the
+  pooled segments;
 * the manager unlinks a dead worker's segments (:func:`sweep` with its pid),
   and sweeps the cluster's prefix when it exits (also when it exits because
   the user's process was SIGKILLed); ``LocalCluster.close`` sweeps it too.
 
-Names are ``la-<16 hex>-<pid>-<seq>-<8 hex>``: the prefix is a keyed hash of
+Names are ``la-<16 hex>-<pid>-<seq>-<8 hex>`` (``p<seq>`` when pooled, see
+:mod:`.shm_files`): the prefix is a keyed hash of
 the cluster's authkey (:func:`prefix_for`), so every process of a cluster
 knows it and nothing else about the key is revealed. A receiver opens only a
 name that matches this form exactly, under a prefix of a cluster whose link
@@ -36,37 +43,35 @@ of its own uid, mode 0600, of the announced size, and that the spans fit it.
 Plain files with :mod:`os` and :mod:`mmap`, not :mod:`multiprocessing.shared_memory`:
 its resource tracker unlinks every segment a process opens when that process
 exits, wrong for a sender and a receiver alike, and it offers no
-``O_EXCL``/``O_NOFOLLOW``/mode control. The sender fills a segment with
+``O_EXCL``/``O_NOFOLLOW``/mode control. The sender fills a new segment with
 ``pwrite(2)``, not through a mapping: on tmpfs it is about twice as fast, and
-a full directory fails with ``ENOSPC`` instead of a ``SIGBUS``. When the
+a full directory fails with ``ENOSPC`` instead of a ``SIGBUS`` (a pooled
+segment whose pages all exist is written through a mapping: no room is
+needed then, see :func:`.shm_stream.put`). When the
 directory lacks room (a 64 MB ``/dev/shm``) or is missing, the payload falls
 back to the socket: its buffers become out-of-band frames, with one log line.
 """
 
 from __future__ import annotations
 
-import atexit
 import errno
 import hashlib
-import itertools
-import logging
 import mmap
 import os
 import pickle
-import re
 import stat
 import threading
 from typing import Any
 
-from . import shm_stream
+from . import shm_pool, shm_stream
+from .shm_files import _NAME, fall_back, name_for, pooled, remember, unlink
+from .shm_files import directory as directory
+from .shm_files import release_created as release_created
+from .shm_files import sweep as sweep
 from .shm_stream import SegmentError as SegmentError
-
-logger = logging.getLogger("localactors.shm")
 
 #: buffers at least this large travel out of band (a segment, or a frame)
 THRESHOLD = 1 << 20
-#: where segments live; ``LOCALACTORS_SHM_DIR`` (inherited by every child) changes it
-DEFAULT_DIR = "/dev/shm"
 #: each buffer starts on a multiple of this in its segment (NumPy's alignment)
 ALIGN = 64
 
@@ -79,21 +84,13 @@ STREAM = 4  #: the pickle stream itself (large in-band data: long lists, strings
 
 #: the kinds written behind the message (immutable, and copied by the receiver anyway)
 STREAMED = frozenset({BYTES, STREAM})
+#: the kinds the receiver copies out: a segment of only these may be pooled (written again)
+COPIED = frozenset({BYTES, BYTEARRAY, STREAM})
 #: a segment whose streamed kinds hold fewer bytes is written whole before its message goes
 STREAM_MIN = 4 << 20
 
-_NAME = re.compile(r"la-[0-9a-f]{16}-[0-9]{1,10}-[0-9]{1,20}-[0-9a-f]{8}")
-
 _lock = threading.Lock()
-_created: set[str] = set()  # names this process created (some already unlinked by their receiver)
 _trusted: set[str] = set()  # prefixes of the clusters whose links this process authenticated
-_seq = itertools.count()
-_warned = False
-_atexit = False
-
-
-def directory() -> str:
-    return os.environ.get("LOCALACTORS_SHM_DIR") or DEFAULT_DIR
 
 
 def prefix_for(authkey: bytes) -> str:
@@ -182,114 +179,104 @@ def share(inband: bytes, kinds: list[int], buffers: list[Any], prefix: str) -> S
     views = [memoryview(b).cast("B") if not isinstance(b, pickle.PickleBuffer) else b.raw() for b in buffers]
     streamed = sum(view.nbytes for kind, view in zip(kinds, views) if kind in STREAMED)
     chunk = shm_stream.CHUNK if streamed >= STREAM_MIN and shm_stream.AVAILABLE else 0
-    # streaming: the segment starts with one status byte per chunk
+    # the header: the pool's byte, then (streaming) one status byte per chunk
     chunks = sum(len(shm_stream.cuts(v.nbytes, chunk)) for k, v in zip(kinds, views) if k in STREAMED) if chunk else 0
-    offset = _align(chunks)
+    offset = _align(shm_stream.STATUS + chunks)
     spans = []
     for kind, view in zip(kinds, views):
         spans.append((kind, offset, view.nbytes))
         offset = _align(offset + view.nbytes)
     payload.spans = tuple(spans)
     size = spans[-1][1] + spans[-1][2] if spans else 0
-    written = write_segment(prefix, views, payload.spans, size, chunk) if size else None
+    pool = all(kind in COPIED for kind in kinds)
+    written = write_segment(prefix, views, payload.spans, size, chunk, pool) if size else None
     if written is None:
         payload.buffers = views
     else:
-        payload.segment, payload.chunk = written
-        payload.size = size
+        payload.segment, payload.chunk, payload.size = written
     return payload
 
 
 def write_segment(
-    prefix: str, views: list[memoryview], spans: tuple[tuple[int, int, int], ...], size: int, chunk: int = 0
-) -> tuple[str, int] | None:
-    """Write ``views`` at their offsets into a new segment: its name and its chunk
-    size (0: all written), or None (no room).
+    prefix: str,
+    views: list[memoryview],
+    spans: tuple[tuple[int, int, int], ...],
+    size: int,
+    chunk: int = 0,
+    pool: bool = False,
+) -> tuple[str, int, int] | None:
+    """Write ``views`` at their offsets into a segment: its name, its chunk size
+    (0: all written) and its size (at least ``size``), or None (no room).
 
     With ``chunk``, the spans of the :data:`STREAMED` kinds are written by a
-    writer thread after this returns, if the file system takes the lock.
+    writer thread after this returns, if the file system takes the lock. With
+    ``pool`` (the receiver copies every span out), the segment is one of the
+    sender's pool when it has one free or room for one (:mod:`.shm_pool`).
     """
     folder = directory()
-    name = f"{prefix}-{os.getpid()}-{next(_seq)}-{os.urandom(4).hex()}"
-    path = os.path.join(folder, name)
-    try:
-        st = os.statvfs(folder)
-        if st.f_bavail * st.f_frsize < size:
-            raise OSError(errno.ENOSPC, f"{size:,} bytes needed, {st.f_bavail * st.f_frsize:,} free")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        _fall_back(folder, size, err)
-        return None
-    _remember(name)
+    taken = shm_pool.take(folder, prefix, size) if pool else None
+    mapped, idle = None, None
+    if taken is not None:
+        name, fd, size, mapped, idle = taken
+    else:
+        name = name_for(prefix, pool)
+        try:
+            st = os.statvfs(folder)
+            if st.f_bavail * st.f_frsize < size:
+                raise OSError(errno.ENOSPC, f"{size:,} bytes needed, {st.f_bavail * st.f_frsize:,} free")
+            new = shm_pool.new(folder, prefix, name, size) if pool else None
+            if new is None:
+                name = name_for(prefix, False)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(os.path.join(folder, name), flags, 0o600)
+            else:
+                fd, idle = new
+        except OSError as err:
+            fall_back(folder, size, err)
+            return None
+    is_pooled = pooled(name)
+    remember(name)
     later: list[tuple[memoryview, int]] = []
     try:
         try:
             os.ftruncate(fd, size)  # the announced size at once (a hole until written)
             header = spans[0][1] if spans else 0
-            if chunk and shm_stream.lock(fd, header, size - header):
-                os.pwrite(fd, bytes(header), 0)  # the status bytes' page: taken now, not part-way
-            else:
+            if chunk and not shm_stream.lock(fd, header, size - header):
                 chunk = 0
+            if chunk or is_pooled:  # the header's page taken now, not part-way; chunks PENDING
+                os.pwrite(fd, bytes([shm_pool.BUSY if is_pooled else 0]) + bytes(header - 1), 0)
             for (kind, offset, length), view in zip(spans, views):
-                if chunk and kind in STREAMED:  # chunk k's status byte is at k
+                if chunk and kind in STREAMED:  # chunk k's status byte is at STATUS + k
                     done = 0
                     for n in shm_stream.cuts(length, chunk):
                         later.append((view[done : done + n], offset + done))
                         done += n
                 else:
-                    shm_stream.write_all(fd, view, offset)
+                    shm_stream.put(fd, view, offset, mapped)
         except BaseException:
             os.close(fd)
+            if is_pooled:
+                shm_pool.drop(name)  # (never named in a message: unlinked)
             raise
     except OSError as err:  # ENOSPC part-way: another process took the room
-        _unlink(name)
-        _fall_back(folder, size, err)
+        unlink(name)
+        fall_back(folder, size, err)
         return None
     if chunk:
-        shm_stream.start_writer(fd, name, later)
+        shm_stream.start_writer(fd, name, later, mapped, idle)
     else:
         os.close(fd)
-    return name, chunk
-
-
-def _fall_back(folder: str, size: int, err: OSError) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        logger.warning(
-            "shared memory in %s has no room for %s bytes (%s): large data goes through the socket instead",
-            folder,
-            f"{size:,}",
-            err.strerror or err,
-        )
-
-
-def _remember(name: str) -> None:
-    global _atexit
-    with _lock:
-        if len(_created) >= 1024:  # forget the ones their receivers unlinked
-            folder = directory()
-            _created.difference_update([n for n in _created if not os.path.exists(os.path.join(folder, n))])
-        _created.add(name)
-        if not _atexit:
-            _atexit = True
-            atexit.register(release_created)
-
-
-def _unlink(name: str) -> None:
-    try:
-        os.unlink(os.path.join(directory(), name))
-    except OSError:
-        pass
-    with _lock:
-        _created.discard(name)
+        if idle is not None:
+            idle.set()
+    return name, chunk, size
 
 
 # ---------------------------------------------------------------- receiving
 
 
 def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int], ...], chunk: int = 0) -> Shared:
-    """Open a segment named in a message, and unlink it (runs inside the envelope's unpickling).
+    """Open a segment named in a message, and unlink it unless it is pooled
+    (runs inside the envelope's unpickling).
 
     Only opens: the copies into the receiver's objects happen in
     :meth:`Shared.take`, in the thread that unpickles the payload (waiting,
@@ -301,13 +288,19 @@ def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int
     try:
         first = shm_stream.check(size, spans, chunk, STREAMED)
         payload.spans, payload.chunk = spans, chunk
-        fd = _open(name, size)
+        is_pooled = pooled(name)
+        fd = _open(name, size, is_pooled)
     except (OSError, ValueError) as err:
         payload.error = f"shared-memory segment {name!r}: {err}"
         return payload
-    payload.reader = shm_stream.Reader(fd, name, size, chunk, first)
+    path = os.path.join(directory(), name) if is_pooled else ""
+    immutable = len(spans) if is_pooled and all(kind in (BYTES, STREAM) for kind, _, _ in spans) else 0
+    payload.reader = shm_stream.Reader(fd, name, size, chunk, first, path, immutable)  # (frees a pooled one)
     views: list[memoryview | None] = [None] * len(spans)
     if any(kind in (PICKLE_BUFFER, VIEW) for kind, _, _ in spans):  # zero-copy: a mapping
+        if is_pooled:  # (its sender writes it again: never a view)
+            payload.error = f"shared-memory segment {name!r}: pooled, but holds buffers to map"
+            return payload
         try:
             # private and writable: a NumPy array built on it is writable, as one
             # unpickled from bytes would be, and a write copies only its page
@@ -323,12 +316,13 @@ def _claim(inband: bytes, name: str, size: int, spans: tuple[tuple[int, int, int
     return payload
 
 
-def _open(name: str, size: int) -> int:
-    """The segment's descriptor, once it is known to be one of ours; unlinked."""
+def _open(name: str, size: int, pooled: bool = False) -> int:
+    """The segment's descriptor, once it is known to be one of ours; unlinked
+    (a pooled one: read-write, and left for its sender to write again)."""
     if type(name) is not str or not _NAME.fullmatch(name) or name[:19] not in _trusted:
         raise ValueError("not a segment name of a cluster this process belongs to")
     path = os.path.join(directory(), name)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, (os.O_RDWR if pooled else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         try:
             st = os.fstat(fd)
@@ -337,7 +331,8 @@ def _open(name: str, size: int) -> int:
             if st.st_size != size:
                 raise ValueError(f"holds {st.st_size:,} bytes, {size:,} announced")
         finally:
-            os.unlink(path)
+            if not pooled:
+                os.unlink(path)
     except BaseException:
         os.close(fd)
         raise
@@ -357,41 +352,3 @@ def _inline(inband: bytes, spans: tuple[tuple[int, int, int], ...], *frames: Any
         views.append(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
     payload.views = views
     return payload
-
-
-# ---------------------------------------------------------------- cleaning up
-
-
-def sweep(prefix: str, pid: int | None = None) -> int:
-    """Unlink the segments of a cluster (of one process of it, with ``pid``); how many."""
-    folder = directory()
-    start = f"{prefix}-" if pid is None else f"{prefix}-{pid}-"
-    count = 0
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return 0
-    for name in names:
-        if name.startswith(start) and _NAME.fullmatch(name):
-            try:
-                os.unlink(os.path.join(folder, name))
-                count += 1
-            except OSError:
-                pass
-    return count
-
-
-def release_created() -> None:
-    """Unlink what this process created and no receiver took: at exit."""
-    with _lock:
-        names = list(_created)
-        _created.clear()
-    folder = directory()
-    mine = f"-{os.getpid()}-"  # a forked child inherits the set: never the parent's in-flight ones
-    for name in names:
-        if name[19 : 19 + len(mine)] != mine:
-            continue
-        try:
-            os.unlink(os.path.join(folder, name))
-        except OSError:
-            pass

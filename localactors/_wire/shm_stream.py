@@ -8,8 +8,8 @@ A large ``bytes`` costs two copies through shared memory: the sender's
 must own. Done one after the other they take twice as long as one copy; here
 they overlap. The sender names the segment in its message before the
 immutable buffers (``bytes``, the pickle stream) are in it, and a *writer
-thread* writes them in chunks (1 MiB, then larger: :func:`cuts`; ``pwrite``
-releases the GIL), keeping them alive until written; the receiver copies each chunk as soon
+thread* writes them in chunks (1 MiB, then larger: :func:`cuts`; the GIL is
+released while each is written: :func:`put`), keeping them alive until written; the receiver copies each chunk as soon
 as it is there. Mutable buffers (``bytearray``, ``memoryview``) and NumPy
 arrays are written before the message goes: the sender's caller
 may change them once the call returns, and a NumPy array is a view of the
@@ -17,9 +17,9 @@ segment that must be complete when the receiver sees it.
 
 How the receiver knows that a chunk is there, with no polling and no hang:
 
-* the segment starts with one status byte per chunk (``PENDING``,
-  ``WRITTEN``, ``NO_ROOM``, ``FAILED``); the writer sets a chunk's byte after
-  writing its data;
+* after its first byte (see :mod:`.shm_pool`), the segment holds one status
+  byte per chunk (``PENDING``, ``WRITTEN``, ``NO_ROOM``, ``FAILED``); the
+  writer sets a chunk's byte after writing its data;
 * before the message goes, the sender takes an open-file-description lock
   (``F_OFD_SETLK``, write) over the data; the writer releases each chunk's
   range after setting its byte. The receiver waits for a read lock on the
@@ -31,13 +31,15 @@ How the receiver knows that a chunk is there, with no polling and no hang:
   :class:`SegmentError` instead of returning partial data.
 
 The receiver copies with ``preadv(2)`` straight into the storage of the
-object it returns: a ``bytes`` made by ``PyBytes_FromStringAndSize(NULL, n)``
-through :mod:`ctypes` (the documented C way to fill a new ``bytes`` before
-anyone sees it), a ``bytearray`` by ``PyByteArray_FromStringAndSize(NULL, n)``
-(no zero-fill first), both advised to use transparent huge pages
-(``MADV_HUGEPAGE``: 512 times fewer page faults on the fresh memory). Without
+object it returns, new and on huge pages (:func:`.shm_raw.fresh`). Without
 :mod:`ctypes` it waits for the whole buffer and ``os.pread`` makes the
 ``bytes`` (one copy, no overlap).
+
+The sender writes with ``pwrite(2)``, or, into a pooled segment whose pages
+all exist (:mod:`.shm_pool`), with a memory copy into its mapping
+(:func:`put`): on tmpfs, ``pwrite`` costs a file-page lookup and lock per 4
+KiB, which with a receiver copying beside it makes it about half as fast as
+the receiver; the copy into mapped pages is as fast as the receiver's.
 
 Linux only (``F_OFD_*`` locks, a 64-bit ``struct flock``); elsewhere, or when
 the directory's file system refuses the lock, every buffer is written before
@@ -49,13 +51,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import queue
 import struct
 import sys
 import threading
-from typing import Any
 
-from . import threads
+from . import shm_closer, shm_pool, shm_raw, threads
+from .shm_closer import close as _close
 
 try:
     import fcntl
@@ -82,6 +83,9 @@ def cuts(length: int, chunk: int) -> list[int]:
         size = min(size * 2, top)
     return sizes
 
+
+#: where the status bytes start: chunk k's is at ``STATUS + k`` (byte 0 is the pool's)
+STATUS = 1
 
 # a chunk's status byte
 PENDING = 0  #: not written (yet, or ever: the sender died)
@@ -149,8 +153,8 @@ def check(size: int, spans: tuple[tuple[int, int, int], ...], chunk: int, stream
         if chunk and kind in streamed:
             first[i] = k
             k += len(cuts(length, chunk))
-    if k and min(offset for _, offset, _ in spans) < k:
-        raise ValueError("no room for the chunks' status bytes")
+    if spans and min(offset for _, offset, _ in spans) < STATUS + k:
+        raise ValueError("no room for the segment's header")
     return first
 
 
@@ -160,72 +164,127 @@ def write_all(fd: int, view: memoryview, offset: int) -> None:
         done += os.pwrite(fd, view[done : done + _MAX_IO], offset + done)
 
 
+def put(fd: int, view: memoryview, offset: int, mapped: shm_pool.Mapped | None = None) -> None:
+    """Write ``view`` at ``offset``: a copy into ``mapped`` (the segment's mapping,
+    every page of it there: no ``SIGBUS``) when given and it has room, else ``pwrite``."""
+    if mapped is None or offset + view.nbytes > mapped.size or not shm_raw.copy(mapped.address + offset, view):
+        write_all(fd, view, offset)
+
+
 # ---------------------------------------------------------------- the sender
 
 
 _writing: set[int] = set()  # descriptors the writer threads of this process hold
 
 
-def start_writer(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
-    """Write ``(data, offset)`` chunks in a thread of their own, then close ``fd``.
+def start_writer(
+    fd: int,
+    name: str,
+    chunks: list[tuple[memoryview, int]],
+    mapped: shm_pool.Mapped | None = None,
+    idle: threading.Event | None = None,
+) -> None:
+    """Write ``(data, offset)`` chunks in a thread of their own (see :func:`put`), then
+    close ``fd`` and set ``idle`` (a pooled segment's: it may be written again).
 
     Not a daemon: a process that exits normally finishes what it promised
     first; one that dies drops its locks and the receiver fails the call.
     """
     _writing.add(fd)
     try:
-        threads.start(threading.Thread(target=_write, args=(fd, name, chunks), name="localactors-shm-writer"))
+        args = (fd, name, chunks, mapped, idle)
+        threads.start(threading.Thread(target=_write, args=args, name="localactors-shm-writer"))
     except RuntimeError:  # (no new threads: the interpreter is shutting down) here, then
-        _write(fd, name, chunks)
+        _write(fd, name, chunks, mapped, idle)
 
 
-def _write(fd: int, name: str, chunks: list[tuple[memoryview, int]]) -> None:
+def _write(
+    fd: int,
+    name: str,
+    chunks: list[tuple[memoryview, int]],
+    mapped: shm_pool.Mapped | None,
+    idle: threading.Event | None,
+) -> None:
     k = 0
     try:
         for k, (view, offset) in enumerate(chunks):
-            write_all(fd, view, offset)
-            os.pwrite(fd, b"\x01", k)  # WRITTEN, then let the receiver in
+            put(fd, view, offset, mapped)
+            os.pwrite(fd, b"\x01", STATUS + k)  # WRITTEN, then let the receiver in
             _lock(fd, fcntl.F_UNLCK, offset, view.nbytes)
     except OSError as err:
         status = NO_ROOM if err.errno in (errno.ENOSPC, errno.EDQUOT) else FAILED
         try:  # (the status bytes' page was written before the message went: no ENOSPC here)
-            os.pwrite(fd, bytes([status]) * (len(chunks) - k), k)
+            os.pwrite(fd, bytes([status]) * (len(chunks) - k), STATUS + k)
         except OSError:
             pass
         logger.warning("shared-memory segment %s: writing failed part-way (%s): its receiver fails", name, err)
+        shm_pool.drop(name, unlink=False)  # (if pooled: never written again; its receiver unlinks it)
     finally:
         _writing.discard(fd)
         os.close(fd)  # drops the remaining locks
         chunks.clear()  # (the buffers may go now)
+        if idle is not None:
+            idle.set()
 
 
 # ---------------------------------------------------------------- the receiver
 
 
 class Reader:
-    """A received segment's open file: copies its spans out, waiting for chunks still being written."""
+    """A received segment's open file: copies its spans out, waiting for chunks still being written.
 
-    __slots__ = ("chunk", "fd", "first", "name", "size")
+    When it goes (with the payload that holds it), a pooled segment is freed
+    for its sender (:func:`_free`), an unlinked one closed. A pooled segment of
+    ``immutable`` spans only (``bytes``: a second unpickling may return the
+    same objects) is freed sooner, once each span has been read: the objects
+    are kept, and its sender may write it again while the payload lives on
+    (an actor still running the call).
+    """
 
-    def __init__(self, fd: int, name: str, size: int, chunk: int, first: dict[int, int]) -> None:
-        self.fd = fd
+    __slots__ = ("chunk", "fd", "first", "immutable", "kept", "lock", "name", "pooled", "size")
+
+    def __init__(
+        self, fd: int, name: str, size: int, chunk: int, first: dict[int, int], pooled: str = "", immutable: int = 0
+    ) -> None:
+        self.fd = fd  #: -1 once freed
         self.name = name
         self.size = size
         self.chunk = chunk  #: 0: the segment was complete when named
         self.first = first  #: span index -> index of its first chunk (streamed spans only)
-        if size >= CLOSE_LATER and not _closer.running:
-            _closer.start()
+        self.pooled = pooled  #: a pooled segment's path: its sender's to write again once this lets go
+        self.immutable = immutable  #: pooled, its spans all ``bytes``: how many (else 0)
+        self.kept: dict[int, bytes | bytearray] = {}
+        self.lock = threading.Lock()
+        if size >= shm_closer.CLOSE_LATER and not pooled:
+            shm_closer.start()
 
     def __del__(self) -> None:
-        # the segment's memory goes with its last descriptor: giving back 100 MB
-        # of tmpfs pages takes 10-20 ms, not to be spent on the way to the caller
-        if self.size < CLOSE_LATER or not _closer.later(self.fd):
+        if self.fd < 0:
+            return
+        if self.pooled:
+            _free(self.fd, locked=bool(self.chunk))
+        # an unlinked segment's memory goes with its last descriptor: giving back
+        # 100 MB of tmpfs pages takes 10-20 ms, not to be spent on the way to the caller
+        elif self.size < shm_closer.CLOSE_LATER or not shm_closer.later(self.fd):
             _close(self.fd)
 
     def read(self, index: int, offset: int, length: int, kind: type[bytes] | type[bytearray]) -> bytes | bytearray:
-        """Span ``index`` (at ``offset``, ``length`` bytes) as a new ``bytes`` or ``bytearray``."""
+        """Span ``index`` (at ``offset``, ``length`` bytes) as a new ``bytes`` or ``bytearray``
+        (or, :attr:`immutable`, the one read before)."""
+        if not self.immutable:
+            return self._read(index, offset, length, kind)
+        with self.lock:  # (two threads unpickling one payload: one copies, the other takes its objects)
+            obj = self.kept.get(index)
+            if obj is None:
+                obj = self.kept[index] = self._read(index, offset, length, kind)
+                if len(self.kept) == self.immutable:  # all copied out: the sender's again
+                    fd, self.fd = self.fd, -1
+                    _free(fd, locked=bool(self.chunk))
+            return obj
+
+    def _read(self, index: int, offset: int, length: int, kind: type[bytes] | type[bytearray]) -> bytes | bytearray:
         first = self.first.get(index)  # None: written before the message went
-        obj, view = _fresh(kind, length)
+        obj, view = shm_raw.fresh(kind, length)
         sizes = [length] if first is None else cuts(length, self.chunk)
         done = 0
         for n in sizes:
@@ -239,9 +298,14 @@ class Reader:
 
     def _wait(self, k: int, start: int, length: int) -> None:
         _lock(self.fd, fcntl.F_RDLCK, start, length, wait=True)  # the writer let go of it (or died)
-        status = os.pread(self.fd, 1, k)
+        status = os.pread(self.fd, 1, STATUS + k)
         if status != b"\x01":
             code = status[0] if status else PENDING
+            if self.pooled:  # its sender died or dropped it: nobody writes it again
+                try:
+                    os.unlink(self.pooled)
+                except OSError:
+                    pass
             raise SegmentError(f"shared-memory segment {self.name!r}: {_REASONS.get(code, _REASONS[FAILED])}")
 
     def _copy(self, view: memoryview, offset: int) -> None:
@@ -253,78 +317,25 @@ class Reader:
             done += n
 
 
-def _close(fd: int) -> None:
+def _free(fd: int, locked: bool) -> None:
+    """Hand a pooled segment back to its sender: drop this file's locks (the
+    sender's next lock must not wait for them), set its first byte ``FREE``, close."""
     try:
-        os.close(fd)
-    except (OSError, TypeError):  # (TypeError: ``os`` already torn down at exit)
+        if locked:
+            _lock(fd, fcntl.F_UNLCK, 0, 0)  # (length 0: the whole file)
+        os.pwrite(fd, b"\x00", 0)
+    except (OSError, TypeError, AttributeError):  # (Type/AttributeError: torn down at exit)
         pass
-
-
-#: a received segment at least this large is closed by the closer thread
-CLOSE_LATER = 16 << 20
-
-
-class _Closer:
-    """A thread that closes received segments, and ends after a second with nothing to close.
-
-    Started by a :class:`Reader` (never from ``__del__``, which may run inside
-    the ``threading`` module); ``later`` is safe in ``__del__`` (a
-    :class:`queue.SimpleQueue` is reentrant).
-    """
-
-    def __init__(self) -> None:
-        self.fds: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self.lock = threading.Lock()
-        self.running = False
-
-    def start(self) -> None:
-        with self.lock:
-            if self.running:
-                return
-            self.running = True
-        try:
-            threads.start(threading.Thread(target=self._run, name="localactors-shm-closer", daemon=True))
-        except RuntimeError:  # (no new threads at exit: closed where they are dropped)
-            self.running = False
-
-    def later(self, fd: int) -> bool:
-        """Hand ``fd`` to the thread; False: it is not running (close it here)."""
-        self.fds.put(fd)
-        if self.running:
-            return True  # (running after the put: the thread takes it before it ends)
-        while True:  # it ended: close what is queued here, this one included
-            try:
-                _close(self.fds.get_nowait())
-            except queue.Empty:
-                return True
-
-    def _run(self) -> None:
-        while True:
-            try:
-                fd = self.fds.get(timeout=1.0)
-            except queue.Empty:
-                self.running = False  # then one more look: what ``later`` put before it read this is seen
-                if self.fds.empty():
-                    return
-                self.running = True
-                continue
-            _close(fd)
-
-
-_closer = _Closer()
+    _close(fd)
 
 
 def _after_fork() -> None:
-    """In a forked child: no writer or closer thread runs here. Its copies of the
-    writers' descriptors go (the parent's keep their locks, and a parent that
-    dies releases them: the child must not hold them for it)."""
-    global _closer
+    """In a forked child: no writer thread runs here. Its copies of the writers'
+    descriptors go (the parent's keep their locks, and a parent that dies
+    releases them: the child must not hold them for it)."""
     for fd in list(_writing):
         _close(fd)
     _writing.clear()
-    while not _closer.fds.empty():  # (queued in the parent: closed there too)
-        _close(_closer.fds.get_nowait())
-    _closer = _Closer()
 
 
 if hasattr(os, "register_at_fork"):
@@ -340,68 +351,3 @@ def _pread_bytes(fd: int, length: int, offset: int) -> bytes:
         parts.append(part)
         done += len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-# ---------------------------------------------------------------- fresh objects to copy into
-
-_api: Any = None  # (new bytes, its address, new bytearray, madvise), or False: no ctypes here
-_HUGE = 2 << 20
-_MADV_HUGEPAGE = 14
-
-
-def _setup() -> Any:
-    global _api
-    try:
-        import ctypes
-
-        py = ctypes.pythonapi
-        sized = (ctypes.c_void_p, ctypes.c_ssize_t)
-        new_bytes = py.PyBytes_FromStringAndSize
-        new_bytes.restype, new_bytes.argtypes = ctypes.py_object, sized
-        bytes_at = py.PyBytes_AsString
-        bytes_at.restype, bytes_at.argtypes = ctypes.c_void_p, (ctypes.py_object,)
-        new_bytearray = py.PyByteArray_FromStringAndSize
-        new_bytearray.restype, new_bytearray.argtypes = ctypes.py_object, sized
-        bytearray_at = py.PyByteArray_AsString
-        bytearray_at.restype, bytearray_at.argtypes = ctypes.c_void_p, (ctypes.py_object,)
-        # a memoryview of raw memory: no ctypes array type per length (ctypes caches those for ever)
-        view_of = py.PyMemoryView_FromMemory
-        view_of.restype, view_of.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
-        madvise = None
-        if sys.platform == "linux":
-            madvise = ctypes.CDLL(None).madvise
-            madvise.restype, madvise.argtypes = ctypes.c_int, (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        _api = (new_bytes, bytes_at, new_bytearray, bytearray_at, view_of, madvise)
-    except (ImportError, AttributeError, OSError):
-        _api = False
-    return _api
-
-
-_PYBUF_WRITE = 0x200
-
-
-def _fresh(kind: type[bytes] | type[bytearray], length: int) -> tuple[Any, memoryview | None]:
-    """A new, uninitialised ``kind`` of ``length`` bytes and a writable view of its storage.
-
-    The view is None where :mod:`ctypes` is missing and ``kind`` is ``bytes``
-    (its storage cannot be written then). The caller keeps the object alive
-    while it uses the view.
-    """
-    api = _api if _api is not None else _setup()
-    if not api:
-        if kind is bytes:
-            return None, None
-        obj = bytearray(length)
-        return obj, memoryview(obj)
-    new_bytes, bytes_at, new_bytearray, bytearray_at, view_of, madvise = api
-    if kind is bytes:
-        obj = new_bytes(None, length)  # contents undefined until the copy fills them
-        start = bytes_at(obj)
-    else:
-        obj = new_bytearray(None, length)  # (``bytearray(n)`` would zero-fill it first)
-        start = bytearray_at(obj)
-    if madvise is not None and length >= 2 * _HUGE:
-        low, high = (start + _HUGE - 1) & ~(_HUGE - 1), (start + length) & ~(_HUGE - 1)
-        madvise(low, high - low, _MADV_HUGEPAGE)  # (an error: small pages)
-    view: memoryview = view_of(start, length, _PYBUF_WRITE)
-    return obj, view
