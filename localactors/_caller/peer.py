@@ -210,11 +210,11 @@ class PeerLink:
     def replies(self, replies: tuple[tuple[int, bytes], ...]) -> list[tuple[PendingRequest, bytes]]:
         """:meth:`reply` for a batch: the requests still pending, each with its payload, in order."""
         with self._lock:
-            pending = self.pending
-            found = [(pending.pop(req_id, None), payload) for req_id, payload in replies]
+            pop = self.pending.pop
+            found = [(request, payload) for req_id, payload in replies if (request := pop(req_id, None)) is not None]
             if self.blocked or self.backlog:
                 self._cond.notify_all()
-        return [(request, payload) for request, payload in found if request is not None]
+        return found
 
     def fail_all(self, wait: float = 0.0) -> None:
         """The worker is gone: fail every pending request, refuse new ones.
