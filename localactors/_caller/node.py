@@ -239,6 +239,9 @@ class Node:
         peer.fail_all(DEATH_NOTICE_WAIT)
 
     def _on_peer_message(self, peer: PeerLink, link: Link, msg: P.Message) -> None:
+        outbox = peer.outbox
+        if outbox is not None and outbox.frames:  # a reply came: deferred requests may go now
+            outbox.flush_nowait()
         if type(msg) is P.CallOk:  # the hot path
             request = peer.reply(msg.call_id)
             if request is not None:
