@@ -76,13 +76,12 @@ class Outbox:
         """Defer one framed request (its pending entry is registered already)."""
         with self._lock:
             frames = self.frames
-            frames.append(frame)
-            self._size += len(frame)
-            if len(frames) == 1:
+            if not frames:
                 self._started += 1
                 self._arm()
-                return
-            if len(frames) < MAX_FRAMES and self._size < MAX_BYTES:
+            frames.append(frame)
+            self._size = size = self._size + len(frame)
+            if size < MAX_BYTES and len(frames) < MAX_FRAMES:
                 return
         self.flush()
 

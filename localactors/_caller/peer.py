@@ -162,9 +162,10 @@ class PeerLink:
             comp._link = link.read_point  # comp.reply_comes_on(link), inlined: the waiter reads it there
             with self._lock:
                 pending = self.pending
-                if self.lost is None and len(pending) < self.limit and not self.backlog and not self._flushing:
+                n = len(pending)
+                if self.lost is None and n < self.limit and not self.backlog and not self._flushing:
                     req_id = next(self._ids)
-                    defer = len(pending) >= DEFER_AT  # many in flight ahead of it: it may go with others
+                    defer = n >= DEFER_AT  # many in flight ahead of it: it may go with others
                     pending[req_id] = _pending((comp, f"call {label} to actor {key}", key))
                 else:
                     req_id = -1

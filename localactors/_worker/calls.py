@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Coroutine
 from functools import partial
 from threading import get_ident
+from time import perf_counter
 from typing import Any
 
 from .._base.errors import ActorLostError, SerializationError, dump_exception
@@ -304,11 +305,14 @@ class CallServer:
         """Run calls to actor ``key`` that arrived together on ``link``, in order: one operation.
 
         The pipelined hot path: the common call (a method, no arguments, a plain
-        result) is :meth:`_call` inlined here (deliberately: a frame less per call),
-        anything else goes through it. When an async call starts, the calls after
+        result) is :meth:`_call`, ``StatsBook.finished`` and :meth:`_reply_ok`
+        inlined here (deliberately: three frames less per call, measured), anything
+        else goes through them. When an async call starts, the calls after
         it go back to the front of the actor's mailbox and wait for its first step.
         """
-        actors, finished, reply_ok = self._actors, self.stats.finished, self._reply_ok
+        actors, reply_ok, stats_lock = self._actors, self._reply_ok, self.stats.lock
+        # the primary actor thread batches a reply while more calls follow (_reply_ok's case, inlined)
+        add = self.replies.add if get_ident() == self._actor_thread.ident else None
         last = len(calls) - 1
         for i, msg in enumerate(calls):
             obj = actors.get(key)
@@ -326,8 +330,17 @@ class CallServer:
                 if kind in _PLAIN and kind is not str:
                     data = pickle.dumps(value, 5)
                     if len(data) < _HOLD_MAX:
-                        finished(c, arrival, False)
-                        reply_ok(link, msg.call_id, data, i < last)
+                        if c is not None:  # StatsBook.finished, inlined
+                            elapsed = perf_counter() - arrival
+                            with stats_lock:
+                                c.calls += 1
+                                c.total_time += elapsed
+                                if elapsed > c.max_time:
+                                    c.max_time = elapsed
+                        if i < last and add is not None:
+                            add(link, msg.call_id, data)
+                        else:
+                            reply_ok(link, msg.call_id, data, i < last)
                         continue
                 if kind in _PLAIN or not inspect.iscoroutine(value):
                     self._send_result(link, msg.call_id, _label(obj, msg.name), value, c, arrival, i < last)

@@ -52,12 +52,12 @@ class StatsBook:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # the counters' (CallServer._run_calls takes it too)
         self._actors: dict[str, Counters] = {}
 
     def arrived(self, key: str, n: int = 1) -> Counters:
         """``n`` calls to ``key`` join its queue; the counters to pass to ``finished``."""
-        with self._lock:
+        with self.lock:
             c = self._actors.get(key)
             if c is None:
                 c = self._actors[key] = Counters()
@@ -75,7 +75,7 @@ class StatsBook:
         if c is None:
             return
         elapsed = time.perf_counter() - arrival
-        with self._lock:
+        with self.lock:
             c.calls += 1
             c.errors += error
             c.total_time += elapsed
@@ -84,12 +84,12 @@ class StatsBook:
 
     def forget(self, key: str) -> None:
         """The actor is gone: drop its counters (calls still queued get an error reply)."""
-        with self._lock:
+        with self.lock:
             self._actors.pop(key, None)
 
     def snapshot(self, names: dict[str, str], alive: Iterable[str]) -> tuple[P.ActorStat, ...]:
         """Counters of the actors in ``alive``; ``names`` maps key to class name."""
-        with self._lock:
+        with self.lock:
             out = []
             for key in alive:
                 c = self._actors.get(key) or Counters()
