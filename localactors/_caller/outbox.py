@@ -11,7 +11,8 @@ with the others in one write. A lone call, and the first ``DEFER_AT`` of a
 burst, are written at once as before. The outbox is written:
 
 * by the calling thread, once it holds :data:`MAX_FRAMES` frames or
-  :data:`MAX_BYTES` bytes;
+  :data:`MAX_BYTES` bytes (without waiting for room when that thread is a
+  link's reader: a done-callback that calls);
 * before anything else is written on the link (the link's ``before_send``
   hook, under its send lock): requests keep their order on the link;
 * when a thread waits for a deferred call's reply (``ActorFuture.result``,
@@ -35,8 +36,8 @@ import threading
 from typing import Any
 
 from .._wire import threads
-from .._wire.framing import write_all
 from .._wire.link import Link, LinkClosed
+from .._wire.shared_read import in_reader_thread
 
 #: calls are deferred only while at least this many requests on the link are in flight
 DEFER_AT = 32
@@ -83,7 +84,10 @@ class Outbox:
             self._size = size = self._size + len(frame)
             if size < MAX_BYTES and len(frames) < MAX_FRAMES:
                 return
-        self.flush()
+        if in_reader_thread():  # (a done-callback calling from a reader: it must not wait for room)
+            self.flush_nowait()
+        else:
+            self.flush()
 
     def flush(self) -> None:
         """Write the deferred frames now (may wait for room: never from a link's reader)."""
@@ -100,11 +104,20 @@ class Outbox:
         link = self._link
         if link.closed:
             return  # (their calls fail with the link)
+        view = memoryview(b"".join(frames) if len(frames) > 1 else frames[0])
         try:
-            write_all(link.conn.fileno(), b"".join(frames) if len(frames) > 1 else frames[0])
+            fd = link.conn.fileno()
+            while view:
+                view = view[os.write(fd, view) :]
         except (OSError, ValueError) as err:
             link.closed = True
             raise LinkClosed(f"{link.name}: {err}") from err
+        except BaseException:  # (a KeyboardInterrupt): what is unwritten goes first next time
+            if view:
+                with self._lock:
+                    self.frames.insert(0, bytes(view))
+                    self._size += len(view)
+            raise
 
     def flush_nowait(self) -> None:
         """Write what fits in the socket now, without waiting (a link's reader may call it)."""
