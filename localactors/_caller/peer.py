@@ -5,7 +5,9 @@ Runs in: the user's process (inside a client) and in every worker.
 Each request (an actor call or a data request) gets an id and waits in
 ``pending`` for its reply. When the link breaks, everything pending fails with
 ``ActorLostError`` or ``WorkerLostError``, worded after the manager's notice of
-the death when it arrives in time, and later requests fail at once.
+the death when it arrives in time, and later requests fail at once. While many
+requests are in flight, small actor calls are deferred to be written many at a
+time (the link's :class:`~localactors._caller.outbox.Outbox`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import os
 import pickle
 import select
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from functools import partial
 from threading import get_ident
@@ -199,7 +198,7 @@ class CallServer:
 
     def _submit_runs(self, link: Link, runs: list[tuple[str, list[P.ActorCall]]]) -> None:
         actors, stats, run_calls = self._actors, self.stats, self._run_calls
-        arrival = time.perf_counter()
+        arrival = perf_counter()
         ops: list[tuple[str, Callable[[], Completion | None]]] = []
         for key, run in runs:
             # (counted before they can start: queued never goes below 0)
@@ -214,7 +213,7 @@ class CallServer:
             case P.ActorCall(call_id, actor_key, name, kind, payload):
                 self._last_link = link
                 c = self.stats.arrived(actor_key) if actor_key in self._actors else None
-                arrival = time.perf_counter()
+                arrival = perf_counter()
                 self._actor_thread.submit(
                     actor_key, partial(self._call, link, call_id, actor_key, name, kind, payload, c, arrival)
                 )

@@ -5,7 +5,8 @@ Runs in: worker processes (and in-process worker threads).
 Three hooks in the worker's call path feed a :class:`StatsBook`:
 
 * ``arrived`` (the link's reader thread): the call joins the actor's queue;
-* ``started`` (the actor thread): it leaves the queue and runs;
+* ``started`` (the actor thread, ``Counters.started += 1`` in the call path):
+  it leaves the queue and runs;
 * ``finished`` (whichever thread answers it): latency is measured from
   arrival to the reply, so it includes the time spent waiting behind other
   calls -- what a caller experiences, minus the trip over the socket.
@@ -13,8 +14,8 @@ Three hooks in the worker's call path feed a :class:`StatsBook`:
 Attribute reads count as calls. An async method is ``running`` from its start
 until its coroutine returns. A ``StatsRequest`` is answered with a snapshot
 (``snapshot``); nothing is sent unasked, so the hot path pays only for a few
-counter updates: under one lock per batch of calls that arrived together, none
-when a call starts, one when it finishes; no table of calls in flight (the
+counter updates: under one lock per run of calls to one actor that arrived
+together, none when a call starts, one when it finishes; no table of calls in flight (the
 arrival time and the actor's counters travel with each call).
 """
 
@@ -63,12 +64,6 @@ class StatsBook:
                 c = self._actors[key] = Counters()
             c.arrived += n
         return c
-
-    @staticmethod
-    def started(c: Counters | None) -> None:
-        """The call leaves the queue and runs (the actor's running operation is the counter's one writer)."""
-        if c is not None:
-            c.started += 1
 
     def finished(self, c: Counters | None, arrival: float, error: bool) -> None:
         """A call that arrived at ``arrival`` (``time.perf_counter()``) is answered now."""
