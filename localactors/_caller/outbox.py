@@ -13,8 +13,9 @@ burst, are written at once as before. The outbox is written:
 * by the calling thread, once it holds :data:`MAX_FRAMES` frames or
   :data:`MAX_BYTES` bytes (without waiting for room when that thread is a
   link's reader: a done-callback that calls);
-* before anything else is written on the link (the link's ``before_send``
-  hook, under its send lock): requests keep their order on the link;
+* before anything else is written on the link (while it holds frames, it is
+  the link's ``before_send`` hook, run under its send lock): requests keep
+  their order on the link;
 * when a thread waits for a deferred call's reply (``ActorFuture.result``,
   ``wait_done``: the call's read point is the outbox's :class:`FlushFirst`);
 * when a reply from the worker is dispatched (by the link's reader or a thread
@@ -53,8 +54,9 @@ BOUND = 0.001
 class Outbox:
     """Frames of requests deferred on one link, written together; thread-safe.
 
-    Made by a ``PeerLink`` for its direct link; it takes the link's
-    ``before_send`` hook. ``frames`` may be read unlocked as a hint.
+    Made by a ``PeerLink`` for its direct link; while it holds frames, it is the
+    link's ``before_send`` hook (a lone call's send calls nothing more).
+    ``frames`` may be read unlocked as a hint.
     """
 
     def __init__(self, link: Link, name: str, bound: float = BOUND) -> None:
@@ -71,15 +73,13 @@ class Outbox:
         self._nowait: socket.socket | None = None  # a duplicate of the link's descriptor, for MSG_DONTWAIT
         #: the read point of a deferred call: writes the outbox before the caller waits
         self.read_point = FlushFirst(self)
-        link.before_send = self._write_locked  # anything else written on the link goes after these
 
     def add(self, frame: bytes) -> None:
         """Defer one framed request (its pending entry is registered already)."""
         with self._lock:
             frames = self.frames
             if not frames:
-                self._started += 1
-                self._arm()
+                self._first_frame()
             frames.append(frame)
             self._size = size = self._size + len(frame)
             if size < MAX_BYTES and len(frames) < MAX_FRAMES:
@@ -99,9 +99,10 @@ class Outbox:
         """Write what is deferred (holding the link's send lock); ``LinkClosed`` if it is gone."""
         if not self.frames:
             return
+        link = self._link
         with self._lock:
             frames, self.frames, self._size = self.frames, [], 0
-        link = self._link
+            link.before_send = None
         if link.closed:
             return  # (their calls fail with the link)
         view = memoryview(b"".join(frames) if len(frames) > 1 else frames[0])
@@ -114,9 +115,7 @@ class Outbox:
             raise LinkClosed(f"{link.name}: {err}") from err
         except BaseException:  # (a KeyboardInterrupt): what is unwritten goes first next time
             if view:
-                with self._lock:
-                    self.frames.insert(0, bytes(view))
-                    self._size += len(view)
+                self._put_back(bytes(view))
             raise
 
     def flush_nowait(self) -> None:
@@ -132,6 +131,7 @@ class Outbox:
                 return
             with self._lock:
                 frames, self.frames, self._size = self.frames, [], 0
+                link.before_send = None
             data = b"".join(frames) if len(frames) > 1 else frames[0]
             sent = 0
             try:
@@ -141,11 +141,7 @@ class Outbox:
             except (OSError, ValueError):
                 pass  # no room (or not a socket): the rest goes with the next write
             if sent < len(data):
-                with self._lock:
-                    self.frames.insert(0, data[sent:])  # (first: a frame may be cut)
-                    self._size += len(data) - sent
-                    self._started += 1
-                    self._arm()
+                self._put_back(data[sent:])  # (a frame may be cut)
         finally:
             link.send_lock.release()
 
@@ -159,6 +155,7 @@ class Outbox:
         self._armed.set()
         with self._lock:
             self.frames, self._size = [], 0
+            self._link.before_send = None
         lock = self._link.send_lock
         if lock.acquire(blocking=False):
             try:
@@ -171,6 +168,21 @@ class Outbox:
         if self._nowait is not None:
             self._nowait.close()
             self._nowait = None
+
+    def _first_frame(self) -> None:
+        """The outbox was empty (holding ``_lock``): anything else written on the link
+        goes after its frames from now on (``before_send``), and the watchdog times them."""
+        self._link.before_send = self._write_locked
+        self._started += 1
+        self._arm()
+
+    def _put_back(self, rest: bytes) -> None:
+        """What a write left unwritten goes first next time (holding the link's send lock)."""
+        with self._lock:
+            if not self.frames:
+                self._first_frame()
+            self.frames.insert(0, rest)
+            self._size += len(rest)
 
     def _arm(self) -> None:
         """A batch started (holding ``_lock``): the watchdog writes it if nobody has within the bound."""

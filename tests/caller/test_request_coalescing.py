@@ -222,11 +222,16 @@ def test_a_lone_call_is_written_at_once() -> None:
     with LocalCluster(n_workers=1, processes=False) as cluster, Client(cluster) as c:
         counter = c.submit(Counter, actor=True).result(timeout=T)
         outbox = _outbox(c, counter)
+        link = c._core.peer(counter._address).link  # type: ignore[attr-defined]
         for i in range(1, 51):
             fut = counter.add(1)
             assert outbox.frames == []
+            assert link.before_send is None  # (its sends call nothing more)
             assert fut.result(timeout=T) == i
         assert outbox._watchdog is None  # never armed: nothing was deferred
+        futures = [counter.add(1) for _ in range(DEFER_AT * 3)]
+        assert [f.result(timeout=T) for f in futures] == list(range(51, 51 + DEFER_AT * 3))
+        assert outbox.frames == [] and link.before_send is None  # written, and the hook gone with them
 
 
 def test_pipelined_calls_keep_their_order_through_every_wait() -> None:
