@@ -146,11 +146,14 @@ class Outbox:
             link.send_lock.release()
 
     def close(self) -> None:
-        """The link is gone: drop what is deferred (its calls fail with it), stop the watchdog.
+        """The link is closing or gone: write what fits without waiting (a caller that
+        closes right after calls that nobody waits for, as before), drop the rest (their
+        calls fail with the link), stop the watchdog.
 
         The duplicate descriptor is closed now if no thread is writing, else by
         the next write attempt here, or with this object.
         """
+        self.flush_nowait()
         self._closed.set()
         self._armed.set()
         with self._lock:

@@ -169,11 +169,12 @@ def test_a_flush_from_a_reader_never_waits_and_a_cut_frame_arrives_whole(monkeyp
         pair.close()
 
 
-def test_close_drops_the_frames_and_stops_the_watchdog() -> None:
+def test_close_writes_what_fits_drops_the_rest_and_stops_the_watchdog() -> None:
     pair = Pair()
     pair.outbox.add(_frame(1))
     pair.outbox.close()
     assert pair.outbox.frames == []
+    assert pair.received(1) == [1]
     wait_until(
         lambda: not [t for t in threading.enumerate() if t.name == "localactors-requests-t"], T, "watchdog stopped"
     )
