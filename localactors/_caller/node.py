@@ -46,6 +46,40 @@ from .refs import RefSender, RefTracker
 
 logger = logging.getLogger("localactors.node")
 
+_GUARD = Completion._lock  # the lock every completion's state changes under
+
+
+def _finish_all(done: list[tuple[Completion, Any]]) -> None:
+    """``comp.set_result(value)`` for each pair, under one hold of the completions' lock.
+
+    ``Completion._finish``, inlined on purpose (the replies of pipelined calls
+    arrive dozens to a frame: one lock and no Python frame per reply). As
+    there: the state changes under the lock; sleepers wake and callbacks run
+    after it, and only then are the kept proxies dropped (dropping the last
+    one may release its actor).
+    """
+    woken: list[tuple[Completion, Any, Any]] = []
+    keeps: list[object] = []
+    with _GUARD:
+        for comp, value in done:
+            if comp._done:
+                continue
+            comp.status, comp.value, comp.error = FINISHED, value, None
+            comp._done = True
+            if comp._keep is not None:
+                keeps.append(comp._keep)
+                comp._keep = None
+            if comp._waiter is not None or comp._callbacks is not None:
+                woken.append((comp, comp._waiter, comp._callbacks))
+                comp._callbacks = None
+    for comp, waiter, callbacks in woken:
+        if waiter is not None:
+            waiter.release()  # wakes the first sleeper, which hands it on
+        if callbacks is not None:
+            for fn in callbacks:
+                comp._run_callback(fn)
+    del keeps  # (after the callbacks, outside the lock)
+
 
 class FetchedData(NamedTuple):
     """The value of a ``request_data`` completion: what the worker had, and what it had not."""
@@ -205,6 +239,9 @@ class Node:
         peer.fail_all(DEATH_NOTICE_WAIT)
 
     def _on_peer_message(self, peer: PeerLink, link: Link, msg: P.Message) -> None:
+        outbox = peer.outbox
+        if outbox is not None and outbox.frames:  # a reply came: deferred requests may go now
+            outbox.flush_nowait()
         if type(msg) is P.CallOk:  # the hot path
             request = peer.reply(msg.call_id)
             if request is not None:
@@ -222,16 +259,20 @@ class Node:
                     self._call_ok(request, payload)
             return
         if type(msg) is P.CallOks:  # the replies of pipelined calls (as above, for each)
+            done: list[tuple[Completion, Any]] = []
             for request, payload in peer.replies(msg.replies):
                 if type(payload) is bytes and b"\x93" not in payload:
                     try:
-                        value = pickle.loads(payload)
-                    except Exception:
-                        self._call_ok(request, payload)  # the same error, raised the usual way
+                        done.append((request.comp, pickle.loads(payload)))
                         continue
-                    request.comp._finish(FINISHED, value)
-                else:
-                    self._call_ok(request, payload)
+                    except Exception:
+                        pass  # the same error, raised the usual way below
+                if done:  # (in order)
+                    _finish_all(done)
+                    done = []
+                self._call_ok(request, payload)
+            if done:
+                _finish_all(done)
             return
         self.handle_peer_message(peer, msg)
 

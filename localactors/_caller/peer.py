@@ -5,13 +5,16 @@ Runs in: the user's process (inside a client) and in every worker.
 Each request (an actor call or a data request) gets an id and waits in
 ``pending`` for its reply. When the link breaks, everything pending fails with
 ``ActorLostError`` or ``WorkerLostError``, worded after the manager's notice of
-the death when it arrives in time, and later requests fail at once.
+the death when it arrives in time, and later requests fail at once. While many
+requests are in flight, small actor calls are deferred to be written many at a
+time (the link's :class:`~localactors._caller.outbox.Outbox`).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import pickle
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -22,7 +25,9 @@ from .._base.futures import Completion
 from .._wire import codec as W
 from .._wire import protocol as P
 from .._wire import threads
+from .._wire.framing import FRAME_HEAD
 from .._wire.link import Link, LinkClosed
+from .outbox import DEFER_AT, MAX_FRAME, Outbox
 
 #: how long a caller whose link to a worker broke (its reader saw EOF, or a send
 #: failed) waits for the manager's notice of that worker's death (it carries the
@@ -92,6 +97,8 @@ class PeerLink:
         self.blocked = 0  # callers waiting for room
         self._flusher: threading.Thread | None = None
         self._flushing = False  # a backlog request has its id but is not sent yet
+        #: pipelined calls deferred to be written many at a time (see outbox)
+        self.outbox = Outbox(link, f"{node.name}-{worker}") if link is not None else None
 
     def _lost_error(self, label: str, key: str) -> BaseException:
         closed = self.node.closed_error()
@@ -156,14 +163,24 @@ class PeerLink:
         if link is not None:
             comp._link = link.read_point  # comp.reply_comes_on(link), inlined: the waiter reads it there
             with self._lock:
-                if self.lost is None and len(self.pending) < self.limit and not self.backlog and not self._flushing:
+                pending = self.pending
+                n = len(pending)
+                if self.lost is None and n < self.limit and not self.backlog and not self._flushing:
                     req_id = next(self._ids)
-                    self.pending[req_id] = _pending((comp, f"call {label} to actor {key}", key))
+                    defer = n >= DEFER_AT  # many in flight ahead of it: it may go with others
+                    pending[req_id] = _pending((comp, f"call {label} to actor {key}", key))
                 else:
                     req_id = -1
             if req_id >= 0:
                 try:
-                    link.send_call(req_id, key, name, kind, payload)
+                    if defer and type(payload) is bytes and len(payload) < MAX_FRAME:
+                        # Link.send_call's frame, made here: it joins the outbox (see outbox)
+                        head = pickle.dumps((W.CALL_TAG, req_id, key, name, W.KIND_VALUE[kind], payload), 5)
+                        outbox: Outbox = self.outbox  # type: ignore[assignment]  # (a direct link has one)
+                        comp._link = outbox.read_point
+                        outbox.add(FRAME_HEAD.pack(len(head) + 4, 0) + head)
+                    else:
+                        link.send_call(req_id, key, name, kind, payload)
                 except LinkClosed:  # the worker is gone: say how, once the manager has told us
                     self.fail_all(DEATH_NOTICE_WAIT)
                 return
@@ -210,11 +227,11 @@ class PeerLink:
     def replies(self, replies: tuple[tuple[int, bytes], ...]) -> list[tuple[PendingRequest, bytes]]:
         """:meth:`reply` for a batch: the requests still pending, each with its payload, in order."""
         with self._lock:
-            pending = self.pending
-            found = [(pending.pop(req_id, None), payload) for req_id, payload in replies]
+            pop = self.pending.pop
+            found = [(request, payload) for req_id, payload in replies if (request := pop(req_id, None)) is not None]
             if self.blocked or self.backlog:
                 self._cond.notify_all()
-        return [(request, payload) for request, payload in found if request is not None]
+        return found
 
     def fail_all(self, wait: float = 0.0) -> None:
         """The worker is gone: fail every pending request, refuse new ones.
@@ -224,6 +241,8 @@ class PeerLink:
         """
         if wait > 0 and self.lost is None and self.node.closed_error() is None:
             self.node.await_death_notice(self.address, wait)
+        if self.outbox is not None:
+            self.outbox.close()
         with self._cond:
             if self.lost is None:
                 self.lost = WorkerLostError(f"worker {self.worker} lost")

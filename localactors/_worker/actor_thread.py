@@ -141,6 +141,17 @@ class ActorThread:
             if self._sleepers or self._reading:  # _notify, when there is anyone to wake
                 self._notify()
 
+    def push_front(self, actor_key: str, op: Op) -> None:
+        """Queue ``op`` first in ``actor_key``'s mailbox: from its running operation only,
+        for the part of its work left when it stops early (the actor is busy: it is
+        ready again only once that operation has finished)."""
+        with self._lock:
+            self.queued += 1
+            box = self._mailbox.get(actor_key)
+            if box is None:
+                box = self._mailbox[actor_key] = deque()
+            box.appendleft(op)
+
     def stop(self) -> None:
         """Stop serving: idle threads end; waits in actor code return (time out)."""
         with self._lock:

@@ -5,16 +5,18 @@ Runs in: worker processes (and in-process worker threads).
 Three hooks in the worker's call path feed a :class:`StatsBook`:
 
 * ``arrived`` (the link's reader thread): the call joins the actor's queue;
-* ``started`` (the actor thread): it leaves the queue and runs;
-* ``finished`` (whichever thread sends the reply): latency is measured from
-  arrival to reply, so it includes the time spent waiting behind other calls
-  -- what a caller experiences, minus the trip over the socket.
+* ``started`` (the actor thread, ``Counters.started += 1`` in the call path):
+  it leaves the queue and runs;
+* ``finished`` (whichever thread answers it): latency is measured from
+  arrival to the reply, so it includes the time spent waiting behind other
+  calls -- what a caller experiences, minus the trip over the socket.
 
 Attribute reads count as calls. An async method is ``running`` from its start
 until its coroutine returns. A ``StatsRequest`` is answered with a snapshot
 (``snapshot``); nothing is sent unasked, so the hot path pays only for a few
-counter updates: under one lock per batch of calls that arrived together, none
-when a call starts, one when it finishes.
+counter updates: under one lock per run of calls to one actor that arrived
+together, none when a call starts, one when it finishes; no table of calls in flight (the
+arrival time and the actor's counters travel with each call).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Iterable
 from .._wire import protocol as P
 
 
-class _Counters:
+class Counters:
     """One actor's counters. ``started`` has one writer, the actor thread, and needs no
     lock; the others change under the book's lock. Queued and running are differences."""
 
@@ -42,51 +44,33 @@ class _Counters:
 
 
 class StatsBook:
-    """Counters per actor key, and the arrival time of every call in flight."""
+    """Counters per actor key.
+
+    A call's arrival time travels with the call itself (the worker keeps it
+    beside the call until its reply), so nothing is looked up per call: the
+    hooks take the actor's :class:`Counters`, which ``arrived`` hands out
+    (``None``: a call to an actor that was not alive, which is not counted).
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._actors: dict[str, _Counters] = {}
-        self._inflight: dict[tuple[int, int], tuple[str, float]] = {}  # (link id, call id) -> (key, arrival)
+        self.lock = threading.Lock()  # the counters' (CallServer._run_calls takes it too)
+        self._actors: dict[str, Counters] = {}
 
-    def arrived(self, key: str, link_id: int, call_id: int) -> None:
-        now = time.perf_counter()
-        with self._lock:
+    def arrived(self, key: str, n: int = 1) -> Counters:
+        """``n`` calls to ``key`` join its queue; the counters to pass to ``finished``."""
+        with self.lock:
             c = self._actors.get(key)
             if c is None:
-                c = self._actors[key] = _Counters()
-            c.arrived += 1
-            self._inflight[(link_id, call_id)] = (key, now)
+                c = self._actors[key] = Counters()
+            c.arrived += n
+        return c
 
-    def arrived_many(self, link_id: int, calls: list[tuple[str, int]]) -> None:
-        """:meth:`arrived` for calls that came together, ``(key, call id)`` each: one lock, one clock read."""
-        now = time.perf_counter()
-        actors, inflight = self._actors, self._inflight
-        with self._lock:
-            for key, call_id in calls:
-                c = actors.get(key)
-                if c is None:
-                    c = actors[key] = _Counters()
-                c.arrived += 1
-                inflight[(link_id, call_id)] = (key, now)
-
-    def started(self, key: str) -> None:
-        """The call leaves the queue and runs (on the actor thread: the counter's one writer)."""
-        c = self._actors.get(key)
-        if c is not None:
-            c.started += 1
-
-    def finished(self, link_id: int, call_id: int, error: bool) -> None:
-        now = time.perf_counter()
-        with self._lock:
-            entry = self._inflight.pop((link_id, call_id), None)
-            if entry is None:
-                return
-            key, arrival = entry
-            c = self._actors.get(key)
-            if c is None:
-                return
-            elapsed = now - arrival
+    def finished(self, c: Counters | None, arrival: float, error: bool) -> None:
+        """A call that arrived at ``arrival`` (``time.perf_counter()``) is answered now."""
+        if c is None:
+            return
+        elapsed = time.perf_counter() - arrival
+        with self.lock:
             c.calls += 1
             c.errors += error
             c.total_time += elapsed
@@ -95,15 +79,15 @@ class StatsBook:
 
     def forget(self, key: str) -> None:
         """The actor is gone: drop its counters (calls still queued get an error reply)."""
-        with self._lock:
+        with self.lock:
             self._actors.pop(key, None)
 
     def snapshot(self, names: dict[str, str], alive: Iterable[str]) -> tuple[P.ActorStat, ...]:
         """Counters of the actors in ``alive``; ``names`` maps key to class name."""
-        with self._lock:
+        with self.lock:
             out = []
             for key in alive:
-                c = self._actors.get(key) or _Counters()
+                c = self._actors.get(key) or Counters()
                 started = c.started  # (read once: the actor thread may move it meanwhile)
                 queued, running = max(0, c.arrived - started), max(0, started - c.calls)
                 out.append(
