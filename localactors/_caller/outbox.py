@@ -31,8 +31,6 @@ are in flight ahead of it on the same link.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from typing import Any
 
@@ -70,7 +68,6 @@ class Outbox:
         self._armed = threading.Event()  # a batch started: the watchdog times it
         self._closed = threading.Event()
         self._watchdog: threading.Thread | None = None
-        self._nowait: socket.socket | None = None  # a duplicate of the link's descriptor, for MSG_DONTWAIT
         #: the read point of a deferred call: writes the outbox before the caller waits
         self.read_point = FlushFirst(self)
 
@@ -107,12 +104,10 @@ class Outbox:
             return  # (their calls fail with the link)
         view = memoryview(b"".join(frames) if len(frames) > 1 else frames[0])
         try:
-            fd = link.conn.fileno()
             while view:
-                view = view[os.write(fd, view) :]
-        except (OSError, ValueError) as err:
-            link.closed = True
-            raise LinkClosed(f"{link.name}: {err}") from err
+                view = view[link.write_some(view) :]
+        except LinkClosed:
+            raise
         except BaseException:  # (a KeyboardInterrupt): what is unwritten goes first next time
             if view:
                 self._put_back(bytes(view))
@@ -127,19 +122,12 @@ class Outbox:
             return  # another thread is writing: it, or the watchdog, writes these
         try:
             if link.closed or self._closed.is_set():
-                self._close_nowait()
                 return
             with self._lock:
                 frames, self.frames, self._size = self.frames, [], 0
                 link.before_send = None
             data = b"".join(frames) if len(frames) > 1 else frames[0]
-            sent = 0
-            try:
-                if self._nowait is None:
-                    self._nowait = socket.socket(fileno=os.dup(link.conn.fileno()))
-                sent = self._nowait.send(data, socket.MSG_DONTWAIT)
-            except (OSError, ValueError):
-                pass  # no room (or not a socket): the rest goes with the next write
+            sent = link.send_nowait(data)
             if sent < len(data):
                 self._put_back(data[sent:])  # (a frame may be cut)
         finally:
@@ -148,29 +136,13 @@ class Outbox:
     def close(self) -> None:
         """The link is closing or gone: write what fits without waiting (a caller that
         closes right after calls that nobody waits for, as before), drop the rest (their
-        calls fail with the link), stop the watchdog.
-
-        The duplicate descriptor is closed now if no thread is writing, else by
-        the next write attempt here, or with this object.
-        """
+        calls fail with the link), stop the watchdog."""
         self.flush_nowait()
         self._closed.set()
         self._armed.set()
         with self._lock:
             self.frames, self._size = [], 0
             self._link.before_send = None
-        lock = self._link.send_lock
-        if lock.acquire(blocking=False):
-            try:
-                self._close_nowait()
-            finally:
-                lock.release()
-
-    def _close_nowait(self) -> None:
-        """(Holding the link's send lock.)"""
-        if self._nowait is not None:
-            self._nowait.close()
-            self._nowait = None
 
     def _first_frame(self) -> None:
         """The outbox was empty (holding ``_lock``): anything else written on the link
@@ -240,3 +212,12 @@ class FlushFirst:
             pass  # the link's reader reports it; the call fails with it
         token = outbox._link.read_point
         return None if token is None else token.read_until(comp, timeout, deadline)
+
+    def unpark(self) -> None:
+        """A thread will sleep until the reply is dispatched: write what fits of the
+        outbox now (not at the watchdog's bound), and have the link's reader read."""
+        outbox = self._outbox
+        outbox.flush_nowait()
+        token = outbox._link.read_point
+        if token is not None:
+            token.unpark()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import pickle
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from .._base.futures import Completion
 from .._wire import codec as W
 from .._wire import protocol as P
 from .._wire import threads
-from .._wire.framing import FRAME_HEAD
+from .._wire.framing import frame_call
 from .._wire.link import Link, LinkClosed
 from .outbox import DEFER_AT, MAX_FRAME, Outbox
 
@@ -174,11 +173,9 @@ class PeerLink:
             if req_id >= 0:
                 try:
                     if defer and type(payload) is bytes and len(payload) < MAX_FRAME:
-                        # Link.send_call's frame, made here: it joins the outbox (see outbox)
-                        head = pickle.dumps((W.CALL_TAG, req_id, key, name, W.KIND_VALUE[kind], payload), 5)
                         outbox: Outbox = self.outbox  # type: ignore[assignment]  # (a direct link has one)
                         comp._link = outbox.read_point
-                        outbox.add(FRAME_HEAD.pack(len(head) + 4, 0) + head)
+                        outbox.add(frame_call(req_id, key, name, kind, payload))  # (Link.send_call's frame)
                     else:
                         link.send_call(req_id, key, name, kind, payload)
                 except LinkClosed:  # the worker is gone: say how, once the manager has told us

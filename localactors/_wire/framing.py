@@ -14,6 +14,7 @@ per read). :class:`~localactors._wire.link.Link` reads and writes through these.
 from __future__ import annotations
 
 import os
+import pickle
 import struct
 from typing import Any
 
@@ -36,6 +37,13 @@ MAX_FRAME_SIZE = 1 << 40
 FIRST_ALLOC = 1 << 27
 #: out-of-band frames after one envelope, at most (a garbled count is not waited for)
 MAX_EXTRA_FRAMES = 1 << 20
+
+
+def frame_call(call_id: int, actor: str, name: str, kind: P.CallKind, payload: bytes) -> bytes:
+    """An :class:`~localactors._wire.protocol.ActorCall` whose payload is small ``bytes``,
+    framed whole: the bytes ``Link.send_call`` writes, and a caller's outbox defers."""
+    head = pickle.dumps((W.CALL_TAG, call_id, actor, name, W.KIND_VALUE[kind], payload), 5)
+    return FRAME_HEAD.pack(len(head) + 4, 0) + head
 
 
 def write_all(fd: int, data: Any) -> None:

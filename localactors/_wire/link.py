@@ -30,7 +30,7 @@ from typing import Any
 from . import codec as W
 from . import protocol as P
 from . import threads
-from .framing import FRAME_HEAD, FrameReader, write_all, write_frames
+from .framing import FRAME_HEAD, FrameReader, frame_call, write_all, write_frames
 from .protocol import OUT_OF_BAND
 from .shared_read import EPOLL, Awaited, ReadToken, mark_reader_thread
 
@@ -98,10 +98,8 @@ class Link(FrameReader):
         """Send an :class:`~localactors._wire.protocol.ActorCall`: the hot path of
         :meth:`send`, with no message object and one write."""
         if type(payload) is bytes and len(payload) < OUT_OF_BAND:
-            # codec.frame_call, inlined: the hot path
-            head = pickle.dumps((W.CALL_TAG, call_id, actor, name, W.KIND_VALUE[kind], payload), 5)
-            n = len(head) + 8
-            data = FRAME_HEAD.pack(n - 4, 0) + head
+            data = frame_call(call_id, actor, name, kind, payload)
+            n = len(data)
             with self.send_lock:
                 if self.before_send is not None:
                     self.before_send()
@@ -140,19 +138,34 @@ class Link(FrameReader):
             else:
                 self._write_nowait(data, on_block)
 
+    def write_some(self, data: memoryview) -> int:
+        """One write(2) of framed bytes (holding ``send_lock``): how many went;
+        :class:`LinkClosed` if the link is gone."""
+        if self.closed:
+            raise LinkClosed(self.name)
+        try:
+            return os.write(self._fd, data)
+        except (OSError, ValueError) as err:
+            self.closed = True
+            raise LinkClosed(f"{self.name}: {err}") from err
+
+    def send_nowait(self, data: bytes) -> int:
+        """One send of framed bytes that does not wait for room (holding ``send_lock``):
+        how many went; 0 when the socket is full, the link closed, or not a socket."""
+        if self.closed:
+            return 0
+        try:
+            if self._nowait is None:
+                self._nowait = socket.socket(fileno=os.dup(self._fd))  # released with the link's descriptor
+            return self._nowait.send(data, socket.MSG_DONTWAIT)
+        except (OSError, ValueError):
+            return 0  # no room (or not a socket: the usual write says what is wrong)
+
     def _write_nowait(self, data: bytes, on_block: Callable[[], None]) -> None:
         """Write without waiting for room; ``on_block()`` before the part that must wait (holding ``send_lock``)."""
         if self.closed:
             raise LinkClosed(self.name)
-        sent = 0
-        try:
-            if self._nowait is None:
-                self._nowait = socket.socket(fileno=os.dup(self._fd))  # released with the link's descriptor
-            sent = self._nowait.send(data, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            pass
-        except (OSError, ValueError):
-            pass  # (not a socket: the usual write says what is wrong)
+        sent = self.send_nowait(data)
         if sent < len(data):
             on_block()
             try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pickle
 import select
 import signal
 import socket
@@ -28,17 +27,15 @@ from localactors import Client, LocalCluster
 from localactors._base.errors import ActorLostError
 from localactors._caller import outbox as outbox_module
 from localactors._caller.outbox import DEFER_AT, MAX_FRAMES, Outbox
-from localactors._wire import codec as W
 from localactors._wire import protocol as P
-from localactors._wire.framing import FRAME_HEAD
+from localactors._wire.framing import frame_call
 from localactors._wire.link import Link
 
 T = 10.0
 
 
 def _frame(call_id: int, payload: bytes = b"") -> bytes:
-    head = pickle.dumps((W.CALL_TAG, call_id, "A-1", "m", W.KIND_VALUE[P.CallKind.METHOD], payload), 5)
-    return FRAME_HEAD.pack(len(head) + 4, 0) + head
+    return frame_call(call_id, "A-1", "m", P.CallKind.METHOD, payload)
 
 
 class Pair:
