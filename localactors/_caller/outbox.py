@@ -34,9 +34,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .._wire import threads
 from .._wire.link import Link, LinkClosed
 from .._wire.shared_read import in_reader_thread
+from .._wire.watchdog import Watchdog
 
 #: calls are deferred only while at least this many requests on the link are in flight
 DEFER_AT = 32
@@ -64,10 +64,8 @@ class Outbox:
         self._lock = threading.Lock()  # the frames
         self.frames: list[bytes] = []
         self._size = 0
-        self._started = 0  # batches of frames started so far: the watchdog's clock
-        self._armed = threading.Event()  # a batch started: the watchdog times it
-        self._closed = threading.Event()
-        self._watchdog: threading.Thread | None = None
+        self._closed = False
+        self._watchdog = Watchdog(f"localactors-requests-{name}", bound, lambda: bool(self.frames), self._flush_due)
         #: the read point of a deferred call: writes the outbox before the caller waits
         self.read_point = FlushFirst(self)
 
@@ -121,7 +119,7 @@ class Outbox:
         if not link.send_lock.acquire(blocking=False):
             return  # another thread is writing: it, or the watchdog, writes these
         try:
-            if link.closed or self._closed.is_set():
+            if link.closed or self._closed:
                 return
             with self._lock:
                 frames, self.frames, self._size = self.frames, [], 0
@@ -138,8 +136,8 @@ class Outbox:
         closes right after calls that nobody waits for, as before), drop the rest (their
         calls fail with the link), stop the watchdog."""
         self.flush_nowait()
-        self._closed.set()
-        self._armed.set()
+        self._closed = True
+        self._watchdog.close()
         with self._lock:
             self.frames, self._size = [], 0
             self._link.before_send = None
@@ -148,8 +146,7 @@ class Outbox:
         """The outbox was empty (holding ``_lock``): anything else written on the link
         goes after its frames from now on (``before_send``), and the watchdog times them."""
         self._link.before_send = self._write_locked
-        self._started += 1
-        self._arm()
+        self._watchdog.started()
 
     def _put_back(self, rest: bytes) -> None:
         """What a write left unwritten goes first next time (holding the link's send lock)."""
@@ -159,37 +156,13 @@ class Outbox:
             self.frames.insert(0, rest)
             self._size += len(rest)
 
-    def _arm(self) -> None:
-        """A batch started (holding ``_lock``): the watchdog writes it if nobody has within the bound."""
-        if self._watchdog is None:
-            if self._closed.is_set():
-                return
-            self._watchdog = threading.Thread(target=self._watch, name=f"localactors-requests-{self.name}", daemon=True)
-            threads.start(self._watchdog)
-        if not self._armed.is_set():
-            self._armed.set()
-
-    def _watch(self) -> None:
-        armed, closed = self._armed, self._closed
-        while True:
-            armed.wait()
-            if closed.is_set():
-                return
-            armed.clear()  # (before looking: a batch started from now on sets it again)
-            while True:
-                with self._lock:
-                    if not self.frames:
-                        break
-                    seen = self._started
-                if closed.wait(self._bound):
-                    return
-                with self._lock:
-                    due = bool(self.frames) and self._started == seen
-                if due:  # the same batch, unwritten for the whole bound
-                    try:
-                        self.flush()
-                    except LinkClosed:
-                        return  # the link's reader reports it; the calls fail with it
+    def _flush_due(self) -> bool:
+        """The watchdog's write: whether the link is still there."""
+        try:
+            self.flush()
+        except LinkClosed:
+            return False  # the link's reader reports it; the calls fail with it
+        return True
 
 
 class FlushFirst:

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 
 from .._wire.link import Link, LinkClosed
+from .._wire.watchdog import Watchdog
 
 logger = logging.getLogger("localactors.worker")
 
@@ -49,10 +50,7 @@ class ReplyBatch:
         self._link: Link | None = None
         self._replies: list[tuple[int, bytes]] = []
         self._size = 0
-        self._started = 0  # batches started so far: the watchdog's clock
-        self._armed = threading.Event()  # a batch started: the watchdog times it
-        self._closed = threading.Event()
-        self._watchdog: threading.Thread | None = None
+        self._watchdog = Watchdog(f"localactors-replies-{name}", bound, lambda: bool(self._replies), self._flush_due)
 
     def add(self, link: Link, call_id: int, payload: bytes) -> None:
         """Batch a small reply to ``link`` (sent with the batch, at the latest ``BOUND`` seconds from now)."""
@@ -66,8 +64,7 @@ class ReplyBatch:
             replies.append((call_id, payload))
             self._size += len(payload)
             if len(replies) == 1:
-                self._started += 1
-                self._arm()
+                self._watchdog.started()
             elif len(replies) >= MAX_REPLIES or self._size >= MAX_BYTES:
                 self._flush_locked()
 
@@ -97,11 +94,7 @@ class ReplyBatch:
     def close(self) -> None:
         """Send what is batched and stop the watchdog."""
         self.flush()
-        self._closed.set()
-        self._armed.set()
-        watchdog = self._watchdog
-        if watchdog is not None and watchdog is not threading.current_thread():
-            watchdog.join(1.0)
+        self._watchdog.close(join=1.0)
 
     def _flush_locked(self, on_block: Callable[[], None] | None = None) -> None:
         replies, link = self._replies, self._link
@@ -114,28 +107,7 @@ class ReplyBatch:
         except LinkClosed:
             pass  # the caller went away; nobody is waiting for these
 
-    def _arm(self) -> None:
-        """A batch started (holding the lock): the watchdog sends it if nobody has within the bound."""
-        if self._watchdog is None:
-            self._watchdog = threading.Thread(target=self._watch, name=f"localactors-replies-{self.name}", daemon=True)
-            self._watchdog.start()
-        if not self._armed.is_set():
-            self._armed.set()
-
-    def _watch(self) -> None:
-        armed, closed = self._armed, self._closed
-        while True:
-            armed.wait()
-            if closed.is_set():
-                return
-            armed.clear()  # (before looking: a batch started from now on sets it again)
-            while True:
-                with self._lock:
-                    if not self._replies:
-                        break
-                    seen = self._started
-                if closed.wait(self._bound):
-                    return
-                with self._lock:
-                    if self._replies and self._started == seen:
-                        self._flush_locked()  # the same batch, unsent for the whole bound
+    def _flush_due(self) -> bool:
+        """The watchdog's write (always ``True``: a link that is gone loses its replies, not the watchdog)."""
+        self.flush()
+        return True

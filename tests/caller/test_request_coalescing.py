@@ -226,7 +226,7 @@ def test_a_lone_call_is_written_at_once() -> None:
             assert outbox.frames == []
             assert link.before_send is None  # (its sends call nothing more)
             assert fut.result(timeout=T) == i
-        assert outbox._watchdog is None  # never armed: nothing was deferred
+        assert outbox._watchdog.thread is None  # never armed: nothing was deferred
         futures = [counter.add(1) for _ in range(DEFER_AT * 3)]
         assert [f.result(timeout=T) for f in futures] == list(range(51, 51 + DEFER_AT * 3))
         assert outbox.frames == [] and link.before_send is None  # written, and the hook gone with them
