@@ -35,7 +35,7 @@ import threading
 from typing import Any
 
 from .._wire.link import Link, LinkClosed
-from .._wire.shared_read import in_reader_thread
+from .._wire.shared_read import hold_interrupts, in_reader_thread, release_interrupts
 from .._wire.watchdog import Watchdog
 
 #: calls are deferred only while at least this many requests on the link are in flight
@@ -91,25 +91,22 @@ class Outbox:
                 self._write_locked()
 
     def _write_locked(self) -> None:
-        """Write what is deferred (holding the link's send lock); ``LinkClosed`` if it is gone."""
-        if not self.frames:
-            return
+        """Write what is deferred (holding the link's send lock); ``LinkClosed`` if it is gone.
+
+        A Ctrl-C never lands between a write and the note of what it wrote (that
+        would send frames twice, or lose them): it is held back meanwhile
+        (``shared_read.hold_interrupts``), and lands only while this waits for room,
+        when every unwritten frame is back in the outbox.
+        """
         link = self._link
-        with self._lock:
-            frames, self.frames, self._size = self.frames, [], 0
-            link.before_send = None
-        if link.closed:
-            return  # (their calls fail with the link)
-        view = memoryview(b"".join(frames) if len(frames) > 1 else frames[0])
-        try:
-            while view:
-                view = view[link.write_some(view) :]
-        except LinkClosed:
-            raise
-        except BaseException:  # (a KeyboardInterrupt): what is unwritten goes first next time
-            if view:
-                self._put_back(bytes(view))
-            raise
+        while self.frames:
+            was = hold_interrupts()
+            try:
+                self._send_some()
+            finally:
+                release_interrupts(was)  # (an interrupt held back is raised here: nothing is in hand)
+            if self.frames:
+                link.wait_writable()
 
     def flush_nowait(self) -> None:
         """Write what fits in the socket now, without waiting (a link's reader may call it)."""
@@ -118,18 +115,26 @@ class Outbox:
         link = self._link
         if not link.send_lock.acquire(blocking=False):
             return  # another thread is writing: it, or the watchdog, writes these
+        was = hold_interrupts()
         try:
-            if link.closed or self._closed:
-                return
-            with self._lock:
-                frames, self.frames, self._size = self.frames, [], 0
-                link.before_send = None
-            data = b"".join(frames) if len(frames) > 1 else frames[0]
-            sent = link.send_nowait(data)
-            if sent < len(data):
-                self._put_back(data[sent:])  # (a frame may be cut)
+            if not self._closed:
+                self._send_some()
+        except LinkClosed:
+            pass  # (their calls fail with the link)
         finally:
             link.send_lock.release()
+            release_interrupts(was)
+
+    def _send_some(self) -> None:
+        """Send what fits of the outbox without waiting; the rest, even a cut frame, stays
+        first in it (holding the link's send lock, interrupts held back)."""
+        with self._lock:
+            frames, self.frames, self._size = self.frames, [], 0
+            self._link.before_send = None
+        data = b"".join(frames) if len(frames) > 1 else frames[0]
+        sent = self._link.send_nowait(data)  # (LinkClosed: their calls fail with the link)
+        if sent < len(data):
+            self._put_back(data[sent:])
 
     def close(self) -> None:
         """The link is closing or gone: write what fits without waiting (a caller that

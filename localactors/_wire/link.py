@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 import pickle
+import select
 import socket
 import threading
 import typing
@@ -138,34 +139,35 @@ class Link(FrameReader):
             else:
                 self._write_nowait(data, on_block)
 
-    def write_some(self, data: memoryview) -> int:
-        """One write(2) of framed bytes (holding ``send_lock``): how many went;
-        :class:`LinkClosed` if the link is gone."""
-        if self.closed:
-            raise LinkClosed(self.name)
-        try:
-            return os.write(self._fd, data)
-        except (OSError, ValueError) as err:
-            self.closed = True
-            raise LinkClosed(f"{self.name}: {err}") from err
-
     def send_nowait(self, data: bytes) -> int:
         """One send of framed bytes that does not wait for room (holding ``send_lock``):
-        how many went; 0 when the socket is full, the link closed, or not a socket."""
+        how many went (0: the socket is full); :class:`LinkClosed` if the link is gone."""
         if self.closed:
-            return 0
+            raise LinkClosed(self.name)
         try:
             if self._nowait is None:
                 self._nowait = socket.socket(fileno=os.dup(self._fd))  # released with the link's descriptor
             return self._nowait.send(data, socket.MSG_DONTWAIT)
-        except (OSError, ValueError):
-            return 0  # no room (or not a socket: the usual write says what is wrong)
+        except BlockingIOError:
+            return 0
+        except (OSError, ValueError) as err:
+            self.closed = True
+            raise LinkClosed(f"{self.name}: {err}") from err
+
+    def wait_writable(self) -> None:
+        """Sleep until the socket has room (or is broken: the next send says so)."""
+        poller = select.poll()
+        poller.register(self._fd, select.POLLOUT)
+        poller.poll()
 
     def _write_nowait(self, data: bytes, on_block: Callable[[], None]) -> None:
         """Write without waiting for room; ``on_block()`` before the part that must wait (holding ``send_lock``)."""
         if self.closed:
             raise LinkClosed(self.name)
-        sent = self.send_nowait(data)
+        try:
+            sent = self.send_nowait(data)
+        except LinkClosed:
+            sent = 0  # (the usual write says what is wrong)
         if sent < len(data):
             on_block()
             try:

@@ -66,6 +66,22 @@ def mark_reader_thread() -> None:
 _interrupt_owed: int | None = None
 
 
+def hold_interrupts() -> bool:
+    """Hold back a Ctrl-C in this thread (as while it hands a message over) until
+    :func:`release_interrupts`: for a stretch that must not be cut, a write and the
+    note of what it wrote. Returns what to pass to :func:`release_interrupts`."""
+    was = _thread_role.reader
+    _thread_role.reader = True
+    return was
+
+
+def release_interrupts(was: bool) -> None:
+    """End a :func:`hold_interrupts` stretch; raise the KeyboardInterrupt held back, if any."""
+    _thread_role.reader = was
+    if _interrupt_owed is not None:
+        _raise_owed_interrupt()
+
+
 def defer_interrupt() -> bool:
     """For a SIGINT handler (it runs in the main thread): is this thread between
     reading a message and handing it over? Then the interrupt is owed, raised by
@@ -252,8 +268,8 @@ class ReadToken:
 
     def _take_from_reader(self) -> None:
         """Disarm the reader thread and wake it to watch the link (holding the token)."""
+        self._away = True  # (first: whatever cuts this short, the reader looks at the link again)
         self._ep.modify(self._fd, _DISARMED)  # the reader thread sleeps on; HUP and errors still wake it
-        self._away = True
         os.eventfd_write(self._wake, 1)
 
     # -- a waiting caller reads its own reply ---------------------------------
@@ -265,10 +281,19 @@ class ReadToken:
         (another one is reading): then wait as usual. ``deadline``: the
         ``time.monotonic()`` that ``timeout`` ends at, when the caller knows it.
         """
+        role = _thread_role
+        was = role.reader
+        role.reader = True  # (a Ctrl-C waits until the token is ours inside the try, or refused)
         if not self._lock.acquire(blocking=False):
+            role.reader = was
             self._contended = True
+            if _interrupt_owed is not None:
+                _raise_owed_interrupt()
             return None
         try:
+            role.reader = was
+            if _interrupt_owed is not None:
+                _raise_owed_interrupt()
             if self._gone or self._link.closed:
                 return None
             self._takes += 1
@@ -330,11 +355,11 @@ class ReadToken:
         link taken sleeps until the reader reads its reply."""
         self._contended = False
         if self._away and not (self._gone or self._link.closed):
-            self._away = False
             try:
                 self._ep.modify(self._fd, _ARMED)
             except (OSError, ValueError):
                 pass  # closing: the reader wakes on the hang-up
+            self._away = False  # (last: whatever cuts this short, the reader re-arms at its next look)
 
     def unpark(self) -> None:
         """A thread is about to sleep until the reader thread dispatches what it waits
@@ -342,13 +367,17 @@ class ReadToken:
         reader now, not at its next look; a held one as soon as its holder is done."""
         if not self._away:
             return
-        if self._lock.acquire(blocking=False):
-            try:
-                self._give_back()
-            finally:
-                self._lock.release()
-        else:
-            self._contended = True
+        was = hold_interrupts()  # (a Ctrl-C never leaves the token taken)
+        try:
+            if self._lock.acquire(blocking=False):
+                try:
+                    self._give_back()
+                finally:
+                    self._lock.release()
+            else:
+                self._contended = True
+        finally:
+            release_interrupts(was)
 
     def _hand_error_to_reader(self, error: BaseException) -> None:
         """The stream is broken for everyone: the reader thread reports and closes
