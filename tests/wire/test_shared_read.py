@@ -8,6 +8,7 @@ worker, or a worker's end of a caller's link), the other only writes.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from multiprocessing.connection import Connection
 import pytest
 from helpers import wait_until
 
+from localactors._base import interrupt
 from localactors._base.completion import on_each_done
 from localactors._base.futures import Completion
 from localactors._wire import protocol as P
@@ -304,3 +306,24 @@ def test_a_thread_that_sleeps_on_a_reply_unparks_the_link(
     ends.other.send(P.CallOk(2, b"read by the reader thread"))
     assert got.wait(T)
     assert ends.seen[-1] == (2, "localactors-reader-shared", True)
+
+
+def test_a_ctrl_c_held_back_lands_when_the_stretch_ends() -> None:
+    """``hold_interrupts``: a Ctrl-C in the main thread lands at ``release_interrupts``,
+    never inside the stretch (a write and the note of what it wrote)."""
+    assert threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGINT, interrupt.on_sigint)
+    try:
+        was = shared_read.hold_interrupts()
+        landed_inside = False
+        try:
+            signal.raise_signal(signal.SIGINT)  # its handler runs right after, in this stretch
+            landed_inside = sum(range(10)) < 0  # (some bytecode for the handler to run at)
+        except KeyboardInterrupt:
+            landed_inside = True
+        with pytest.raises(KeyboardInterrupt):
+            shared_read.release_interrupts(was)
+        assert not landed_inside
+        assert not in_reader_thread()
+    finally:
+        signal.signal(signal.SIGINT, before)
