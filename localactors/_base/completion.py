@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._wire.shared_read import SLICE_MS, in_main_thread
 from . import interrupt
 from .blocking import blocked, hooks
 from .errors import without_our_frames
@@ -34,6 +35,19 @@ PENDING, FINISHED, ERROR, CANCELLED, LOST = "pending", "finished", "error", "can
 #: call out): one lock for all of them, so that making a completion -- one per
 #: actor call -- allocates no lock at all
 _GUARD = threading.Lock()
+
+
+def _acquire_sliced(lock: Any, timeout: float | None) -> bool:
+    """``lock.acquire(timeout=...)`` in slices, for the main thread: a Ctrl-C that came
+    right before a slice lands when it ends (``shared_read.SLICE_MS``)."""
+    piece = SLICE_MS / 1000
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    while True:
+        left = piece if deadline is None else min(piece, deadline - time.monotonic())
+        if lock.acquire(timeout=max(0.0, left)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 def on_each_done(comps: list[Completion], fn: Callable[[Any], None]) -> int:
@@ -219,7 +233,9 @@ class Completion:
             if waiter is None:
                 waiter = self._waiter = threading.Lock()
                 waiter.acquire()
-        if timeout is None:
+        if in_main_thread():
+            got = _acquire_sliced(waiter, timeout)
+        elif timeout is None:
             got = waiter.acquire()
         else:
             got = waiter.acquire(timeout=max(0.0, timeout))

@@ -26,7 +26,7 @@ import signal
 import threading
 from typing import Any
 
-from .._wire.shared_read import defer_interrupt
+from .._wire.shared_read import defer_interrupt, mark_main_thread
 
 try:  # the raw handler, without the enum conversions of signal.getsignal
     from _signal import getsignal as getsignal  # type: ignore[import-not-found]
@@ -49,5 +49,6 @@ def install() -> None:
     """Put :func:`on_sigint` in place of Python's handler (only from the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return
+    mark_main_thread()  # (its waits go in slices: a Ctrl-C just before one lands within a slice)
     if signal.getsignal(signal.SIGINT) is PYTHON_HANDLER:
         signal.signal(signal.SIGINT, on_sigint)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any, NamedTuple
 
+from .._wire.shared_read import SLICE_MS, in_main_thread
 from .blocking import blocked, nested_waiter
 from .completion import Completion, on_each_done, resolve_waiter
 from .futures import ActorFuture, Future
@@ -94,6 +95,9 @@ def wait(fs: Any, timeout: Timeout = None, return_when: str = ALL_COMPLETED) -> 
             elif event.is_set():
                 time.sleep(0.01)  # done once, but a future was reset: poll until check() holds
             else:
+                if in_main_thread():  # in slices: a Ctrl-C right before one lands when it ends
+                    piece = SLICE_MS / 1000
+                    remaining = piece if remaining is None else min(remaining, piece)
                 with blocked():
                     event.wait(remaining)
     return met.outcome()

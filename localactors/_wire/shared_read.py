@@ -44,12 +44,30 @@ from . import protocol as P
 
 class _Role(threading.local):
     """What this thread is: ``reader`` while it reads a link (its reader thread, or a
-    waiter dispatching what it read). A class default: read with no ``getattr`` call."""
+    waiter dispatching what it read); ``main`` once it is the main thread with a
+    Ctrl-C handler of ours. Class defaults: read with no ``getattr`` call."""
 
     reader = False
+    main = False
 
 
 _thread_role = _Role()
+
+#: the longest the main thread blocks in one call while it waits (milliseconds). A
+#: signal that comes between Python's last look at its signals and a blocking call
+#: (a lock, a poll, a read) does not cut that call short: the handler runs only when
+#: the call returns. So the main thread waits in slices, and a Ctrl-C lands within one.
+SLICE_MS = 200
+
+
+def mark_main_thread() -> None:
+    """This (the main) thread raises KeyboardInterrupt from our handler: it waits in slices."""
+    _thread_role.main = True
+
+
+def in_main_thread() -> bool:
+    """Is this the main thread, marked by :func:`mark_main_thread`?"""
+    return _thread_role.main
 
 
 def in_reader_thread() -> bool:
@@ -138,6 +156,19 @@ def _drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
+
+
+def _poll_sliced(poller: select.poll, wait_ms: int, deadline: float) -> bool:
+    """``poller.poll(wait_ms)`` in slices of :data:`SLICE_MS` (the main thread: a Ctrl-C
+    lands between two). Whether the link is readable (``False``: timed out)."""
+    while True:
+        if poller.poll(SLICE_MS if wait_ms < 0 or wait_ms > SLICE_MS else wait_ms):
+            return True
+        if wait_ms >= 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            wait_ms = max(1, int(remaining * 1000 + 0.999))
 
 
 def _drain_eventfd(fd: int) -> None:
@@ -318,9 +349,11 @@ class ReadToken:
                         if again and wait_ms >= 0:  # the first message was not the reply: what is left
                             remaining = deadline - time.monotonic()
                             wait_ms = max(1, int(remaining * 1000 + 0.999)) if remaining > 0 else 0
-                        if wait_ms < 0:
-                            # no deadline to keep: the read itself waits (no poll first). Not in
-                            # the reader role: a Ctrl-C while it waits is raised at once
+                        if role.main:
+                            if not _poll_sliced(poller, wait_ms, deadline):
+                                break  # timed out
+                        elif wait_ms < 0:
+                            # no deadline to keep: the read itself waits (no poll first)
                             try:
                                 self._read_more()
                             except (EOFError, OSError) as err:

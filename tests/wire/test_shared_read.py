@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 import pytest
 from helpers import wait_until
 
-from localactors._base import interrupt
+from localactors._base import completion, interrupt
 from localactors._base.completion import on_each_done
 from localactors._base.futures import Completion
 from localactors._wire import protocol as P
@@ -327,3 +327,21 @@ def test_a_ctrl_c_held_back_lands_when_the_stretch_ends() -> None:
         assert not in_reader_thread()
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_the_main_thread_sleeps_in_slices() -> None:
+    """A signal that comes right before a blocking call does not cut it short: the main
+    thread's sleeps are slices of ``SLICE_MS``, so a Ctrl-C lands when one ends."""
+
+    class Lock:
+        def __init__(self) -> None:
+            self.asked: list[float] = []
+
+        def acquire(self, timeout: float) -> bool:
+            self.asked.append(timeout)
+            return len(self.asked) == 4
+
+    lock = Lock()
+    assert completion._acquire_sliced(lock, None) is True
+    assert len(lock.asked) == 4
+    assert all(0 < t <= shared_read.SLICE_MS / 1000 for t in lock.asked)
