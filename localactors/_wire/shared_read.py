@@ -159,16 +159,17 @@ def _drain(fd: int) -> None:
 
 
 def _poll_sliced(poller: select.poll, wait_ms: int, deadline: float) -> bool:
-    """``poller.poll(wait_ms)`` in slices of :data:`SLICE_MS` (the main thread: a Ctrl-C
-    lands between two). Whether the link is readable (``False``: timed out)."""
+    """The rest of the main thread's ``poller.poll(wait_ms)``, once its first slice came
+    back empty, in slices of :data:`SLICE_MS` (a Ctrl-C lands between two). Whether
+    the link is readable (``False``: timed out)."""
     while True:
-        if poller.poll(SLICE_MS if wait_ms < 0 or wait_ms > SLICE_MS else wait_ms):
-            return True
         if wait_ms >= 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             wait_ms = max(1, int(remaining * 1000 + 0.999))
+        if poller.poll(SLICE_MS if wait_ms < 0 or wait_ms > SLICE_MS else wait_ms):
+            return True
 
 
 def _drain_eventfd(fd: int) -> None:
@@ -349,8 +350,11 @@ class ReadToken:
                         if again and wait_ms >= 0:  # the first message was not the reply: what is left
                             remaining = deadline - time.monotonic()
                             wait_ms = max(1, int(remaining * 1000 + 0.999)) if remaining > 0 else 0
-                        if role.main:
-                            if not _poll_sliced(poller, wait_ms, deadline):
+                        if role.main:  # (in slices: see SLICE_MS)
+                            if not (
+                                poller.poll(SLICE_MS if wait_ms < 0 or wait_ms > SLICE_MS else wait_ms)
+                                or _poll_sliced(poller, wait_ms, deadline)
+                            ):
                                 break  # timed out
                         elif wait_ms < 0:
                             # no deadline to keep: the read itself waits (no poll first)
