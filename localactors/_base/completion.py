@@ -146,8 +146,14 @@ class Completion:
                     self._callbacks.append(fn)
         if done:
             self._run_callback(fn)
-        elif self._link is not None:
-            self._link.unpark()  # (a link parked by a thread that read it: the reader reads it now)
+        else:
+            self._unpark()
+
+    def _unpark(self) -> None:
+        """This completion will be waited for without reading its link: a link parked by a
+        thread that read it goes back to its reader now, not at the reader's next look."""
+        if self._link is not None:
+            self._link.unpark()
 
     def keep_until_done(self, obj: object) -> None:
         """Hold a reference to ``obj`` until this completes (an actor call keeps its proxy alive)."""
@@ -196,8 +202,7 @@ class Completion:
     def _block(self, timeout: float | None) -> bool:
         waiter = hooks.nested_waiter
         if waiter is not None:
-            if self._link is not None:
-                self._link.unpark()  # the nested waiter does not read the link itself
+            self._unpark()  # the nested waiter does not read the link itself
             return bool(waiter(self, timeout))
         if hooks.block_hook is not None:
             with blocked():
@@ -224,8 +229,7 @@ class Completion:
 
     def _sleep(self, timeout: float | None) -> bool:
         """Sleep until set (or ``timeout``); whether it is set."""
-        if self._link is not None:
-            self._link.unpark()  # the reader thread reads it: not only at its next look
+        self._unpark()
         with _GUARD:
             if self._done:
                 return True
@@ -264,8 +268,7 @@ class Completion:
                 self._callbacks = [wake]
             else:
                 self._callbacks.append(wake)
-        if self._link is not None:
-            self._link.unpark()  # the reader thread reads it: not only at its next look
+        self._unpark()
         if timeout is None:
             await waiter
             return

@@ -158,6 +158,11 @@ def _drain(fd: int) -> None:
         pass
 
 
+def _next_look(gap: float) -> float:
+    """Seconds to the reader's next look at a link still in use, after a gap of ``gap`` (-1: none yet)."""
+    return PARK if gap < 0 else min(2 * gap, PARK_MAX)
+
+
 def _poll_sliced(poller: select.poll, wait_ms: int, deadline: float) -> bool:
     """The rest of the main thread's ``poller.poll(wait_ms)``, once its first slice came
     back empty, in slices of :data:`SLICE_MS` (a Ctrl-C lands between two). Whether
@@ -256,7 +261,7 @@ class ReadToken:
                     continue
                 if self._takes != seen:
                     seen = self._takes  # still in use: leave it with them, look again later
-                    timeout = PARK if timeout < 0 else min(2 * timeout, PARK_MAX)
+                    timeout = _next_look(timeout)
                     continue
             with self._lock:  # (waits while a thread reads: a caller waiting for a long reply)
                 try:
@@ -265,7 +270,7 @@ class ReadToken:
                     if self._away:
                         if not from_link and self._takes != seen:
                             seen = self._takes  # taken again while we waited for the lock
-                            timeout = PARK if timeout < 0 else min(2 * timeout, PARK_MAX)
+                            timeout = _next_look(timeout)
                             continue
                         self._away = False  # untaken for a whole PARK: ours again
                         ep.modify(fd, _ARMED)
@@ -313,7 +318,7 @@ class ReadToken:
         (another one is reading): then wait as usual. ``deadline``: the
         ``time.monotonic()`` that ``timeout`` ends at, when the caller knows it.
         """
-        role = _thread_role
+        role = _thread_role  # (hold_interrupts, inlined: the hot path)
         was = role.reader
         role.reader = True  # (a Ctrl-C waits until the token is ours inside the try, or refused)
         if not self._lock.acquire(blocking=False):
